@@ -1,0 +1,215 @@
+"""Command line: ``python -m shadowprof [options] (script.py | -m module | -c code) [args]``.
+
+Also the ``shadowprof`` console script, whose first word may be a subcommand:
+``shadowprof run ...`` (the same as above) or ``shadowprof report PROFILE.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import types
+
+from . import formats
+from ._options import MODES, parse_interval
+
+USAGE = ("python -m shadowprof [options] script.py [args ...]\n"
+         "       python -m shadowprof [options] -m module [args ...]\n"
+         "       python -m shadowprof [options] -c code [args ...]\n"
+         "       shadowprof report PROFILE.json")
+
+DESCRIPTION = """\
+Profile a Python program: sample its stacks on a timer (statistical time per function
+and line) and count every Python call exactly.  At exit a report goes to stderr: top
+functions by self and total time, with samples, estimated seconds and exact call counts,
+then a call tree of the hottest paths."""
+
+EPILOG = f"""\
+output formats (-f, or from -o's extension): {', '.join(formats.FORMATS)}
+  extensions: {', '.join(f'{e} ({n})' for e, n in formats.EXTENSIONS)}
+
+examples:
+  python -m shadowprof app.py --port 8000
+  python -m shadowprof -i 1ms -o prof.json -m mypackage.cli
+  python -m shadowprof --mode wall -c "import time; time.sleep(1)"
+"""
+
+# Options that take a value, for splitting our arguments from the program's.
+_VALUE_OPTS = {"-o", "--output", "-f", "--format", "-i", "--interval", "--mode",
+               "--max-depth", "--top"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m shadowprof", usage=USAGE, description=DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="also write the profile to FILE ('-' for stdout); the format "
+                        "comes from -f or the extension")
+    p.add_argument("-f", "--format", choices=list(formats.FORMATS), metavar="FORMAT",
+                   help=f"format of --output: {', '.join(formats.FORMATS)}")
+    p.add_argument("-i", "--interval", default="10ms", metavar="TIME",
+                   help="sampling interval: 10ms (default), 1ms, 500us, 100hz ...")
+    p.add_argument("--mode", choices=MODES, default="cpu",
+                   help="cpu: sample CPU time (default); wall: elapsed time")
+    p.add_argument("--max-depth", type=int, default=1024, metavar="N",
+                   help="frames kept per thread; deeper recursion is truncated "
+                        "(default 1024)")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="functions listed per table in the report (default 20)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="do not print the report to stderr")
+    p.add_argument("--no-correct-overhead", dest="correct", action="store_false",
+                   help="keep the hook's calibrated per-call cost in the user's "
+                        "functions instead of reporting it as profiler overhead")
+    p.add_argument("-m", dest="module", metavar="MODULE",
+                   help="run library module MODULE as a script")
+    p.add_argument("-c", dest="code", metavar="CODE", help="run the program CODE")
+    return p
+
+
+def _split(argv: list) -> tuple:
+    """Split argv into (our options, target words, program arguments)."""
+    ours = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-m", "-c"):
+            return ours + argv[i:i + 2], argv[i + 1:i + 2], argv[i + 2:]
+        if a == "--":
+            return ours, argv[i + 1:i + 2], argv[i + 2:]
+        if a.startswith("-") and a != "-":
+            ours.append(a)
+            if a in _VALUE_OPTS and i + 1 < len(argv):
+                ours.append(argv[i + 1])
+                i += 1
+            i += 1
+            continue
+        return ours, [a], argv[i + 1:]
+    return ours, [], []
+
+
+def _error(msg: str) -> int:
+    print(f"shadowprof: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _is_our_frame(fn) -> bool:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return (fn.filename.startswith(here + os.sep) or fn.filename == runpy.__file__
+            or fn.filename.startswith("<frozen runpy"))
+
+
+def run(argv: list) -> int:
+    ours, target, prog_args = _split(argv)
+    parser = _parser()
+    opts = parser.parse_args(ours)
+    try:
+        interval = parse_interval(opts.interval)
+        fmt = formats.format_for(opts.output, opts.format) if opts.output else None
+    except ValueError as e:
+        return _error(str(e))
+    if opts.output and opts.output != "-":
+        d = os.path.dirname(os.path.abspath(opts.output))
+        if not os.path.isdir(d) or not os.access(d, os.W_OK):
+            return _error(f"cannot write {opts.output!r}: directory {d!r} does not exist "
+                          "or is not writable")
+    if not 8 <= opts.max_depth <= 1_000_000:
+        return _error(f"--max-depth {opts.max_depth}: give a number from 8 to 1000000")
+    if opts.module is None and opts.code is None:
+        if not target:
+            parser.print_usage(sys.stderr)
+            return _error("no program given: pass a script, -m module or -c code")
+        script = target[0]
+        if not os.path.exists(script):
+            return _error(f"can't open file {script!r}: no such file")
+
+    from ._api import Profiler
+    from .model import strip_outer_frames
+
+    main_mod = types.ModuleType("__main__")
+    saved_main = sys.modules.get("__main__")
+    if opts.module is not None:
+        sys.argv = [opts.module] + prog_args
+        sys.path.insert(0, os.getcwd())
+    elif opts.code is not None:
+        sys.argv = ["-c"] + prog_args
+        sys.path.insert(0, "")
+        code = compile(opts.code, "<string>", "exec")
+    else:
+        sys.argv = [script] + prog_args
+        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+        with open(script, "rb") as f:
+            source = f.read()
+        code = compile(source, script, "exec")
+        main_mod.__file__ = script
+    main_mod.__dict__.update(__builtins__=__builtins__, __package__=None,
+                             __cached__=None, __loader__=None, __spec__=None)
+
+    profiler = Profiler(interval=interval / 1e9, mode=opts.mode,
+                        max_depth=opts.max_depth, correct_overhead=opts.correct)
+    exit_code = 0
+    pending = None
+    profiler.start()
+    try:
+        if opts.module is not None:
+            runpy.run_module(opts.module, run_name="__main__", alter_sys=True)
+        else:
+            sys.modules["__main__"] = main_mod
+            exec(code, main_mod.__dict__)
+    except SystemExit as e:
+        exit_code = e.code
+    except BaseException as e:  # reported after the profile, as Python would
+        pending = e
+    finally:
+        profile = profiler.stop()
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+    profile = strip_outer_frames(profile, _is_our_frame)
+    try:
+        if opts.output:
+            formats.write_profile(profile, opts.output, fmt)
+        if not opts.quiet:
+            sys.stderr.write(profile.report(top=opts.top))
+    except OSError as e:
+        print(f"shadowprof: error: cannot write the profile: {e}", file=sys.stderr)
+    if pending is not None:
+        if isinstance(pending, KeyboardInterrupt):
+            raise pending
+        tb = pending.__traceback__
+        while tb is not None and _is_our_frame(
+                types.SimpleNamespace(filename=tb.tb_frame.f_code.co_filename)):
+            tb = tb.tb_next
+        sys.excepthook(type(pending), pending, tb)
+        return 1
+    return exit_code
+
+
+def report(argv: list) -> int:
+    p = argparse.ArgumentParser(prog="shadowprof report",
+                                description="Print the text report of a saved profile.")
+    p.add_argument("profile", help="a profile written with -o FILE.json")
+    p.add_argument("--top", type=int, default=20, metavar="N")
+    opts = p.parse_args(argv)
+    from .model import Profile
+    try:
+        prof = Profile.load_json(opts.profile)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return _error(f"cannot read {opts.profile!r}: {e}")
+    sys.stdout.write(prof.report(top=opts.top))
+    return 0
+
+
+def main(argv: list | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "report" and not os.path.exists("report"):
+        return report(argv[1:])
+    if argv and argv[0] == "run" and not os.path.exists("run"):
+        argv = argv[1:]
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

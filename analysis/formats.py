@@ -1,0 +1,83 @@
+"""Output formats: which exist, how a file name chooses one, and atomic writing.
+
+Each format is a function (profile, binary file) -> None.  Issue-specific exporters
+(pprof, collapsed stacks, speedscope, pstats) register themselves here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+__all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile"]
+
+
+def _write_text(profile, f) -> None:
+    f.write(profile.report().encode("utf-8"))
+
+
+def _write_json(profile, f) -> None:
+    f.write(profile.to_json().encode("utf-8"))
+
+
+FORMATS = {
+    "text": _write_text,
+    "json": _write_json,
+}
+
+# Longest suffix first.
+EXTENSIONS = [
+    (".txt", "text"),
+    (".json", "json"),
+]
+
+
+def format_for(path: str | None, fmt: str | None) -> str:
+    """The format named by *fmt*, else by *path*'s extension, else text.  Raises
+    ValueError naming the valid choices."""
+    choices = ", ".join(FORMATS)
+    if fmt:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}: choose one of {choices}")
+        return fmt
+    if path:
+        for ext, name in EXTENSIONS:
+            if path.endswith(ext):
+                return name
+        if path in ("-", os.devnull):
+            return "text"
+        exts = ", ".join(e for e, _ in EXTENSIONS)
+        raise ValueError(
+            f"cannot tell the format of {path!r} from its extension: use one of {exts}, "
+            f"or pass -f with one of {choices}")
+    return "text"
+
+
+def write_profile(profile, path: str, fmt: str) -> None:
+    """Write atomically: to a temporary file in the same directory, then rename, so an
+    interrupted write never leaves a truncated profile under *path*."""
+    writer = FORMATS[fmt]
+    if path == "-":
+        import sys
+        sys.stdout.flush()
+        writer(profile, sys.stdout.buffer)
+        sys.stdout.flush()
+        return
+    if path == os.devnull:
+        with open(path, "wb") as f:
+            writer(profile, f)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(profile, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,322 @@
+"""The in-memory profile: functions, sampled stacks, exact call counts.
+
+A Profile is plain data built from the C core's snapshot.  Times are nanoseconds of
+the profile's clock (CPU time in ``cpu`` mode, elapsed time in ``wall`` mode); each
+stack carries both its sample count and the time its samples stand for, because the
+kernel does not fire CPU timers at the requested rate.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+__all__ = ["Function", "Stack", "FunctionStats", "Profile"]
+
+SYNTHETIC_FILE = "<shadowprof>"
+OVERHEAD_NAME = "[shadowprof overhead]"
+LOST_NAME = "[lost samples]"
+
+
+@dataclass(frozen=True)
+class Function:
+    """A Python function (one code object), or a synthetic frame of shadowprof's."""
+    id: int
+    name: str
+    filename: str
+    firstlineno: int
+
+    @property
+    def synthetic(self) -> bool:
+        return self.filename == SYNTHETIC_FILE
+
+    def label(self) -> str:
+        if self.synthetic:
+            return self.name
+        return f"{self.name} ({self.filename}:{self.firstlineno})"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Samples of one thread that saw the same frames.  frames: ((function id, line),
+    ...), root first."""
+    thread_id: int
+    frames: tuple
+    count: int
+    weight_ns: int
+
+
+@dataclass
+class FunctionStats:
+    function: Function
+    self_samples: int = 0
+    total_samples: int = 0
+    self_ns: float = 0.0
+    total_ns: float = 0.0
+    calls: int = 0
+
+
+@dataclass
+class Profile:
+    functions: dict
+    stacks: list
+    calls: dict
+    edges: dict
+    mode: str = "cpu"
+    interval_ns: int = 10_000_000
+    samples: int = 0
+    weight_ns: int = 0
+    lost: int = 0
+    lost_weight_ns: int = 0
+    overhead: int = 0
+    overhead_weight_ns: int = 0
+    table_full: int = 0
+    start_unix_ns: int = 0
+    duration_ns: int = 0
+    cpu_ns: int = 0
+    per_call_overhead_ns: float = 0.0
+    corrected_ns: float = 0.0
+    threads: dict = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- building
+
+    @classmethod
+    def from_snapshot(cls, snap: dict, base: dict | None = None, *,
+                      per_call_overhead_ns: float = 0.0,
+                      correct: bool = True) -> "Profile":
+        """Build a profile from ``_core.snapshot()``; with *base*, only what happened
+        after *base* was taken (snapshots are cumulative within one session)."""
+        functions = {fid: Function(fid, name, filename, line)
+                     for fid, (name, filename, line) in snap["functions"].items()}
+        counts = {}
+        for tid, frames, count, weight in snap["stacks"]:
+            c, w = counts.get((tid, frames), (0, 0))
+            counts[(tid, frames)] = (c + count, w + weight)
+        calls = dict(snap["calls"])
+        edges = dict(snap["edges"])
+        scalars = {k: snap[k] for k in (
+            "samples", "weight_ns", "lost", "lost_weight_ns", "overhead",
+            "overhead_weight_ns", "table_full", "duration_ns", "cpu_ns")}
+        if base is not None:
+            for tid, frames, count, weight in base["stacks"]:
+                c, w = counts.get((tid, frames), (0, 0))
+                counts[(tid, frames)] = (c - count, w - weight)
+            for fid, n in base["calls"].items():
+                calls[fid] = calls.get(fid, 0) - n
+            for key, n in base["edges"].items():
+                edges[key] = edges.get(key, 0) - n
+            for k in scalars:
+                scalars[k] -= base[k]
+        stacks = [Stack(tid, frames, c, w) for (tid, frames), (c, w) in counts.items()
+                  if c > 0]
+        names = {t.native_id: t.name for t in threading.enumerate()
+                 if getattr(t, "native_id", None)}
+        threads = {s.thread_id: names.get(s.thread_id, f"thread-{s.thread_id}")
+                   for s in stacks}
+        prof = cls(functions=functions, stacks=stacks,
+                   calls={k: v for k, v in calls.items() if v > 0},
+                   edges={k: v for k, v in edges.items() if v > 0},
+                   mode=snap["mode"], interval_ns=snap["interval_ns"],
+                   start_unix_ns=snap["start_unix_ns"], threads=threads,
+                   per_call_overhead_ns=per_call_overhead_ns, **scalars)
+        if correct and per_call_overhead_ns > 0:
+            prof._correct_per_call_overhead()
+        return prof
+
+    def _function_id(self, name: str) -> int:
+        for f in self.functions.values():
+            if f.synthetic and f.name == name:
+                return f.id
+        fid = min(self.functions, default=0) - 1
+        while fid in self.functions or fid >= 0:
+            fid -= 1
+        self.functions[fid] = Function(fid, name, SYNTHETIC_FILE, 0)
+        return fid
+
+    def _correct_per_call_overhead(self) -> None:
+        """Move the time the hook adds to each call out of the user's functions.
+
+        The hook's cost per call was calibrated at start.  Samples that landed in the
+        hook's own code are already reported as overhead (recognised by the interrupted
+        program counter); the rest of the added time (the interpreter's slower call
+        path under a frame-evaluation hook) is spread over the functions in proportion
+        to their exact call counts, taken from the callee's self time first, then its
+        callers'.  The time moved is reported under [shadowprof overhead].
+        """
+        total_calls = sum(self.calls.values())
+        if not total_calls:
+            return
+        budget = total_calls * self.per_call_overhead_ns - self.overhead_weight_ns
+        if budget <= 0:
+            return
+        leaf_weight: dict[int, float] = {}
+        for s in self.stacks:
+            if s.frames:
+                fid = s.frames[-1][0]
+                leaf_weight[fid] = leaf_weight.get(fid, 0) + s.weight_ns
+        remove: dict[int, float] = {}
+
+        def take(fid: int, amount: float) -> float:
+            avail = leaf_weight.get(fid, 0) - remove.get(fid, 0)
+            got = max(0.0, min(amount, avail))
+            if got:
+                remove[fid] = remove.get(fid, 0) + got
+            return got
+
+        callers: dict[int, list] = {}
+        for (caller, callee), n in self.edges.items():
+            callers.setdefault(callee, []).append((caller, n))
+        for fid, n in self.calls.items():
+            want = budget * n / total_calls
+            left = want - take(fid, want)
+            if left > 0:
+                for caller, m in callers.get(fid, ()):
+                    take(caller, left * m / n)
+        moved = 0.0
+        stacks = []
+        for s in self.stacks:
+            fid = s.frames[-1][0] if s.frames else None
+            if fid in remove and leaf_weight[fid]:
+                cut = s.weight_ns * remove[fid] / leaf_weight[fid]
+                moved += cut
+                s = Stack(s.thread_id, s.frames, s.count, s.weight_ns - cut)
+            stacks.append(s)
+        if moved:
+            oid = self._function_id(OVERHEAD_NAME)
+            stacks.append(Stack(0, ((oid, 0),), 0, moved))
+        self.stacks = stacks
+        self.corrected_ns = moved
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def total_ns(self) -> float:
+        return sum(s.weight_ns for s in self.stacks)
+
+    @property
+    def effective_rate_hz(self) -> float:
+        """Samples per second of the profile's clock (CPU timers fire at most at the
+        kernel tick rate, whatever was requested)."""
+        clock = self.cpu_ns if self.mode == "cpu" else self.duration_ns
+        return self.samples / (clock / 1e9) if clock else 0.0
+
+    @property
+    def overhead_share(self) -> float:
+        """Share of the sampled time that was shadowprof's own (hook code, and the
+        calibrated per-call cost)."""
+        total = self.total_ns
+        return (self.overhead_weight_ns + self.corrected_ns) / total if total else 0.0
+
+    def function_stats(self) -> dict:
+        """Per-function self and total (inclusive) samples and time, and exact calls."""
+        stats: dict[int, FunctionStats] = {}
+
+        def get(fid: int) -> FunctionStats:
+            st = stats.get(fid)
+            if st is None:
+                fn = self.functions.get(fid) or Function(fid, f"<id {fid}>", "?", 0)
+                st = stats[fid] = FunctionStats(fn)
+            return st
+
+        for s in self.stacks:
+            if not s.frames:
+                continue
+            leaf = get(s.frames[-1][0])
+            leaf.self_samples += s.count
+            leaf.self_ns += s.weight_ns
+            for fid in {fid for fid, _ in s.frames}:
+                st = get(fid)
+                st.total_samples += s.count
+                st.total_ns += s.weight_ns
+        for fid, n in self.calls.items():
+            get(fid).calls = n
+        return stats
+
+    def line_stats(self) -> dict:
+        """{(function id, line): (self samples, self ns)} for leaf frames."""
+        out: dict = {}
+        for s in self.stacks:
+            if s.frames:
+                key = s.frames[-1]
+                c, w = out.get(key, (0, 0))
+                out[key] = (c + s.count, w + s.weight_ns)
+        return out
+
+    def report(self, **kwargs) -> str:
+        """The text report (see shadowprof.report.render)."""
+        from .report import render
+        return render(self, **kwargs)
+
+    # ----------------------------------------------------------------- files
+
+    def to_dict(self) -> dict:
+        return {
+            "format": "shadowprof-profile", "version": 1,
+            "functions": [[f.id, f.name, f.filename, f.firstlineno]
+                          for f in self.functions.values()],
+            "stacks": [[s.thread_id, [list(fr) for fr in s.frames], s.count, s.weight_ns]
+                       for s in self.stacks],
+            "calls": [[k, v] for k, v in self.calls.items()],
+            "edges": [[a, b, n] for (a, b), n in self.edges.items()],
+            "threads": [[k, v] for k, v in self.threads.items()],
+            **{k: getattr(self, k) for k in (
+                "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
+                "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
+                "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Profile":
+        if d.get("format") != "shadowprof-profile":
+            raise ValueError("not a shadowprof JSON profile (no 'format': "
+                             "'shadowprof-profile' field)")
+        return cls(
+            functions={i: Function(i, n, f, l) for i, n, f, l in d["functions"]},
+            stacks=[Stack(t, tuple(tuple(fr) for fr in frs), c, w)
+                    for t, frs, c, w in d["stacks"]],
+            calls={k: v for k, v in d["calls"]},
+            edges={(a, b): n for a, b, n in d["edges"]},
+            threads={k: v for k, v in d["threads"]},
+            **{k: d[k] for k in (
+                "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
+                "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
+                "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def load_json(cls, path) -> "Profile":
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+
+def strip_outer_frames(profile: Profile, is_outer) -> Profile:
+    """Remove frames of functions for which ``is_outer(function)`` is true from the
+    root end of every stack (e.g. the command line's own frames around the profiled
+    program), with their call counts; calls they made count as calls from the root."""
+    outer = {fid for fid, fn in profile.functions.items() if is_outer(fn)}
+    if not outer:
+        return profile
+    stacks = []
+    for s in profile.stacks:
+        frames = s.frames
+        i = 0
+        while i < len(frames) - 1 and frames[i][0] in outer:
+            i += 1
+        stacks.append(Stack(s.thread_id, frames[i:], s.count, s.weight_ns))
+    profile.stacks = stacks
+    profile.calls = {k: v for k, v in profile.calls.items() if k not in outer}
+    edges: dict = {}
+    for (a, b), n in profile.edges.items():
+        if b in outer:
+            continue
+        a = 0 if a in outer else a
+        edges[(a, b)] = edges.get((a, b), 0) + n
+    profile.edges = edges
+    return profile

@@ -1,0 +1,79 @@
+/* compat.h: the few facts about CPython's frames that shadowprof reads, per version.
+ *
+ * Owns: which frame type the PEP 523 hook receives, how to get a frame's code object,
+ * its caller as the interpreter sees it, and its current instruction.  Everything that
+ * depends on interpreter internals is here and nowhere else, so that a new CPython
+ * version is one block in this file.
+ *
+ * Contract: the SP_FRAME_* accessors are plain loads from live frames and are
+ * async-signal-safe when the frame is alive (the signal handler only reads frames that
+ * are ancestors of the thread's current frame).
+ */
+#ifndef SP_COMPAT_H
+#define SP_COMPAT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if PY_VERSION_HEX >= 0x030B0000
+#  ifndef Py_BUILD_CORE
+#    define Py_BUILD_CORE 1
+#  endif
+#  include "internal/pycore_frame.h"
+#  undef Py_BUILD_CORE
+typedef struct _PyInterpreterFrame sp_pyframe_t;
+#else
+#  include <frameobject.h>
+typedef PyFrameObject sp_pyframe_t;
+#endif
+
+/* The code object's scratch space, laid out as CPython's codeobject.c defines it
+ * (unchanged from 3.6 to 3.13); read inline by the hook to avoid a call per event. */
+typedef struct {
+    Py_ssize_t ce_size;
+    void *ce_extras[1];
+} sp_code_extra_t;
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* 3.13: f_executable, instr_ptr points at the next instruction. */
+#  define SP_FRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
+#  define SP_FRAME_INSTR(f) \
+    ((int)((f)->instr_ptr - _PyCode_CODE(SP_FRAME_CODE(f))))
+#  define SP_TSTATE_CURRENT(ts) ((ts)->current_frame)
+#  define SP_FRAME_PREVIOUS(f) ((f)->previous)
+#  define SP_FRAME_IS_INCOMPLETE(f) _PyFrame_IsIncomplete(f)
+#elif PY_VERSION_HEX >= 0x030B0000
+/* 3.11, 3.12: f_code, prev_instr is the last instruction started. */
+#  define SP_FRAME_CODE(f) ((f)->f_code)
+#  define SP_FRAME_INSTR(f) \
+    ((int)((f)->prev_instr - _PyCode_CODE(SP_FRAME_CODE(f))))
+#  define SP_TSTATE_CURRENT(ts) ((ts)->cframe->current_frame)
+#  define SP_FRAME_PREVIOUS(f) ((f)->previous)
+#  define SP_FRAME_IS_INCOMPLETE(f) _PyFrame_IsIncomplete(f)
+#else
+/* 3.9, 3.10: frame objects; f_lasti counts code units on 3.10, bytes on 3.9. */
+#  define SP_FRAME_CODE(f) ((f)->f_code)
+#  if PY_VERSION_HEX >= 0x030A0000
+#    define SP_FRAME_INSTR(f) ((f)->f_lasti)
+#  else
+#    define SP_FRAME_INSTR(f) ((f)->f_lasti / 2)
+#  endif
+#  define SP_TSTATE_CURRENT(ts) ((ts)->frame)
+#  define SP_FRAME_PREVIOUS(f) ((f)->f_back)
+#  define SP_FRAME_IS_INCOMPLETE(f) 0
+#endif
+
+/* Code units are 2 bytes on every supported version. */
+#define SP_INSTR_TO_ADDR(i) ((i) * 2)
+
+#if defined(__GNUC__)
+#  define SP_LIKELY(x) __builtin_expect(!!(x), 1)
+#  define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#  define SP_HOT __attribute__((section("sp_hot_text"), noinline))
+#else
+#  define SP_LIKELY(x) (x)
+#  define SP_UNLIKELY(x) (x)
+#  define SP_HOT
+#endif
+
+#endif /* SP_COMPAT_H */

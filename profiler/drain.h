@@ -1,0 +1,33 @@
+/* drain.h: ring -> aggregation table, with lines resolved.
+ *
+ * The drain is the single consumer of the sample ring.  It runs with the GIL held:
+ * from the hook when the handler asks for it, before a code object is freed, and at
+ * stop and snapshot.  For each record it turns (code id, instruction) pairs into
+ * (code id, line) location keys, adds synthetic frames for the record's flags, and adds
+ * the stack to the table.  Not re-entrant (a guard makes a nested call a no-op).
+ */
+#ifndef SP_DRAIN_H
+#define SP_DRAIN_H
+
+#include <stdint.h>
+#include "table.h"
+
+typedef struct {
+    uint64_t samples;        /* records aggregated, lost ones included */
+    uint64_t weight_ns;
+    uint64_t lost;           /* samples that found the ring full */
+    uint64_t lost_weight_ns;
+    uint64_t overhead;       /* samples that interrupted shadowprof's own code */
+    uint64_t overhead_weight_ns;
+    uint64_t table_full;     /* samples folded into "[table full]" */
+} sp_drain_stats_t;
+
+extern sp_table_t *sp_drain_table;
+extern sp_drain_stats_t sp_drain_stats;
+
+/* Drains the ring into the table.  GIL held. */
+void sp_drain(void);
+/* Clears the table, the statistics and the line cache. */
+void sp_drain_reset(void);
+
+#endif /* SP_DRAIN_H */

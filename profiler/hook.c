@@ -1,0 +1,154 @@
+/* hook.c: PEP 523 evaluation hook: push/pop of the shadow stack and call counts.
+ *
+ * Thread contract: the hook runs with the GIL held on the thread whose frame it
+ * evaluates, and writes only that thread's sp_thread_t and registry counters.  The
+ * code in the "sp_hot_text" section (this hook and its slow paths) is recognised by the
+ * signal handler from the interrupted program counter and reported as profiler
+ * overhead rather than charged to the user's function.
+ */
+#include "hook.h"
+#include "registry.h"
+#include "shadow.h"
+
+volatile uint32_t sp_hook_state;
+void (*sp_hook_drain)(void);
+
+#if PY_VERSION_HEX >= 0x030B0000
+typedef _PyFrameEvalFunction sp_eval_fn;
+#else
+typedef _PyFrameEvalFunction sp_eval_fn;
+#endif
+
+/* The evaluation function we chain to (NULL: CPython's default).  GIL. */
+static sp_eval_fn prev_eval;
+static int installed;
+
+extern char __start_sp_hot_text[] __attribute__((weak, visibility("hidden")));
+extern char __stop_sp_hot_text[] __attribute__((weak, visibility("hidden")));
+
+/* async-signal-safe */
+int
+sp_hook_owns_pc(uintptr_t pc)
+{
+    return __start_sp_hot_text && pc >= (uintptr_t)__start_sp_hot_text &&
+           pc < (uintptr_t)__stop_sp_hot_text;
+}
+
+static inline PyObject *
+call_prev(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
+{
+    if (prev_eval)
+        return prev_eval(ts, f, throwflag);
+    return _PyEval_EvalFrameDefault(ts, f, throwflag);
+}
+
+/* Entered when there is no state for this thread yet or sp_hook_state has a bit other
+ * than ON.  Returns the thread's state, or NULL to pass the call through untracked. */
+SP_HOT static sp_thread_t *
+enter_slow(PyThreadState *ts)
+{
+    uint32_t st = __atomic_load_n(&sp_hook_state, __ATOMIC_RELAXED);
+    if (!(st & SP_HOOK_ON))
+        return NULL;
+    if (st & SP_HOOK_DRAIN) {
+        __atomic_fetch_and(&sp_hook_state, ~SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+        if (sp_hook_drain)
+            sp_hook_drain();
+    }
+    sp_thread_t *t = sp_tls;
+    if (!t)
+        t = sp_shadow_attach(ts);
+    return t;
+}
+
+SP_HOT static PyObject *
+sp_eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
+{
+    sp_thread_t *t = sp_tls;
+    if (SP_UNLIKELY(t == NULL || sp_hook_state != SP_HOOK_ON)) {
+        t = enter_slow(ts);
+        if (!t)
+            return call_prev(ts, f, throwflag);
+    }
+    PyCodeObject *co = SP_FRAME_CODE(f);
+    sp_code_t *e = sp_code_of(co);
+    if (SP_UNLIKELY(e == NULL) && (e = sp_code_register(co)) == NULL)
+        return call_prev(ts, f, throwflag);
+
+    /* push */
+    uint32_t d = t->depth;
+    if (SP_LIKELY(t->overflow == 0)) {
+        sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
+        if (d && SP_UNLIKELY(t->stack[d - 1].frame != parent))
+            d = sp_shadow_resync(t, parent);
+        if (SP_LIKELY(d < t->cap)) {
+            t->stack[d].frame = f;
+            t->stack[d].code_id = e->id;
+            __atomic_signal_fence(__ATOMIC_RELEASE);
+            t->depth = d + 1;
+        } else {
+            t->overflow = 1;
+        }
+    } else {
+        t->overflow++;
+    }
+    uint32_t caller = t->cur_id;
+    t->cur_id = e->id;
+    sp_code_count_call(e, caller);
+
+    PyObject *result = call_prev(ts, f, throwflag);
+
+    /* pop */
+    t->cur_id = caller;
+    if (SP_UNLIKELY(t->overflow)) {
+        t->overflow--;
+    } else {
+        d = t->depth;
+        if (SP_LIKELY(d && t->stack[d - 1].frame == f))
+            t->depth = d - 1;
+        else
+            sp_shadow_pop_slow(t, f);
+    }
+    return result;
+}
+
+int
+sp_hook_install(void)
+{
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    if (interp != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "shadowprof: sub-interpreters are not supported; profile from "
+                        "the main interpreter");
+        return -1;
+    }
+    sp_eval_fn cur = _PyInterpreterState_GetEvalFrameFunc(interp);
+    if (cur != sp_eval_frame) {
+        prev_eval = (cur == _PyEval_EvalFrameDefault) ? NULL : cur;
+        _PyInterpreterState_SetEvalFrameFunc(interp, sp_eval_frame);
+    }
+    installed = 1;
+    __atomic_store_n(&sp_hook_state, SP_HOOK_ON, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void
+sp_hook_uninstall(void)
+{
+    __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    if (_PyInterpreterState_GetEvalFrameFunc(interp) == sp_eval_frame) {
+        _PyInterpreterState_SetEvalFrameFunc(
+            interp, prev_eval ? prev_eval : _PyEval_EvalFrameDefault);
+        prev_eval = NULL;
+    }
+    /* else: another tool installed itself over us and chains to us; our hook stays in
+     * its chain but, with sp_hook_state 0, passes every call straight through. */
+    installed = 0;
+}
+
+int
+sp_hook_installed(void)
+{
+    return installed;
+}

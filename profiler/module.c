@@ -1,0 +1,401 @@
+/* module.c: the shadowprof._core extension module: start, stop, snapshot.
+ *
+ * One profiling session per process at a time (the Python layer nests Profiler objects
+ * on top of it).  Everything here runs with the GIL held.  Data flows one way:
+ * hook (hook.c) -> shadow stacks (shadow.c) -> SIGPROF handler (sampler.c) -> ring
+ * (ring.c) -> drain (drain.c) -> table (table.c) -> snapshot (here) -> Python.
+ */
+#include "compat.h"
+#include "drain.h"
+#include "hook.h"
+#include "registry.h"
+#include "ring.h"
+#include "sampler.h"
+#include "shadow.h"
+#include "table.h"
+
+#include <time.h>
+
+static int running;
+static sp_mode_t session_mode;
+static uint64_t session_interval_ns;
+static uint64_t start_wall_ns, start_cpu_ns, start_unix_ns;
+static uint64_t stop_wall_ns, stop_cpu_ns;
+static size_t ring_records = 4096;
+
+static uint64_t
+unix_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+drain_if_pending(void)
+{
+    if (sp_sampler_ring && sp_ring_used(sp_sampler_ring))
+        sp_drain();
+}
+
+static int
+ensure_init(size_t ring_size, size_t max_stacks)
+{
+    if (sp_registry_init() < 0)
+        return -1;
+    sp_registry_before_free = drain_if_pending;
+    sp_hook_drain = sp_drain;
+    if (!sp_sampler_ring || ring_size != ring_records) {
+        sp_ring_t *r = sp_ring_new(ring_size);
+        if (!r) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        sp_ring_t *old = sp_sampler_ring;
+        sp_sampler_ring = r;
+        sp_ring_free(old);   /* no handler is armed between sessions */
+        ring_records = ring_size;
+    } else {
+        sp_ring_reset(sp_sampler_ring);
+    }
+    sp_table_t *t = sp_table_new(max_stacks);
+    if (!t) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    sp_table_free(sp_drain_table);
+    sp_drain_table = t;
+    sp_drain_reset();
+    return 0;
+}
+
+PyDoc_STRVAR(start_doc,
+"start(interval_ns=10_000_000, mode='cpu', max_depth=1024, ring_size=4096,\n"
+"      max_stacks=200_000)\n--\n\n"
+"Start profiling this process: install the hook, seed every thread's shadow stack\n"
+"from its running frames, and arm the sampling timer.  Resets all counts.");
+
+static PyObject *
+core_start(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"interval_ns", "mode", "max_depth", "ring_size",
+                             "max_stacks", NULL};
+    unsigned long long interval = 10000000ull;
+    const char *mode = "cpu";
+    unsigned int max_depth = 1024;
+    Py_ssize_t ring_size = 4096, max_stacks = 200000;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KsInn:start", kwlist, &interval, &mode,
+                                     &max_depth, &ring_size, &max_stacks))
+        return NULL;
+    if (running) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is already running");
+        return NULL;
+    }
+    sp_mode_t m;
+    if (strcmp(mode, "cpu") == 0) {
+        m = SP_MODE_CPU;
+    } else if (strcmp(mode, "wall") == 0) {
+        m = SP_MODE_WALL;
+    } else {
+        PyErr_Format(PyExc_ValueError, "shadowprof: mode must be 'cpu' or 'wall', not '%s'",
+                     mode);
+        return NULL;
+    }
+    if (interval < 100000ull || interval > 60000000000ull) {
+        PyErr_SetString(PyExc_ValueError,
+                        "shadowprof: interval must be between 100us and 60s");
+        return NULL;
+    }
+    if (max_depth < 8 || max_depth > 1000000) {
+        PyErr_SetString(PyExc_ValueError, "shadowprof: max_depth must be 8..1000000");
+        return NULL;
+    }
+    if (ring_size < 16 || ring_size > (1 << 20) || max_stacks < 16) {
+        PyErr_SetString(PyExc_ValueError,
+                        "shadowprof: ring_size must be 16..1048576, max_stacks >= 16");
+        return NULL;
+    }
+    if (ensure_init((size_t)ring_size, (size_t)max_stacks) < 0)
+        return NULL;
+    sp_registry_reset_counts();
+    sp_shadow_capacity = max_depth;
+    if (sp_shadow_seed_all() < 0)
+        return NULL;
+    if (sp_hook_install() < 0)
+        return NULL;
+    session_mode = m;
+    session_interval_ns = interval;
+    start_wall_ns = sp_clock_wall_ns();
+    start_cpu_ns = sp_clock_cpu_ns();
+    start_unix_ns = unix_ns();
+    stop_wall_ns = stop_cpu_ns = 0;
+    if (sp_sampler_start(interval, m) < 0) {
+        sp_hook_uninstall();
+        return NULL;
+    }
+    running = 1;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(stop_doc,
+"stop()\n--\n\nStop profiling: disarm the timer, remove the hook, drain pending samples.\n"
+"The data stays available to snapshot() until the next start().");
+
+static PyObject *
+core_stop(PyObject *mod, PyObject *unused)
+{
+    if (!running)
+        Py_RETURN_NONE;
+    sp_sampler_stop();
+    sp_hook_uninstall();
+    stop_wall_ns = sp_clock_wall_ns();
+    stop_cpu_ns = sp_clock_cpu_ns();
+    sp_drain();
+    running = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_is_running(PyObject *mod, PyObject *unused)
+{
+    return PyBool_FromLong(running);
+}
+
+/* snapshot building */
+
+static int
+set_item_steal(PyObject *d, PyObject *k, PyObject *v)
+{
+    int r = (k && v) ? PyDict_SetItem(d, k, v) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return r;
+}
+
+static int
+put_u64(PyObject *d, const char *key, uint64_t v)
+{
+    PyObject *o = PyLong_FromUnsignedLongLong(v);
+    if (!o)
+        return -1;
+    int r = PyDict_SetItemString(d, key, o);
+    Py_DECREF(o);
+    return r;
+}
+
+static int
+visit_edge(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
+{
+    PyObject *edges = arg;
+    return set_item_steal(edges, Py_BuildValue("(II)", caller, callee),
+                          PyLong_FromUnsignedLongLong(n));
+}
+
+static int
+mark_used(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
+{
+    unsigned char *used = arg;
+    used[caller] = used[callee] = 1;
+    (void)n;
+    return 0;
+}
+
+PyDoc_STRVAR(snapshot_doc,
+"snapshot() -> dict\n--\n\n"
+"The profile so far (since start()) as plain data:\n"
+"  functions: {id: (qualname, filename, firstlineno)} for every id used below\n"
+"  stacks:    [(thread_id, ((id, line), ...root first), count, weight_ns)]\n"
+"  calls:     {id: exact calls};  edges: {(caller_id, callee_id): calls}\n"
+"             (caller 0 is '<root>': no Python caller)\n"
+"  samples, weight_ns, lost, lost_weight_ns, overhead, overhead_weight_ns,\n"
+"  table_full, signals, interval_ns, mode, start_unix_ns, duration_ns, cpu_ns,\n"
+"  running, max_depth.");
+
+static PyObject *
+core_snapshot(PyObject *mod, PyObject *unused)
+{
+    if (!sp_drain_table) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
+        return NULL;
+    }
+    sp_drain();
+    uint32_t nids = sp_registry_size();
+    unsigned char *used = PyMem_Calloc(nids ? nids : 1, 1);
+    PyObject *res = PyDict_New(), *functions = PyDict_New(), *stacks = PyList_New(0),
+             *calls = PyDict_New(), *edges = PyDict_New();
+    if (!used || !res || !functions || !stacks || !calls || !edges)
+        goto fail;
+
+    size_t n = sp_table_size(sp_drain_table);
+    for (size_t i = 0; i < n; i++) {
+        sp_stack_view_t v;
+        sp_table_get(sp_drain_table, i, &v);
+        if (!v.count)
+            continue;
+        PyObject *frames = PyTuple_New(v.nlocs);
+        if (!frames)
+            goto fail;
+        for (uint32_t k = 0; k < v.nlocs; k++) {
+            uint32_t id = (uint32_t)(v.locs[k] >> 32);
+            int line = (int)(uint32_t)v.locs[k];
+            if (id < nids)
+                used[id] = 1;
+            PyObject *fr = Py_BuildValue("(Ii)", id, line);
+            if (!fr) {
+                Py_DECREF(frames);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(frames, k, fr);
+        }
+        PyObject *item = Py_BuildValue("(KNKK)", (unsigned long long)v.tid, frames,
+                                       (unsigned long long)v.count,
+                                       (unsigned long long)v.weight_ns);
+        if (!item || PyList_Append(stacks, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+    }
+    for (uint32_t id = SP_ID_FIRST_CODE; id < nids; id++) {
+        sp_code_t *e = sp_registry_get(id);
+        if (e->calls) {
+            used[id] = 1;
+            if (set_item_steal(calls, PyLong_FromUnsignedLong(id),
+                               PyLong_FromUnsignedLongLong(e->calls)) < 0)
+                goto fail;
+        }
+    }
+    if (sp_registry_visit_edges(visit_edge, edges) < 0)
+        goto fail;
+    sp_registry_visit_edges(mark_used, used);
+    for (uint32_t id = 0; id < nids; id++) {
+        if (!used[id])
+            continue;
+        sp_code_t *e = sp_registry_get(id);
+        if (set_item_steal(functions, PyLong_FromUnsignedLong(id),
+                           Py_BuildValue("(OOi)", e->qualname, e->filename,
+                                         e->firstlineno)) < 0)
+            goto fail;
+    }
+    uint64_t wall_end = running ? sp_clock_wall_ns() : stop_wall_ns;
+    uint64_t cpu_end = running ? sp_clock_cpu_ns() : stop_cpu_ns;
+    if (PyDict_SetItemString(res, "functions", functions) < 0 ||
+        PyDict_SetItemString(res, "stacks", stacks) < 0 ||
+        PyDict_SetItemString(res, "calls", calls) < 0 ||
+        PyDict_SetItemString(res, "edges", edges) < 0 ||
+        put_u64(res, "samples", sp_drain_stats.samples) < 0 ||
+        put_u64(res, "weight_ns", sp_drain_stats.weight_ns) < 0 ||
+        put_u64(res, "lost", sp_drain_stats.lost) < 0 ||
+        put_u64(res, "lost_weight_ns", sp_drain_stats.lost_weight_ns) < 0 ||
+        put_u64(res, "overhead", sp_drain_stats.overhead) < 0 ||
+        put_u64(res, "overhead_weight_ns", sp_drain_stats.overhead_weight_ns) < 0 ||
+        put_u64(res, "table_full", sp_drain_stats.table_full) < 0 ||
+        put_u64(res, "signals", sp_sampler_signals()) < 0 ||
+        put_u64(res, "interval_ns", session_interval_ns) < 0 ||
+        put_u64(res, "start_unix_ns", start_unix_ns) < 0 ||
+        put_u64(res, "duration_ns", wall_end - start_wall_ns) < 0 ||
+        put_u64(res, "cpu_ns", cpu_end - start_cpu_ns) < 0 ||
+        put_u64(res, "max_depth", sp_shadow_capacity) < 0 ||
+        set_item_steal(res, PyUnicode_FromString("mode"),
+                       PyUnicode_FromString(session_mode == SP_MODE_CPU ? "cpu" : "wall")) < 0 ||
+        set_item_steal(res, PyUnicode_FromString("running"), PyBool_FromLong(running)) < 0)
+        goto fail;
+    Py_DECREF(functions);
+    Py_DECREF(stacks);
+    Py_DECREF(calls);
+    Py_DECREF(edges);
+    PyMem_Free(used);
+    return res;
+fail:
+    PyMem_Free(used);
+    Py_XDECREF(res);
+    Py_XDECREF(functions);
+    Py_XDECREF(stacks);
+    Py_XDECREF(calls);
+    Py_XDECREF(edges);
+    if (!PyErr_Occurred())
+        PyErr_NoMemory();
+    return NULL;
+}
+
+PyDoc_STRVAR(set_hook_doc,
+"_set_hook(on)\n--\n\nInstall or remove only the hook, without sampling (used to\n"
+"calibrate the per-call cost).  Refused while the profiler runs.");
+
+static PyObject *
+core_set_hook(PyObject *mod, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    if (running) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is running");
+        return NULL;
+    }
+    if (on) {
+        if (ensure_init(ring_records, 1024) < 0 || sp_shadow_seed_all() < 0 ||
+            sp_hook_install() < 0)
+            return NULL;
+    } else {
+        sp_hook_uninstall();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_memory(PyObject *mod, PyObject *unused)
+{
+    size_t thread_bytes = 0;
+    size_t nthreads = sp_shadow_count(&thread_bytes);
+    return Py_BuildValue(
+        "{s:n,s:n,s:n,s:n,s:I}", "table_bytes",
+        (Py_ssize_t)(sp_drain_table ? sp_table_bytes(sp_drain_table) : 0), "table_stacks",
+        (Py_ssize_t)(sp_drain_table ? sp_table_size(sp_drain_table) : 0), "threads",
+        (Py_ssize_t)nthreads, "thread_bytes", (Py_ssize_t)thread_bytes, "code_ids",
+        sp_registry_size());
+}
+
+static PyObject *
+core_code_id(PyObject *mod, PyObject *code)
+{
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "code object expected");
+        return NULL;
+    }
+    sp_code_t *e = sp_registry_extra_index >= 0 ? sp_code_of((PyCodeObject *)code) : NULL;
+    if (!e)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(e->id);
+}
+
+static PyMethodDef core_methods[] = {
+    {"start", (PyCFunction)(void (*)(void))core_start, METH_VARARGS | METH_KEYWORDS,
+     start_doc},
+    {"stop", core_stop, METH_NOARGS, stop_doc},
+    {"is_running", core_is_running, METH_NOARGS, "is_running() -> bool"},
+    {"snapshot", core_snapshot, METH_NOARGS, snapshot_doc},
+    {"memory", core_memory, METH_NOARGS, "memory() -> dict of what the profiler holds"},
+    {"code_id", core_code_id, METH_O, "code_id(code) -> registry id or None"},
+    {"_set_hook", core_set_hook, METH_O, set_hook_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "shadowprof._core",
+    "shadowprof's C core: shadow-stack hook, SIGPROF sampler, aggregation.", -1,
+    core_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    PyObject *m = PyModule_Create(&core_module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "RING_FRAMES", SP_RING_FRAMES) < 0 ||
+        PyModule_AddIntConstant(m, "FIRST_CODE_ID", SP_ID_FIRST_CODE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,102 @@
+/* registry.h: code objects -> stable ids, names, and exact call counts.
+ *
+ * Every code object the hook sees gets an entry, found again through the code object's
+ * co_extra slot (so a code object that dies and whose address is reused by another is
+ * a different entry: ids are never keyed by address and never reused).  When CPython
+ * frees a code object it calls our co_extra free function; we first drain the sample
+ * ring (so pending samples resolve their lines against the live code object), then mark
+ * the entry dead.  Dead entries keep their names for reports.
+ *
+ * Ids 1..SP_ID_FIRST_CODE-1 are synthetic frames ("[lost samples]" and friends); id 0
+ * means "no Python caller" in call edges.
+ *
+ * Threading: everything here runs with the GIL held (the hook, registration, the
+ * drain).  The signal handler never touches the registry: it copies ids that the hook
+ * already stored on the shadow stack.
+ */
+#ifndef SP_REGISTRY_H
+#define SP_REGISTRY_H
+
+#include "compat.h"
+#include <stdint.h>
+
+enum {
+    SP_ID_ROOT = 0,
+    SP_ID_TRUNCATED = 1,   /* frames dropped between root and leaf of a deep sample */
+    SP_ID_LOST = 2,        /* samples lost because the ring was full */
+    SP_ID_OVERHEAD = 3,    /* samples that interrupted shadowprof's own code */
+    SP_ID_NOPY = 4,        /* samples of a thread with no Python frame */
+    SP_ID_DEEP = 5,        /* shadow stack overflowed: the frames below are unknown */
+    SP_ID_TABLE_FULL = 6,  /* the aggregation table was full */
+    SP_ID_FIRST_CODE = 8
+};
+
+#define SP_EDGE_SLOTS 4
+
+typedef struct sp_code {
+    /* Hot fields first: read and written by the hook on every call. */
+    uint64_t calls;                         /* exact calls this profiling session */
+    uint32_t edge_caller[SP_EDGE_SLOTS];    /* inline cache of caller ids ... */
+    uint64_t edge_count[SP_EDGE_SLOTS];     /* ... and their call counts (0 = free) */
+    uint32_t id;
+    int firstlineno;
+    PyCodeObject *code;      /* borrowed; NULL once CPython freed it */
+    PyObject *qualname;      /* strong */
+    PyObject *filename;      /* strong */
+} sp_code_t;
+
+/* Index of our co_extra slot; -1 before sp_registry_init. */
+extern Py_ssize_t sp_registry_extra_index;
+
+/* Requests the co_extra slot and creates the synthetic entries.  Returns -1 with a
+ * Python exception set on failure.  GIL held. */
+int sp_registry_init(void);
+
+/* The entry of a code object, or NULL if it has none yet.  Inline: a few loads.
+ * GIL held. */
+static inline sp_code_t *
+sp_code_of(PyCodeObject *co)
+{
+    sp_code_extra_t *x = (sp_code_extra_t *)co->co_extra;
+    if (SP_LIKELY(x != NULL) && SP_LIKELY(x->ce_size > sp_registry_extra_index))
+        return (sp_code_t *)x->ce_extras[sp_registry_extra_index];
+    return NULL;
+}
+
+/* Creates the entry of a code object.  Returns NULL (no exception set) if memory runs
+ * out; the caller then simply does not track the frame.  GIL held. */
+sp_code_t *sp_code_register(PyCodeObject *co);
+
+/* Counts a call of `callee` from the code with id `caller`.  GIL held. */
+void sp_code_count_edge_slow(sp_code_t *callee, uint32_t caller);
+static inline void
+sp_code_count_call(sp_code_t *callee, uint32_t caller)
+{
+    callee->calls++;
+    if (SP_LIKELY(callee->edge_caller[0] == caller)) {
+        callee->edge_count[0]++;
+        return;
+    }
+    sp_code_count_edge_slow(callee, caller);
+}
+
+/* Entry by id (NULL if out of range); number of ids handed out.  GIL held. */
+sp_code_t *sp_registry_get(uint32_t id);
+uint32_t sp_registry_size(void);
+
+/* Zeroes every call and edge count.  GIL held. */
+void sp_registry_reset_counts(void);
+
+/* Line of instruction `instr` (code units; -1: the first line) in the entry's code.
+ * Dead entries answer their first line.  GIL held. */
+int sp_code_line(sp_code_t *e, int instr);
+
+/* Calls fn for every edge with a nonzero count.  GIL held. */
+typedef int (*sp_edge_visit_t)(uint32_t caller, uint32_t callee, uint64_t n, void *arg);
+int sp_registry_visit_edges(sp_edge_visit_t fn, void *arg);
+
+/* Set by the module: called (GIL held) when a code object with an entry is about to be
+ * freed, before the entry is marked dead. */
+extern void (*sp_registry_before_free)(void);
+
+#endif /* SP_REGISTRY_H */

@@ -1,0 +1,259 @@
+/* sampler.c: SIGPROF timer and handler.
+ *
+ * The signal path (everything reachable from on_signal) is async-signal-safe: no
+ * malloc, no locks, no Python API, no stdio; it saves and restores errno.  It reads the
+ * interrupted thread's shadow stack (written only by that same thread, which it has
+ * interrupted, so the stack cannot change underneath it) and the interpreter's frames
+ * that are ancestors of the thread's current frame (alive for as long as the thread is
+ * stopped in the handler), and writes one record into the preallocated ring.  That is
+ * all it writes, apart from atomic counters and the SP_HOOK_DRAIN request bit.
+ *
+ * Weight: in CPU mode a process CPU-time timer (ITIMER_PROF) fires at most at the
+ * kernel tick rate whatever interval was asked for, so each sample carries the process
+ * CPU time consumed since the previous sample, read from CLOCK_PROCESS_CPUTIME_ID.
+ * In wall mode (a CLOCK_MONOTONIC timer aimed at the thread that started the
+ * profiler) each sample carries the monotonic time since the previous one.
+ *
+ * Start/stop: start installs the handler with SA_RESTART (interrupted system calls
+ * restart; Python sees no new EINTR) and refuses, rather than silently replace,
+ * another SIGPROF handler or a running ITIMER_PROF timer.  Stop disarms the timer,
+ * then waits until no handler is running before it returns, so the caller may read the
+ * ring and free state.
+ */
+#define _GNU_SOURCE
+#include "sampler.h"
+#include "hook.h"
+#include "registry.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+sp_ring_t *sp_sampler_ring;
+sp_thread_t *volatile sp_sampler_draining;
+
+static struct sigaction old_action;
+static volatile int armed;
+static volatile int running_handlers;
+static uint64_t last_ns;            /* clock reading at the previous sample; atomic */
+static uint64_t signals;            /* atomic */
+static sp_mode_t cur_mode;
+static timer_t wall_timer;
+static int have_wall_timer;
+
+uint64_t
+sp_clock_cpu_ns(void)   /* async-signal-safe */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+sp_clock_wall_ns(void)  /* async-signal-safe */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+sp_sampler_signals(void)
+{
+    return __atomic_load_n(&signals, __ATOMIC_RELAXED);
+}
+
+static uintptr_t
+context_pc(void *ucv)   /* async-signal-safe */
+{
+    ucontext_t *uc = ucv;
+    if (!uc)
+        return 0;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    return 0;
+#endif
+}
+
+/* Copies the thread's live shadow stack into rec, root first.  Entries above the
+ * interpreter's current frame are stale (a frame seeded at start() returned without
+ * passing through the hook) and are left out.  async-signal-safe; not re-entrant for
+ * the same record. */
+static void
+copy_stack(sp_thread_t *t, sp_record_t *rec)
+{
+    uint32_t d = t->depth;
+    if (d > t->cap)
+        d = t->cap;
+    if (t->overflow) {
+        rec->flags |= SP_SAMPLE_DEEP;
+    } else if (d) {
+        sp_pyframe_t *cur = SP_TSTATE_CURRENT(t->tstate);
+        if (t->stack[d - 1].frame != cur) {
+            uint32_t k = d;
+            while (k > 0 && t->stack[k - 1].frame != cur)
+                k--;
+            if (k)
+                d = k;
+        }
+    }
+    uint32_t first_leaf = 0, n = d;
+    if (d > SP_RING_FRAMES) {
+        rec->flags |= SP_SAMPLE_TRUNCATED;
+        first_leaf = d - (SP_RING_FRAMES - SP_RING_ROOT_FRAMES);
+        n = SP_RING_FRAMES;
+    }
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < d; i++) {
+        if (first_leaf && i >= SP_RING_ROOT_FRAMES && i < first_leaf)
+            continue;
+        sp_pyframe_t *f = t->stack[i].frame;
+        rec->frames[j].code_id = t->stack[i].code_id;
+        rec->frames[j].instr = f ? SP_FRAME_INSTR(f) : -1;
+        j++;
+    }
+    rec->nframes = n;
+}
+
+/* The SIGPROF handler.  async-signal-safe; saves errno. */
+static void
+on_signal(int sig, siginfo_t *info, void *ucv)
+{
+    (void)sig;
+    (void)info;
+    int saved_errno = errno;
+    __atomic_fetch_add(&running_handlers, 1, __ATOMIC_ACQ_REL);
+    if (!armed || !sp_sampler_ring)
+        goto out;
+    __atomic_fetch_add(&signals, 1, __ATOMIC_RELAXED);
+    uint64_t now = cur_mode == SP_MODE_CPU ? sp_clock_cpu_ns() : sp_clock_wall_ns();
+    uint64_t prev = __atomic_exchange_n(&last_ns, now, __ATOMIC_ACQ_REL);
+    uint64_t weight = now > prev ? now - prev : 0;
+
+    sp_thread_t *t = sp_shadow_self();
+    sp_record_t *rec = sp_ring_reserve(sp_sampler_ring, weight);
+    if (rec) {
+        rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
+        if (sp_hook_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
+            rec->flags |= SP_SAMPLE_OVERHEAD;
+        else if (!t || t->busy || t->depth == 0)
+            rec->flags |= SP_SAMPLE_NOPY;
+        else
+            copy_stack(t, rec);
+        sp_ring_commit(sp_sampler_ring, rec);
+    }
+    if (sp_ring_used(sp_sampler_ring) * 4 >= sp_ring_capacity(sp_sampler_ring))
+        __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+out:
+    __atomic_fetch_sub(&running_handlers, 1, __ATOMIC_ACQ_REL);
+    errno = saved_errno;
+}
+
+int
+sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
+{
+    struct sigaction sa, prev;
+    if (sigaction(SIGPROF, NULL, &prev) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if ((prev.sa_flags & SA_SIGINFO) ? prev.sa_sigaction != NULL
+                                     : (prev.sa_handler != SIG_DFL &&
+                                        prev.sa_handler != SIG_IGN)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "shadowprof: SIGPROF already has a handler (another profiler?); "
+                        "stop it before starting shadowprof");
+        return -1;
+    }
+    struct itimerval it;
+    if (mode == SP_MODE_CPU && getitimer(ITIMER_PROF, &it) == 0 &&
+        (it.it_value.tv_sec || it.it_value.tv_usec)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "shadowprof: an ITIMER_PROF timer is already running (another "
+                        "profiler?); stop it before starting shadowprof");
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGPROF, &sa, &old_action) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    cur_mode = mode;
+    __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&last_ns, mode == SP_MODE_CPU ? sp_clock_cpu_ns() : sp_clock_wall_ns(),
+                     __ATOMIC_RELEASE);
+    armed = 1;
+    if (mode == SP_MODE_CPU) {
+        it.it_interval.tv_sec = interval_ns / 1000000000u;
+        it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
+        if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
+            it.it_interval.tv_usec = 1;
+        it.it_value = it.it_interval;
+        if (setitimer(ITIMER_PROF, &it, NULL) < 0)
+            goto fail;
+    } else {
+        struct sigevent sev;
+        memset(&sev, 0, sizeof(sev));
+        sev.sigev_notify = SIGEV_THREAD_ID;
+        sev.sigev_signo = SIGPROF;
+        sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+        if (timer_create(CLOCK_MONOTONIC, &sev, &wall_timer) < 0)
+            goto fail;
+        have_wall_timer = 1;
+        struct itimerspec its;
+        its.it_interval.tv_sec = interval_ns / 1000000000u;
+        its.it_interval.tv_nsec = interval_ns % 1000000000u;
+        its.it_value = its.it_interval;
+        if (timer_settime(wall_timer, 0, &its, NULL) < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    PyErr_SetFromErrno(PyExc_OSError);
+    sp_sampler_stop();
+    return -1;
+}
+
+void
+sp_sampler_stop(void)
+{
+    if (cur_mode == SP_MODE_CPU) {
+        struct itimerval zero;
+        memset(&zero, 0, sizeof(zero));
+        setitimer(ITIMER_PROF, &zero, NULL);
+    }
+    if (have_wall_timer) {
+        timer_delete(wall_timer);
+        have_wall_timer = 0;
+    }
+    armed = 0;
+    /* A handler may still be running on another thread: wait for it. */
+    while (__atomic_load_n(&running_handlers, __ATOMIC_ACQUIRE))
+        sched_yield();
+    /* Consume a SIGPROF that was generated before the timer stopped and is still
+     * pending here, so restoring the default action cannot kill the process. */
+    sigset_t set, oldset;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &set, &oldset);
+    sigset_t pending;
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGPROF)) {
+        struct timespec zero_ts = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero_ts) == SIGPROF)
+            ;
+    }
+    sigaction(SIGPROF, &old_action, NULL);
+    pthread_sigmask(SIG_SETMASK, &oldset, NULL);
+}

@@ -1,0 +1,32 @@
+/* sampler.h: the timer, the SIGPROF handler, and what a sample stands for.
+ *
+ * See sampler.c for the signal-path contract.
+ */
+#ifndef SP_SAMPLER_H
+#define SP_SAMPLER_H
+
+#include <stdint.h>
+#include "ring.h"
+#include "shadow.h"
+
+typedef enum { SP_MODE_CPU = 0, SP_MODE_WALL = 1 } sp_mode_t;
+
+/* The ring the handler writes to; set before sp_sampler_start, kept after stop. */
+extern sp_ring_t *sp_sampler_ring;
+/* The thread state currently draining the ring (samples that interrupt it are
+ * profiler overhead).  GIL. */
+extern sp_thread_t *volatile sp_sampler_draining;
+
+/* Installs the handler and arms the timer.  Returns -1 with a Python exception set
+ * (e.g. another SIGPROF handler or ITIMER_PROF timer is in place).  GIL held. */
+int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode);
+/* Disarms the timer, waits for handlers still running, restores the previous signal
+ * disposition.  GIL held. */
+void sp_sampler_stop(void);
+/* Signals delivered (sampled or not) since start. */
+uint64_t sp_sampler_signals(void);
+/* Clocks, in ns. */
+uint64_t sp_clock_cpu_ns(void);
+uint64_t sp_clock_wall_ns(void);
+
+#endif /* SP_SAMPLER_H */

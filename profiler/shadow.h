@@ -1,0 +1,81 @@
+/* shadow.h: per-thread shadow stacks.
+ *
+ * Each thread that runs Python code under the profiler owns one sp_thread_t: a
+ * fixed-capacity array of (frame, code id) entries mirroring the interpreter's frames,
+ * pushed and popped by the hook (hook.c) on every call and return, and read by the
+ * SIGPROF handler (sampler.c) when it interrupts that same thread.
+ *
+ * Contract:
+ * - Only the owning thread writes its entries, depth, overflow and cur_id, always with
+ *   the GIL held; an entry is fully written before depth is raised (a compiler fence
+ *   orders them), so a signal arriving at any instruction sees a consistent prefix.
+ * - The handler finds its thread's state through the initial-exec TLS pointer sp_tls
+ *   (one load, no __tls_get_addr) or, for a thread seeded at start() that has not run
+ *   the hook since, by kernel thread id in the all-threads list.
+ * - start() re-seeds every thread's stack from the interpreter's frames (GIL held);
+ *   while it rewrites a thread's stack it sets `busy`, and the handler skips that
+ *   thread's sample rather than read a torn stack.
+ * - States are never freed while the profiler runs; the TLS destructor only clears
+ *   sp_tls and marks the state dead; dead states are freed at the next start().
+ * - Deeper than capacity: frames are counted in `overflow` and not stored; samples
+ *   taken then are marked, never overflow the array.
+ */
+#ifndef SP_SHADOW_H
+#define SP_SHADOW_H
+
+#include "compat.h"
+#include "registry.h"
+#include <stdint.h>
+
+typedef struct {
+    sp_pyframe_t *frame;
+    uint32_t code_id;
+    uint32_t pad_;
+} sp_entry_t;
+
+typedef struct sp_thread {
+    uint32_t depth;          /* entries in use; owner thread, GIL */
+    uint32_t overflow;       /* frames entered beyond capacity; owner thread, GIL */
+    uint32_t cur_id;         /* code id of the running frame; owner thread, GIL */
+    uint32_t cap;            /* capacity of stack */
+    sp_entry_t *stack;
+    PyThreadState *tstate;   /* the interpreter's state of this thread */
+    uint64_t tid;            /* kernel thread id */
+    volatile int busy;       /* start() is rewriting the stack */
+    volatile int attached;   /* sp_tls of the owning thread points here */
+    volatile int dead;       /* the thread exited */
+    struct sp_thread *next;  /* all states; GIL (append at head, published atomically) */
+} sp_thread_t;
+
+extern __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
+
+/* Head of the list of all thread states.  Written with the GIL held; read by the
+ * handler (the list is only ever prepended to while profiling runs). */
+extern sp_thread_t *sp_threads;
+
+/* Capacity of new stacks (frames).  Set by start(). */
+extern uint32_t sp_shadow_capacity;
+
+/* Attaches the calling thread (GIL held): finds the state seeded for `ts` or makes a
+ * new one, and sets sp_tls.  Returns NULL if memory runs out. */
+sp_thread_t *sp_shadow_attach(PyThreadState *ts);
+
+/* Rebuilds every thread's stack from the interpreter's frames and frees states of
+ * threads that are gone.  GIL held, hook not yet installed.  Returns -1 on failure. */
+int sp_shadow_seed_all(void);
+
+/* Slow paths of the hook; GIL held, owner thread. */
+uint32_t sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent);
+void sp_shadow_pop_slow(sp_thread_t *t, sp_pyframe_t *f);
+
+/* Finds the state of the calling thread in the handler.  async-signal-safe. */
+sp_thread_t *sp_shadow_self(void);
+
+/* Number of live states, and bytes they hold.  GIL held. */
+size_t sp_shadow_count(size_t *bytes);
+
+/* After fork, in the child: only the calling thread survives.  Frees nothing that
+ * other threads could hold (they are gone); keeps the caller's state. */
+void sp_shadow_after_fork_child(void);
+
+#endif /* SP_SHADOW_H */
