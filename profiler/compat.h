@@ -63,6 +63,16 @@ typedef struct {
 #  define SP_FRAME_IS_INCOMPLETE(f) 0
 #endif
 
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *
+sp_new_ref(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#  define Py_NewRef(o) sp_new_ref((PyObject *)(o))
+#endif
+
 /* Code units are 2 bytes on every supported version. */
 #define SP_INSTR_TO_ADDR(i) ((i) * 2)
 

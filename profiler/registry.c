@@ -173,6 +173,7 @@ edges_grow(void)
 SP_HOT void
 sp_code_count_edge_slow(sp_code_t *callee, uint32_t caller)
 {
+    /* Slot 0 is checked inline by the hook; keep the most frequent caller there. */
     for (int i = 0; i < SP_EDGE_SLOTS; i++) {
         if (callee->edge_count[i] == 0) {
             callee->edge_caller[i] = caller;
@@ -180,7 +181,13 @@ sp_code_count_edge_slow(sp_code_t *callee, uint32_t caller)
             return;
         }
         if (callee->edge_caller[i] == caller) {
-            callee->edge_count[i]++;
+            uint64_t n = ++callee->edge_count[i];
+            if (i > 0 && n > callee->edge_count[0]) {
+                callee->edge_caller[i] = callee->edge_caller[0];
+                callee->edge_count[i] = callee->edge_count[0];
+                callee->edge_caller[0] = caller;
+                callee->edge_count[0] = n;
+            }
             return;
         }
     }
