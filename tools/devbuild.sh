@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Quick developer build without Bazel: compiles the extension and copies the package
+# into DEST (default /tmp/shadowprof-dev), for PYTHONPATH=DEST.
+# Usage: tools/devbuild.sh [DEST] [PYTHON]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEST="${1:-/tmp/shadowprof-dev}"
+PY="${2:-${SHADOWPROF_PYTHON:-python3}}"
+INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+SUF=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+mkdir -p "$DEST/shadowprof"
+cp "$ROOT"/analysis/*.py "$DEST/shadowprof/"
+gcc -O2 -g -fPIC -shared -fvisibility=hidden -fno-omit-frame-pointer -Wall \
+    ${EXTRA_CFLAGS:-} -I"$INC" "$ROOT"/profiler/*.c -o "$DEST/shadowprof/_core$SUF" \
+    -lpthread -lz
+echo "$DEST"
