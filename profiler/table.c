@@ -98,7 +98,7 @@ sp_table_add(sp_table_t *t, uint64_t tid, const uint64_t *locs, uint32_t nlocs,
     while (t->index[j]) {
         entry_t *e = &t->entries[t->index[j] - 1];
         if (e->hash == h && e->tid == tid && e->nlocs == nlocs &&
-            memcmp(t->locs + e->off, locs, nlocs * sizeof(uint64_t)) == 0) {
+            (nlocs == 0 || memcmp(t->locs + e->off, locs, nlocs * sizeof(uint64_t)) == 0)) {
             e->count += count;
             e->weight_ns += weight_ns;
             return 0;
