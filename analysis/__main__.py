@@ -182,7 +182,7 @@ def run(argv: list) -> int:
         while tb is not None and _is_our_frame(
                 types.SimpleNamespace(filename=tb.tb_frame.f_code.co_filename)):
             tb = tb.tb_next
-        sys.excepthook(type(pending), pending, tb)
+        sys.excepthook(type(pending), pending.with_traceback(tb), tb)
         return 1
     return exit_code
 

@@ -64,7 +64,7 @@ def render(profile, *, top: int = 20, tree_threshold: float = 0.01,
                 f"{100 * st.total_ns / total:6.1f}% {_fmt_s(st.total_ns)} "
                 f"{st.total_samples:>8} {calls:>11}  {_label(st.function)}")
 
-    by_self = sorted((s for s in stats.values() if s.self_ns > 0),
+    by_self = sorted((s for s in stats.values() if s.self_ns / total >= 0.0005),
                      key=lambda s: -s.self_ns)[:top]
     lines.append("")
     lines.append("Top functions by self time")
@@ -78,6 +78,14 @@ def render(profile, *, top: int = 20, tree_threshold: float = 0.01,
     lines.append("Top functions by total time")
     lines.append(header)
     lines.extend(row(s) for s in by_total)
+
+    by_calls = sorted((s for s in stats.values() if s.calls),
+                      key=lambda s: -s.calls)[:top]
+    if by_calls:
+        lines.append("")
+        lines.append("Most called functions (exact counts)")
+        lines.append(header)
+        lines.extend(row(s) for s in by_calls)
 
     lines.append("")
     lines.append(f"Call tree (paths with at least {100 * tree_threshold:g}% of the time; "
@@ -104,7 +112,7 @@ def _tree(profile, total: float, threshold: float, max_depth: int) -> list:
             fn = profile.functions.get(fid)
             name = _label(fn) if fn else f"<id {fid}>"
             n = calls.get(fid)
-            suffix = f"  [{n:,} calls]" if n else ""
+            suffix = f"  [{n:,} call{'s' if n != 1 else ''}]" if n else ""
             out.append(f"{100 * weight / total:6.1f}% {_fmt_s(weight)}  "
                        f"{'  ' * depth}{name}{suffix}")
             if depth + 1 < max_depth:
