@@ -29,7 +29,7 @@ core = Extension(
         "-fno-omit-frame-pointer",
         "-Wall",
     ],
-    libraries=["unwind", "z", "pthread"],
+    libraries=["pthread"],
 )
 
 setup(ext_modules=[core])

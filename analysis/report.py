@@ -95,28 +95,39 @@ def render(profile, *, top: int = 20, tree_threshold: float = 0.01,
 
 
 def _tree(profile, total: float, threshold: float, max_depth: int) -> list:
+    """Merge the stacks into a tree.  Direct recursion is folded into one node; each
+    node shows the exact calls along its edge (caller -> function)."""
     root: dict = {}
     for s in profile.stacks:
         node = root
+        prev = None
         for fid, _line in s.frames:
+            if fid == prev:
+                continue
+            prev = fid
             child = node.setdefault(fid, [0.0, {}])
             child[0] += s.weight_ns
             node = child[1]
-    calls = profile.calls
+    edges = profile.edges
     out = []
 
-    def walk(children: dict, depth: int) -> None:
+    def walk(children: dict, parent: int, depth: int) -> None:
         for fid, (weight, grand) in sorted(children.items(), key=lambda kv: -kv[1][0]):
             if weight / total < threshold:
                 continue
             fn = profile.functions.get(fid)
             name = _label(fn) if fn else f"<id {fid}>"
-            n = calls.get(fid)
-            suffix = f"  [{n:,} call{'s' if n != 1 else ''}]" if n else ""
+            n = edges.get((parent, fid), 0)
+            recursive = edges.get((fid, fid), 0)
+            suffix = f"  [{n:,} call{'s' if n != 1 else ''}" if n else ""
+            if recursive:
+                suffix += f" + {recursive:,} recursive" if suffix else \
+                    f"  [{recursive:,} recursive"
+            suffix += "]" if suffix else ""
             out.append(f"{100 * weight / total:6.1f}% {_fmt_s(weight)}  "
                        f"{'  ' * depth}{name}{suffix}")
             if depth + 1 < max_depth:
-                walk(grand, depth + 1)
+                walk(grand, fid, depth + 1)
 
-    walk(root, 0)
+    walk(root, 0, 0)
     return out
