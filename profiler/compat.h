@@ -73,6 +73,15 @@ sp_new_ref(PyObject *o)
 #  define Py_NewRef(o) sp_new_ref((PyObject *)(o))
 #endif
 
+/* On 3.11+ calling a generator function runs its frame briefly (RETURN_GENERATOR) to
+ * create the generator; that entry is not a call of the generator's body (cProfile does
+ * not count it either).  Resumptions run frames owned by the generator. */
+#if PY_VERSION_HEX >= 0x030B0000
+#  define SP_FRAME_IS_CREATION(f) ((f)->owner != FRAME_OWNED_BY_GENERATOR)
+#else
+#  define SP_FRAME_IS_CREATION(f) 0
+#endif
+
 /* Code units are 2 bytes on every supported version. */
 #define SP_INSTR_TO_ADDR(i) ((i) * 2)
 

@@ -74,6 +74,8 @@ sp_eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
     sp_code_t *e = sp_code_of(co);
     if (SP_UNLIKELY(e == NULL) && (e = sp_code_register(co)) == NULL)
         return call_prev(ts, f, throwflag);
+    if (SP_UNLIKELY(e->creates_generator) && SP_FRAME_IS_CREATION(f))
+        return call_prev(ts, f, throwflag);
 
     /* push */
     uint32_t d = t->depth;

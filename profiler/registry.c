@@ -145,6 +145,8 @@ sp_code_register(PyCodeObject *co)
 #endif
     e->filename = Py_NewRef(co->co_filename);
     e->firstlineno = co->co_firstlineno;
+    e->creates_generator =
+        (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) != 0;
     next_id++;
     return e;
 }

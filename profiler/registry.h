@@ -39,6 +39,7 @@ typedef struct sp_code {
     uint32_t edge_caller[SP_EDGE_SLOTS];    /* inline cache of caller ids ... */
     uint64_t edge_count[SP_EDGE_SLOTS];     /* ... and their call counts (0 = free) */
     uint32_t id;
+    uint32_t creates_generator;  /* generator/coroutine code: see SP_FRAME_IS_CREATION */
     int firstlineno;
     PyCodeObject *code;      /* borrowed; NULL once CPython freed it */
     PyObject *qualname;      /* strong */
