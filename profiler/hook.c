@@ -61,6 +61,20 @@ enter_slow(PyThreadState *ts)
     return t;
 }
 
+/* Out of C stack (see shadow.c): fail the call with RecursionError rather than crash.
+ * The frame was pushed by our caller, which clears and pops it as after any error. */
+SP_HOT static PyObject *
+c_stack_exhausted(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
+{
+    (void)ts;
+    (void)f;
+    (void)throwflag;
+    PyErr_SetString(PyExc_RecursionError,
+                    "maximum recursion depth exceeded: the C stack is nearly full "
+                    "(every Python call uses C stack while shadowprof profiles)");
+    return NULL;
+}
+
 SP_HOT static PyObject *
 sp_eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
@@ -70,6 +84,8 @@ sp_eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
         if (!t)
             return call_prev(ts, f, throwflag);
     }
+    if (SP_UNLIKELY((uintptr_t)__builtin_frame_address(0) < t->c_stack_low))
+        return c_stack_exhausted(ts, f, throwflag);
     PyCodeObject *co = SP_FRAME_CODE(f);
     sp_code_t *e = sp_code_of(co);
     if (SP_UNLIKELY(e == NULL) && (e = sp_code_register(co)) == NULL)

@@ -1,4 +1,5 @@
 /* shadow.c: per-thread shadow stack states: attach, seed, resync (see shadow.h). */
+#define _GNU_SOURCE
 #include "shadow.h"
 
 #include <pthread.h>
@@ -61,6 +62,28 @@ state_new(PyThreadState *ts, uint64_t tid)
     return t;
 }
 
+/* With a frame-evaluation hook every Python call recurses in C (CPython 3.11+ would
+ * otherwise inline it), about half a kilobyte per call.  A program that recurses very
+ * deep with a raised recursion limit would overflow the C stack and crash; the hook
+ * raises RecursionError instead once less than this margin remains. */
+#define SP_C_STACK_MARGIN (256 * 1024)
+
+static uintptr_t
+c_stack_low(void)
+{
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return 0;
+    int ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok)
+        return 0;
+    size_t margin = SP_C_STACK_MARGIN < size / 4 ? SP_C_STACK_MARGIN : size / 4;
+    return (uintptr_t)addr + margin;
+}
+
 sp_thread_t *
 sp_shadow_attach(PyThreadState *ts)
 {
@@ -73,6 +96,7 @@ sp_shadow_attach(PyThreadState *ts)
     if (!t && !(t = state_new(ts, tid)))
         return NULL;
     t->tid = tid;
+    t->c_stack_low = c_stack_low();
     if (SP_TSTATE_CURRENT(ts) == NULL) {
         /* A thread entering Python for the first time: nothing seeded can be live. */
         t->depth = 0;

@@ -41,6 +41,7 @@ typedef struct sp_thread {
     sp_entry_t *stack;
     PyThreadState *tstate;   /* the interpreter's state of this thread */
     uint64_t tid;            /* kernel thread id */
+    uintptr_t c_stack_low;   /* below this C stack address the hook refuses to recurse */
     volatile int busy;       /* start() is rewriting the stack */
     volatile int attached;   /* sp_tls of the owning thread points here */
     volatile int dead;       /* the thread exited */

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -220,6 +221,8 @@ print(json.dumps({
               for (a, b), n in prof.edges.items() if b in here],
     "stacks": [[[names[f] for f, _ in s.frames], s.count, s.thread_id]
                for s in prof.stacks],
+    "lines": [[[names[f], line - prof.functions[f].firstlineno]
+               for f, line in s.frames] for s in prof.stacks],
 }))
 '''
 
@@ -263,6 +266,18 @@ def test_seeded_start_deep_in_stack(write_script):
     for frames, _, _ in res["stacks"]:
         if "level1" in frames:
             assert frames[:len(seeded)] == seeded, frames
+    # Lines of the seeded (outer) frames are their call sites.
+    call_line = {"main": 1, "level1": 1, "level2": 1, "level3": 1, "level4": 1,
+                 "level5": 4, "burn_seeded": 1, "burn_after": 1}
+    n = 0
+    for lines in res["lines"]:
+        names = [nm for nm, _ in lines]
+        if names[:len(seeded)] == seeded and "burn_seeded" in names:
+            for nm, rel in lines:
+                if nm in call_line:
+                    assert rel == call_line[nm], lines
+            n += 1
+    assert n > 0
 
 
 # --------------------------------------------------------------------- stop
@@ -418,3 +433,87 @@ def test_nested_profilers_stopped_out_of_order():
     assert pout.calls[_fid(pout, _b)] == 3
     assert pin.calls[_fid(pin, _a)] == 2
     assert pin.calls[_fid(pin, _b)] == 5
+
+
+# --------------------------------------------------------------------- depth
+
+def _recurse(n):
+    if n == 0:
+        return _spin(0.15)
+    return _recurse(n - 1) + 1
+
+
+def _spin(seconds):
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+def test_counts_exact_beyond_max_depth():
+    """Frames deeper than max_depth are not stored on the shadow stack, but they are
+    still counted exactly, and the stack is right again once they return."""
+    p = shadowprof.Profiler(interval="1ms", max_depth=16)
+    p.start()
+    try:
+        snap = p.snapshot()
+        _recurse(60)
+        mid = p.snapshot()
+        _recurse(3)
+        _spin(0.15)
+    finally:
+        prof = p.stop()
+    r, s = _fid(prof, _recurse), _fid(prof, _spin)
+    assert _fid(snap, _recurse) is None or _fid(snap, _recurse) not in snap.calls
+    assert mid.calls[_fid(mid, _recurse)] == 61
+    assert prof.calls[r] == 61 + 4
+    assert prof.calls[s] == 3
+    assert prof.edges[(r, r)] == 60 + 3
+    assert prof.edges[(r, s)] == 2
+    me = _fid(prof, test_counts_exact_beyond_max_depth)
+    assert prof.edges[(me, s)] == 1
+    names = {fid: f.name for fid, f in prof.functions.items()}
+    shallow = deep = 0
+    for st in prof.stacks:
+        frames = [names[fid] for fid, _ in st.frames]
+        if frames[-1:] == ["_spin"] and "_recurse" not in frames:
+            # the last _spin, called from this test at shallow depth
+            assert "[stack too deep]" not in frames
+            assert frames[-2] == "test_counts_exact_beyond_max_depth", frames
+            shallow += st.count
+        if "[stack too deep]" in frames:
+            deep += st.count
+            assert len(frames) <= 16 + 2
+    assert shallow >= 3
+    assert deep >= 3
+
+
+def _seeded_gen(p):
+    p.start()
+    yield 1            # the seeded generator frame suspends: it leaves the stack
+    _b()
+    yield 2
+    _b()
+
+
+def test_start_inside_generator():
+    p = shadowprof.Profiler(interval="1ms")
+    g = _seeded_gen(p)
+    try:
+        assert next(g) == 1        # starts the profiler inside g
+        _b()
+        assert next(g) == 2
+        _b()
+        assert next(g, "end") == "end"
+    finally:
+        if p.running:
+            p.stop()
+    prof = p.profile
+    g_id, b, me = (_fid(prof, _seeded_gen), _fid(prof, _b),
+                   _fid(prof, test_start_inside_generator))
+    assert prof.calls[g_id] == 2           # two resumptions after start
+    assert prof.calls[b] == 4
+    assert prof.edges[(me, g_id)] == 2
+    assert prof.edges[(g_id, b)] == 2
+    assert prof.edges[(me, b)] == 2

@@ -28,8 +28,9 @@ def test_stress_under_asan_and_ubsan(tmp_path):
     assert os.path.isabs(libasan), "gcc has no libasan (install gcc's sanitizer runtime)"
     env = dict(os.environ, EXTRA_CFLAGS="-fsanitize=address,undefined "
                "-fno-sanitize-recover=undefined")
-    subprocess.run(["bash", os.path.join(ROOT, "tools", "devbuild.sh"), str(tmp_path),
-                    sys.executable], check=True, env=env, capture_output=True)
+    b = subprocess.run(["bash", os.path.join(ROOT, "tools", "devbuild.sh"), str(tmp_path),
+                        sys.executable], env=env, capture_output=True, text=True)
+    assert b.returncode == 0, b.stdout + b.stderr
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=str(tmp_path), LD_PRELOAD=libasan,
                ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",

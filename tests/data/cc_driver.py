@@ -5,6 +5,7 @@ tests/test_coexist.py.
 
 usage: python cc_driver.py cprofile|shadowprof|both PROGRAM.py
   both: cProfile runs inside a shadowprof session; prints both results.
+  both_cprofile_first: shadowprof runs inside a cProfile session.
 """
 
 import asyncio  # noqa: F401  (imported here so that its import is not profiled)
@@ -94,6 +95,22 @@ def main():
                 prof.disable()
         finally:
             profile = p.stop()
+        out["calls"], out["edges"] = cprofile_counts(prof, path)
+        out["sp_calls"], out["sp_edges"] = shadowprof_counts(profile, path)
+    elif mode == "both_cprofile_first":
+        import cProfile
+        import shadowprof
+        prof = cProfile.Profile(builtins=False)
+        prof.enable()
+        try:
+            p = shadowprof.Profiler(interval="1ms")
+            p.start()
+            try:
+                result = run_program(path)
+            finally:
+                profile = p.stop()
+        finally:
+            prof.disable()
         out["calls"], out["edges"] = cprofile_counts(prof, path)
         out["sp_calls"], out["sp_edges"] = shadowprof_counts(profile, path)
     else:
