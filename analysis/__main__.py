@@ -152,6 +152,7 @@ def run(argv: list) -> int:
                         max_depth=opts.max_depth, correct_overhead=opts.correct)
     exit_code = 0
     pending = None
+    parent_pid = os.getpid()
     profiler.start()
     try:
         if opts.module is not None:
@@ -167,6 +168,11 @@ def run(argv: list) -> int:
         profile = profiler.stop()
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
+    if os.getpid() != parent_pid:
+        # A forked child that returned through here: the parent writes the profile.
+        if pending is not None:
+            raise pending
+        return exit_code
     profile = strip_outer_frames(profile, _is_our_frame)
     try:
         if opts.output:

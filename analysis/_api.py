@@ -107,7 +107,7 @@ class Profiler:
             if not _active:
                 _core.stop()
             snap = _core.snapshot()
-        per_call = _calibrated_ns or 0.0 if self.correct_overhead else 0.0
+        per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
                                              correct=self.correct_overhead)

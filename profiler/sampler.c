@@ -84,6 +84,17 @@ context_pc(void *ucv)   /* async-signal-safe */
 #endif
 }
 
+/* Whether the thread's interpreter state may be read.  A thread's PyThreadState is
+ * freed before the thread itself exits (and before our TLS destructor runs); CPython
+ * clears the thread's autoTSS slot before freeing it, so compare against that.
+ * PyGILState_GetThisThreadState is a pthread_getspecific: async-signal-safe in
+ * practice (glibc reads a per-thread array). */
+static int
+tstate_alive(sp_thread_t *t)
+{
+    return PyGILState_GetThisThreadState() == t->tstate;
+}
+
 /* Copies the thread's live shadow stack into rec, root first.  Entries above the
  * interpreter's current frame are stale (a frame seeded at start() returned without
  * passing through the hook) and are left out.  async-signal-safe; not re-entrant for
@@ -145,7 +156,7 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
         if (sp_hook_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
             rec->flags |= SP_SAMPLE_OVERHEAD;
-        else if (!t || t->busy || t->depth == 0)
+        else if (!t || t->busy || t->depth == 0 || !tstate_alive(t))
             rec->flags |= SP_SAMPLE_NOPY;
         else
             copy_stack(t, rec);
