@@ -122,3 +122,20 @@ def test_output_files_json_and_text(tmp_path, write_script):
     r = subprocess.run([sys.executable, "-m", "shadowprof", "report", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a shadowprof JSON profile" in r.stderr
+
+
+def test_forked_child_does_not_write_the_parents_report(tmp_path, write_script):
+    script = write_script(
+        "import os, sys\n"
+        "def work():\n    return sum(i * i for i in range(200000))\n"
+        "work()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n    work()\n    sys.exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child exit', os.waitstatus_to_exitcode(status))\n")
+    out = tmp_path / "p.json"
+    r = run_shadowprof("-o", str(out), script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "child exit 0"
+    assert r.stderr.count("Top functions by self time") == 1
+    assert json.loads(out.read_text())["format"] == "shadowprof-profile"
