@@ -20,7 +20,9 @@
  * then waits until no handler is running before it returns, so the caller may read the
  * ring and free state.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "sampler.h"
 #include "hook.h"
 #include "registry.h"

@@ -1,5 +1,7 @@
 /* shadow.c: per-thread shadow stack states: attach, seed, resync (see shadow.h). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "shadow.h"
 
 #include <pthread.h>
