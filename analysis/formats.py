@@ -1,13 +1,19 @@
 """Output formats: which exist, how a file name chooses one, and atomic writing.
 
-Each format is a function (profile, binary file) -> None.  Issue-specific exporters
-(pprof, collapsed stacks, speedscope, pstats) register themselves here.
+Each format is a function (profile, binary file) -> None that lives in a module of
+its own (pprof.py, collapsed.py, speedscope.py, pstats_export.py); this module only
+names them and maps file extensions to them.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+
+from .collapsed import write_collapsed
+from .pprof import write_pprof
+from .pstats_export import write_pstats
+from .speedscope import write_speedscope
 
 __all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile"]
 
@@ -23,10 +29,20 @@ def _write_json(profile, f) -> None:
 FORMATS = {
     "text": _write_text,
     "json": _write_json,
+    "pprof": write_pprof,
+    "collapsed": write_collapsed,
+    "speedscope": write_speedscope,
+    "pstats": write_pstats,
 }
 
-# Longest suffix first.
+# Checked in order: a longer suffix before any suffix of it (.speedscope.json before
+# .json).
 EXTENSIONS = [
+    (".pb.gz", "pprof"),
+    (".pprof", "pprof"),
+    (".collapsed", "collapsed"),
+    (".speedscope.json", "speedscope"),
+    (".pstats", "pstats"),
     (".txt", "text"),
     (".json", "json"),
 ]

@@ -76,6 +76,7 @@ class Profile:
     duration_ns: int = 0
     cpu_ns: int = 0
     per_call_overhead_ns: float = 0.0
+    per_call_overhead_cap: float = 0.5
     corrected_ns: float = 0.0
     threads: dict = field(default_factory=dict)
 
@@ -84,6 +85,7 @@ class Profile:
     @classmethod
     def from_snapshot(cls, snap: dict, base: dict | None = None, *,
                       per_call_overhead_ns: float = 0.0,
+                      per_call_overhead_cap: float = 0.5,
                       correct: bool = True) -> "Profile":
         """Build a profile from ``_core.snapshot()``; with *base*, only what happened
         after *base* was taken (snapshots are cumulative within one session)."""
@@ -119,7 +121,8 @@ class Profile:
                    edges={k: v for k, v in edges.items() if v > 0},
                    mode=snap["mode"], interval_ns=snap["interval_ns"],
                    start_unix_ns=snap["start_unix_ns"], threads=threads,
-                   per_call_overhead_ns=per_call_overhead_ns, **scalars)
+                   per_call_overhead_ns=per_call_overhead_ns,
+                   per_call_overhead_cap=per_call_overhead_cap, **scalars)
         if correct and per_call_overhead_ns > 0:
             prof._correct_per_call_overhead()
         return prof
@@ -142,7 +145,8 @@ class Profile:
         program counter); the rest of the added time (the interpreter's slower call
         path under a frame-evaluation hook) is spread over the functions in proportion
         to their exact call counts, taken from the callee's self time first, then its
-        callers'.  The time moved is reported under [shadowprof overhead].
+        callers', never more of a function's self time than per_call_overhead_cap.
+        The time moved is reported under [shadowprof overhead].
         """
         total_calls = sum(self.calls.values())
         if not total_calls:
@@ -157,8 +161,13 @@ class Profile:
                 leaf_weight[fid] = leaf_weight.get(fid, 0) + s.weight_ns
         remove: dict[int, float] = {}
 
+        # No function loses a larger share of its self time than the hook adds to an
+        # empty function (measured at calibration): a calibration disturbed by a noisy
+        # machine can then never erase a function.
+        cap = self.per_call_overhead_cap
+
         def take(fid: int, amount: float) -> float:
-            avail = leaf_weight.get(fid, 0) - remove.get(fid, 0)
+            avail = cap * leaf_weight.get(fid, 0) - remove.get(fid, 0)
             got = max(0.0, min(amount, avail))
             if got:
                 remove[fid] = remove.get(fid, 0) + got
@@ -263,7 +272,8 @@ class Profile:
             **{k: getattr(self, k) for k in (
                 "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
                 "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
-                "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")},
+                "duration_ns", "cpu_ns", "per_call_overhead_ns", "per_call_overhead_cap",
+                "corrected_ns")},
         }
 
     @classmethod
@@ -281,7 +291,8 @@ class Profile:
             **{k: d[k] for k in (
                 "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
                 "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
-                "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")})
+                "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")},
+            per_call_overhead_cap=d.get("per_call_overhead_cap", 0.5))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
