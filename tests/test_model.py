@@ -1,0 +1,68 @@
+"""The profile model: overhead correction, statistics, JSON round trip."""
+
+import pytest
+
+from shadowprof.model import Function, Profile, Stack, strip_outer_frames
+
+
+def make_profile(per_call=0.0, cap=0.5):
+    snap = {
+        "functions": {8: ("main", "m.py", 1), 9: ("hot", "m.py", 5),
+                      10: ("tiny", "m.py", 9), 3: ("[shadowprof overhead]",
+                                                   "<shadowprof>", 0)},
+        "stacks": [(1, ((8, 2), (9, 6)), 60, 600_000_000),
+                   (1, ((8, 3), (10, 10)), 30, 300_000_000),
+                   (1, ((8, 4),), 10, 100_000_000)],
+        "calls": {8: 1, 9: 1, 10: 1_000_000},
+        "edges": {(0, 8): 1, (8, 9): 1, (8, 10): 1_000_000},
+        "samples": 100, "weight_ns": 1_000_000_000, "lost": 0, "lost_weight_ns": 0,
+        "overhead": 0, "overhead_weight_ns": 0, "table_full": 0,
+        "duration_ns": 1_000_000_000, "cpu_ns": 1_000_000_000, "mode": "cpu",
+        "interval_ns": 10_000_000, "start_unix_ns": 0,
+    }
+    return Profile.from_snapshot(snap, per_call_overhead_ns=per_call,
+                                 per_call_overhead_cap=cap)
+
+
+def self_ns(profile, name):
+    return next(s.self_ns for s in profile.function_stats().values()
+                if s.function.name == name)
+
+
+def test_stats_self_total_calls():
+    p = make_profile()
+    stats = {s.function.name: s for s in p.function_stats().values()}
+    assert stats["main"].total_ns == 1_000_000_000
+    assert stats["main"].self_ns == 100_000_000
+    assert stats["hot"].self_samples == 60 and stats["tiny"].calls == 1_000_000
+    assert p.overhead_share == 0
+
+
+def test_correction_moves_per_call_cost_to_overhead():
+    p = make_profile(per_call=100.0)       # 1e6 calls x 100 ns = 0.1 s
+    assert self_ns(p, "tiny") == pytest.approx(200_000_000, rel=1e-5)
+    assert self_ns(p, "hot") == pytest.approx(600_000_000)   # made ~no calls
+    assert self_ns(p, "[shadowprof overhead]") == pytest.approx(100_000_000, rel=1e-5)
+    assert p.overhead_share == pytest.approx(0.1, rel=1e-5)
+    assert p.total_ns == pytest.approx(1_000_000_000)        # nothing lost
+
+
+def test_correction_is_capped():
+    p = make_profile(per_call=10_000.0, cap=0.4)   # absurd calibration
+    assert self_ns(p, "tiny") >= 0.6 * 300_000_000 - 1
+    assert self_ns(p, "main") >= 0.6 * 100_000_000 - 1
+
+
+def test_json_round_trip_and_strip(tmp_path):
+    p = make_profile(per_call=50.0)
+    path = tmp_path / "p.json"
+    path.write_text(p.to_json())
+    q = Profile.load_json(path)
+    assert q.functions == p.functions
+    assert sorted(q.stacks, key=repr) == sorted(p.stacks, key=repr)
+    assert q.calls == p.calls and q.edges == p.edges
+    assert q.per_call_overhead_cap == p.per_call_overhead_cap
+    strip_outer_frames(q, lambda fn: fn.name == "main")
+    assert all(q.functions[s.frames[0][0]].name != "main" or len(s.frames) == 1
+               for s in q.stacks)
+    assert 8 not in q.calls and q.edges[(0, 10)] == 1_000_000
