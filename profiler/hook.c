@@ -19,8 +19,10 @@ typedef _PyFrameEvalFunction sp_eval_fn;
 typedef _PyFrameEvalFunction sp_eval_fn;
 #endif
 
-/* The evaluation function we chain to (NULL: CPython's default).  GIL. */
+/* The evaluation function we chain to (NULL: CPython's default), and the one we call:
+ * prev_eval or _PyEval_EvalFrameDefault, so the hook makes one indirect call.  GIL. */
 static sp_eval_fn prev_eval;
+static sp_eval_fn next_eval = _PyEval_EvalFrameDefault;
 static int installed;
 
 extern char __start_sp_hot_text[] __attribute__((weak, visibility("hidden")));
@@ -37,9 +39,7 @@ sp_hook_owns_pc(uintptr_t pc)
 static inline PyObject *
 call_prev(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
-    if (prev_eval)
-        return prev_eval(ts, f, throwflag);
-    return _PyEval_EvalFrameDefault(ts, f, throwflag);
+    return next_eval(ts, f, throwflag);
 }
 
 /* Entered when there is no state for this thread yet or sp_hook_state has a bit other
@@ -143,6 +143,7 @@ sp_hook_install(void)
     sp_eval_fn cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     if (cur != sp_eval_frame) {
         prev_eval = (cur == _PyEval_EvalFrameDefault) ? NULL : cur;
+        next_eval = prev_eval ? prev_eval : _PyEval_EvalFrameDefault;
         _PyInterpreterState_SetEvalFrameFunc(interp, sp_eval_frame);
     }
     installed = 1;
@@ -159,6 +160,7 @@ sp_hook_uninstall(void)
         _PyInterpreterState_SetEvalFrameFunc(
             interp, prev_eval ? prev_eval : _PyEval_EvalFrameDefault);
         prev_eval = NULL;
+        next_eval = _PyEval_EvalFrameDefault;
     }
     /* else: another tool installed itself over us and chains to us; our hook stays in
      * its chain but, with sp_hook_state 0, passes every call straight through. */
