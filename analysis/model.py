@@ -112,8 +112,9 @@ class Profile:
                 scalars[k] -= base[k]
         stacks = [Stack(tid, frames, c, w) for (tid, frames), (c, w) in counts.items()
                   if c > 0]
-        names = {t.native_id: t.name for t in threading.enumerate()
-                 if getattr(t, "native_id", None)}
+        names = dict(snap.get("threads", {}))
+        names.update((t.native_id, t.name) for t in threading.enumerate()
+                     if getattr(t, "native_id", None))
         threads = {s.thread_id: names.get(s.thread_id, f"thread-{s.thread_id}")
                    for s in stacks}
         prof = cls(functions=functions, stacks=stacks,

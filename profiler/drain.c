@@ -20,6 +20,65 @@ static struct {
 
 static int draining;
 
+/* Kernel thread id -> thread name, looked up in threading._active the first time a
+ * thread's samples are drained (threads that end before the profile is read keep their
+ * names).  Strong references; GIL. */
+static PyObject *thread_names;
+
+static void
+note_thread(uint64_t tid)
+{
+    static uint64_t last_tid;
+    if (tid == last_tid || tid == 0)
+        return;
+    last_tid = tid;
+    if (!thread_names && !(thread_names = PyDict_New())) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *key = PyLong_FromUnsignedLongLong(tid);
+    if (!key) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyDict_GetItem(thread_names, key)) {
+        Py_DECREF(key);
+        return;
+    }
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *threading = PyImport_GetModule(PyUnicode_InternFromString("threading"));
+    PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
+    PyObject *name = NULL;
+    if (active && PyDict_Check(active)) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *thread;
+        while (!name && PyDict_Next(active, &pos, &k, &thread)) {
+            PyObject *nid = PyObject_GetAttrString(thread, "_native_id");
+            if (nid && PyLong_Check(nid) && PyLong_AsUnsignedLongLong(nid) == tid)
+                name = PyObject_GetAttrString(thread, "_name");
+            Py_XDECREF(nid);
+            PyErr_Clear();
+        }
+    }
+    if (name && PyUnicode_Check(name))
+        PyDict_SetItem(thread_names, key, name);
+    Py_XDECREF(name);
+    Py_XDECREF(active);
+    Py_XDECREF(threading);
+    Py_DECREF(key);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+PyObject *
+sp_drain_thread_names(void)
+{
+    if (!thread_names)
+        return PyDict_New();
+    return PyDict_Copy(thread_names);
+}
+
 static int
 resolve_line(uint32_t id, int32_t instr)
 {
@@ -51,8 +110,8 @@ add(uint64_t tid, const uint64_t *locs, uint32_t n, uint64_t count, uint64_t wei
     }
 }
 
-SP_HOT void
-sp_drain(void)
+SP_HOT static void
+drain(int names_ok)
 {
     if (draining || !sp_sampler_ring || !sp_drain_table)
         return;
@@ -83,6 +142,8 @@ sp_drain(void)
         }
         uint64_t tid = rec->tid, weight = rec->weight_ns;
         sp_ring_pop(sp_sampler_ring);
+        if (names_ok)
+            note_thread(tid);
         sp_drain_stats.samples++;
         sp_drain_stats.weight_ns += weight;
         add(tid, locs, n, 1, weight);
@@ -99,6 +160,18 @@ sp_drain(void)
     }
     sp_sampler_draining = NULL;
     draining = 0;
+}
+
+SP_HOT void
+sp_drain(void)
+{
+    drain(1);
+}
+
+void
+sp_drain_quiet(void)
+{
+    drain(0);
 }
 
 void

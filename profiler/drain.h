@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include "table.h"
+#include "compat.h"
 
 typedef struct {
     uint64_t samples;        /* records aggregated, lost ones included */
@@ -25,8 +26,13 @@ typedef struct {
 extern sp_table_t *sp_drain_table;
 extern sp_drain_stats_t sp_drain_stats;
 
-/* Drains the ring into the table.  GIL held. */
+/* Drains the ring into the table.  GIL held.  sp_drain also notes the names of
+ * threads seen for the first time (reads threading._active); sp_drain_quiet runs no
+ * Python-level lookups, for use while CPython frees a code object. */
 void sp_drain(void);
+void sp_drain_quiet(void);
+/* {kernel thread id: name} of the threads seen so far.  New reference. */
+PyObject *sp_drain_thread_names(void);
 /* Clears the table, the statistics and the line cache. */
 void sp_drain_reset(void);
 

@@ -35,7 +35,7 @@ static void
 drain_if_pending(void)
 {
     if (sp_sampler_ring && sp_ring_used(sp_sampler_ring))
-        sp_drain();
+        sp_drain_quiet();
 }
 
 static int
@@ -296,9 +296,12 @@ core_snapshot(PyObject *mod, PyObject *unused)
         put_u64(res, "duration_ns", wall_end - start_wall_ns) < 0 ||
         put_u64(res, "cpu_ns", cpu_end - start_cpu_ns) < 0 ||
         put_u64(res, "max_depth", sp_shadow_capacity) < 0 ||
+        put_u64(res, "timer_failures", sp_sampler_timer_failures()) < 0 ||
+        put_u64(res, "process_timer", (uint64_t)sp_sampler_process_timer()) < 0 ||
         set_item_steal(res, PyUnicode_FromString("mode"),
                        PyUnicode_FromString(session_mode == SP_MODE_CPU ? "cpu" : "wall")) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("running"), PyBool_FromLong(running)) < 0)
+        set_item_steal(res, PyUnicode_FromString("running"), PyBool_FromLong(running)) < 0 ||
+        set_item_steal(res, PyUnicode_FromString("threads"), sp_drain_thread_names()) < 0)
         goto fail;
     Py_DECREF(functions);
     Py_DECREF(stacks);

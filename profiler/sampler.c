@@ -1,24 +1,31 @@
-/* sampler.c: SIGPROF timer and handler.
+/* sampler.c: SIGPROF timers and handler.
  *
  * The signal path (everything reachable from on_signal) is async-signal-safe: no
- * malloc, no locks, no Python API, no stdio; it saves and restores errno.  It reads the
- * interrupted thread's shadow stack (written only by that same thread, which it has
- * interrupted, so the stack cannot change underneath it) and the interpreter's frames
- * that are ancestors of the thread's current frame (alive for as long as the thread is
- * stopped in the handler), and writes one record into the preallocated ring.  That is
- * all it writes, apart from atomic counters and the SP_HOOK_DRAIN request bit.
+ * malloc, no locks, no Python API (one pthread_getspecific, see tstate_alive), no
+ * stdio; it saves and restores errno.  It reads the interrupted thread's shadow stack
+ * (written only by that same thread, which it has interrupted, so the stack cannot
+ * change underneath it) and the interpreter's frames that are ancestors of the thread's
+ * current frame (alive for as long as the thread is stopped in the handler), and writes
+ * one record into the preallocated ring.  That is all it writes, apart from atomic
+ * counters, the thread's own last clock reading and the SP_HOOK_DRAIN request bit.
  *
- * Weight: in CPU mode a process CPU-time timer (ITIMER_PROF) fires at most at the
- * kernel tick rate whatever interval was asked for, so each sample carries the process
- * CPU time consumed since the previous sample, read from CLOCK_PROCESS_CPUTIME_ID.
- * In wall mode (a CLOCK_MONOTONIC timer aimed at the thread that started the
- * profiler) each sample carries the monotonic time since the previous one.
+ * Timers: one POSIX timer per thread that runs Python, aimed at that thread
+ * (SIGEV_THREAD_ID), so every thread is sampled and sampled by itself: in CPU mode on
+ * the thread's own CPU-time clock, so each thread is sampled in proportion to its own
+ * CPU time (a process-wide ITIMER_PROF under-samples busy multi-threaded programs); in
+ * wall mode on CLOCK_MONOTONIC, so threads blocked in I/O, locks or sleep are sampled
+ * where they wait.  Each sample weighs the time its thread's clock advanced since that
+ * thread's previous sample: CPU timers fire at most at the kernel tick rate whatever
+ * interval was asked for.  Threads get their timer when profiling starts or when they
+ * first run Python code; it is deleted when they exit or profiling stops.  If the
+ * kernel refuses per-thread timers, CPU mode falls back to one process-wide
+ * ITIMER_PROF weighted by process CPU time.
  *
  * Start/stop: start installs the handler with SA_RESTART (interrupted system calls
- * restart; Python sees no new EINTR) and refuses, rather than silently replace,
- * another SIGPROF handler or a running ITIMER_PROF timer.  Stop disarms the timer,
- * then waits until no handler is running before it returns, so the caller may read the
- * ring and free state.
+ * restart; Python retries the others itself, PEP 475) and refuses, rather than silently
+ * replace, another SIGPROF handler or a running ITIMER_PROF timer.  Stop deletes the
+ * timers, then waits until no handler is running before it returns, so the caller may
+ * read the ring and free state.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,6 +35,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -40,14 +48,17 @@
 sp_ring_t *sp_sampler_ring;
 sp_thread_t *volatile sp_sampler_draining;
 
+#define SP_DRAIN_AFTER 32
+
 static struct sigaction old_action;
 static volatile int armed;
 static volatile int running_handlers;
 static uint64_t last_ns;            /* clock reading at the previous sample; atomic */
 static uint64_t signals;            /* atomic */
 static sp_mode_t cur_mode;
-static timer_t wall_timer;
-static int have_wall_timer;
+static uint64_t cur_interval_ns;
+static int process_timer;           /* fallback: one ITIMER_PROF for the process */
+static uint64_t timer_failures;
 
 uint64_t
 sp_clock_cpu_ns(void)   /* async-signal-safe */
@@ -69,6 +80,14 @@ uint64_t
 sp_sampler_signals(void)
 {
     return __atomic_load_n(&signals, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+thread_cpu_ns(void)   /* async-signal-safe */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uintptr_t
@@ -148,11 +167,20 @@ on_signal(int sig, siginfo_t *info, void *ucv)
     if (!armed || !sp_sampler_ring)
         goto out;
     __atomic_fetch_add(&signals, 1, __ATOMIC_RELAXED);
-    uint64_t now = cur_mode == SP_MODE_CPU ? sp_clock_cpu_ns() : sp_clock_wall_ns();
-    uint64_t prev = __atomic_exchange_n(&last_ns, now, __ATOMIC_ACQ_REL);
+    sp_thread_t *t = sp_shadow_self();
+    uint64_t now, prev;
+    if (process_timer) {
+        now = sp_clock_cpu_ns();
+        prev = __atomic_exchange_n(&last_ns, now, __ATOMIC_ACQ_REL);
+    } else if (t) {
+        now = cur_mode == SP_MODE_CPU ? thread_cpu_ns() : sp_clock_wall_ns();
+        prev = t->last_clock_ns;
+        t->last_clock_ns = now;
+    } else {
+        now = prev = 0;   /* a timer of a thread state already gone */
+    }
     uint64_t weight = now > prev ? now - prev : 0;
 
-    sp_thread_t *t = sp_shadow_self();
     sp_record_t *rec = sp_ring_reserve(sp_sampler_ring, weight);
     if (rec) {
         rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
@@ -164,11 +192,60 @@ on_signal(int sig, siginfo_t *info, void *ucv)
             copy_stack(t, rec);
         sp_ring_commit(sp_sampler_ring, rec);
     }
-    if (sp_ring_used(sp_sampler_ring) * 4 >= sp_ring_capacity(sp_sampler_ring))
+    /* Ask for a drain early (a few dozen records): it keeps the ring far from full
+     * and lets the drain see threads while they still have their names. */
+    if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER)
         __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
 out:
     __atomic_fetch_sub(&running_handlers, 1, __ATOMIC_ACQ_REL);
     errno = saved_errno;
+}
+
+/* Gives thread t its own timer.  GIL held, or from start() for every thread. */
+static int
+thread_timer_start(sp_thread_t *t)
+{
+    if (!armed || process_timer || t->dead || t->tid == 0 ||
+        __atomic_load_n(&t->has_timer, __ATOMIC_ACQUIRE))
+        return 0;
+    clockid_t clock = CLOCK_MONOTONIC;
+    if (cur_mode == SP_MODE_CPU && pthread_getcpuclockid(t->pthread, &clock) != 0)
+        return -1;
+    struct sigevent sev;
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGPROF;
+    sev._sigev_un._tid = (pid_t)t->tid;
+    if (timer_create(clock, &sev, &t->timer) < 0)
+        return -1;
+    struct timespec now;
+    clock_gettime(clock, &now);
+    t->last_clock_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    __atomic_store_n(&t->has_timer, 1, __ATOMIC_RELEASE);
+    struct itimerspec its;
+    its.it_interval.tv_sec = cur_interval_ns / 1000000000u;
+    its.it_interval.tv_nsec = cur_interval_ns % 1000000000u;
+    its.it_value = its.it_interval;
+    if (timer_settime(t->timer, 0, &its, NULL) < 0) {
+        if (__atomic_exchange_n(&t->has_timer, 0, __ATOMIC_ACQ_REL))
+            timer_delete(t->timer);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+thread_timer_stop(sp_thread_t *t)
+{
+    if (__atomic_exchange_n(&t->has_timer, 0, __ATOMIC_ACQ_REL))
+        timer_delete(t->timer);
+}
+
+static void
+on_attach(sp_thread_t *t)
+{
+    if (thread_timer_start(t) < 0)
+        timer_failures++;
 }
 
 int
@@ -188,8 +265,7 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
         return -1;
     }
     struct itimerval it;
-    if (mode == SP_MODE_CPU && getitimer(ITIMER_PROF, &it) == 0 &&
-        (it.it_value.tv_sec || it.it_value.tv_usec)) {
+    if (getitimer(ITIMER_PROF, &it) == 0 && (it.it_value.tv_sec || it.it_value.tv_usec)) {
         PyErr_SetString(PyExc_RuntimeError,
                         "shadowprof: an ITIMER_PROF timer is already running (another "
                         "profiler?); stop it before starting shadowprof");
@@ -204,32 +280,35 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
         return -1;
     }
     cur_mode = mode;
+    cur_interval_ns = interval_ns;
+    timer_failures = 0;
+    process_timer = 0;
     __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&last_ns, mode == SP_MODE_CPU ? sp_clock_cpu_ns() : sp_clock_wall_ns(),
-                     __ATOMIC_RELEASE);
+    __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
     armed = 1;
-    if (mode == SP_MODE_CPU) {
+    sp_shadow_on_attach = on_attach;
+    sp_shadow_on_exit = thread_timer_stop;
+    int started = 0, failed = 0;
+    for (sp_thread_t *t = sp_threads; t; t = t->next) {
+        if (t->dead)
+            continue;
+        if (thread_timer_start(t) == 0)
+            started++;
+        else
+            failed++;
+    }
+    timer_failures = failed;
+    if (started == 0 && failed) {
+        if (mode != SP_MODE_CPU)
+            goto fail;
+        /* No per-thread timers: one process-wide CPU timer instead. */
+        process_timer = 1;
         it.it_interval.tv_sec = interval_ns / 1000000000u;
         it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
         if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
             it.it_interval.tv_usec = 1;
         it.it_value = it.it_interval;
         if (setitimer(ITIMER_PROF, &it, NULL) < 0)
-            goto fail;
-    } else {
-        struct sigevent sev;
-        memset(&sev, 0, sizeof(sev));
-        sev.sigev_notify = SIGEV_THREAD_ID;
-        sev.sigev_signo = SIGPROF;
-        sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-        if (timer_create(CLOCK_MONOTONIC, &sev, &wall_timer) < 0)
-            goto fail;
-        have_wall_timer = 1;
-        struct itimerspec its;
-        its.it_interval.tv_sec = interval_ns / 1000000000u;
-        its.it_interval.tv_nsec = interval_ns % 1000000000u;
-        its.it_value = its.it_interval;
-        if (timer_settime(wall_timer, 0, &its, NULL) < 0)
             goto fail;
     }
     return 0;
@@ -239,23 +318,34 @@ fail:
     return -1;
 }
 
+uint64_t
+sp_sampler_timer_failures(void)
+{
+    return timer_failures;
+}
+
+int
+sp_sampler_process_timer(void)
+{
+    return process_timer;
+}
+
 void
 sp_sampler_stop(void)
 {
-    if (cur_mode == SP_MODE_CPU) {
+    if (process_timer) {
         struct itimerval zero;
         memset(&zero, 0, sizeof(zero));
         setitimer(ITIMER_PROF, &zero, NULL);
     }
-    if (have_wall_timer) {
-        timer_delete(wall_timer);
-        have_wall_timer = 0;
-    }
+    sp_shadow_on_attach = NULL;
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        thread_timer_stop(t);
     armed = 0;
     /* A handler may still be running on another thread: wait for it. */
     while (__atomic_load_n(&running_handlers, __ATOMIC_ACQUIRE))
         sched_yield();
-    /* Consume a SIGPROF that was generated before the timer stopped and is still
+    /* Consume a SIGPROF that was generated before the timers stopped and is still
      * pending here, so restoring the default action cannot kill the process. */
     sigset_t set, oldset;
     sigemptyset(&set);

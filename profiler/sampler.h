@@ -23,6 +23,10 @@ int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode);
 /* Disarms the timer, waits for handlers still running, restores the previous signal
  * disposition.  GIL held. */
 void sp_sampler_stop(void);
+/* Threads whose timer could not be created; whether the process-wide fallback
+ * timer is in use. */
+uint64_t sp_sampler_timer_failures(void);
+int sp_sampler_process_timer(void);
 /* Signals delivered (sampled or not) since start. */
 uint64_t sp_sampler_signals(void);
 /* Clocks, in ns. */

@@ -13,6 +13,8 @@
 __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
 sp_thread_t *sp_threads;
 uint32_t sp_shadow_capacity = 1024;
+void (*sp_shadow_on_attach)(sp_thread_t *t);
+void (*sp_shadow_on_exit)(sp_thread_t *t);
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
@@ -22,6 +24,8 @@ static void
 thread_exited(void *arg)
 {
     sp_thread_t *t = arg;
+    if (sp_shadow_on_exit)
+        sp_shadow_on_exit(t);
     sp_tls = NULL;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->attached = 0;
@@ -98,6 +102,7 @@ sp_shadow_attach(PyThreadState *ts)
     if (!t && !(t = state_new(ts, tid)))
         return NULL;
     t->tid = tid;
+    t->pthread = pthread_self();
     t->c_stack_low = c_stack_low();
     if (SP_TSTATE_CURRENT(ts) == NULL) {
         /* A thread entering Python for the first time: nothing seeded can be live. */
@@ -108,6 +113,8 @@ sp_shadow_attach(PyThreadState *ts)
     t->attached = 1;
     pthread_setspecific(exit_key, t);
     sp_tls = t;
+    if (sp_shadow_on_attach)
+        sp_shadow_on_attach(t);
     return t;
 }
 
@@ -172,6 +179,8 @@ sp_shadow_seed_all(void)
                 t = sp_shadow_attach(ts);
             } else {
                 t = state_new(ts, tstate_tid(ts));
+                if (t)
+                    t->pthread = (pthread_t)ts->thread_id;
             }
             if (!t) {
                 PyErr_NoMemory();

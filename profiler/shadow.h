@@ -25,7 +25,9 @@
 
 #include "compat.h"
 #include "registry.h"
+#include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct {
     sp_pyframe_t *frame;
@@ -42,6 +44,10 @@ typedef struct sp_thread {
     PyThreadState *tstate;   /* the interpreter's state of this thread */
     uint64_t tid;            /* kernel thread id */
     uintptr_t c_stack_low;   /* below this C stack address the hook refuses to recurse */
+    pthread_t pthread;       /* for the thread's CPU clock */
+    timer_t timer;           /* this thread's sampling timer (sampler.c) */
+    int has_timer;           /* atomic: whoever clears it deletes the timer */
+    uint64_t last_clock_ns;  /* clock at the previous sample; the thread's own handler */
     volatile int busy;       /* start() is rewriting the stack */
     volatile int attached;   /* sp_tls of the owning thread points here */
     volatile int dead;       /* the thread exited */
@@ -53,6 +59,11 @@ extern __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
 /* Head of the list of all thread states.  Written with the GIL held; read by the
  * handler (the list is only ever prepended to while profiling runs). */
 extern sp_thread_t *sp_threads;
+
+/* Called (GIL held) when a thread attaches while profiling runs, and (no GIL) when
+ * a thread exits; set by the sampler. */
+extern void (*sp_shadow_on_attach)(sp_thread_t *t);
+extern void (*sp_shadow_on_exit)(sp_thread_t *t);
 
 /* Capacity of new stacks (frames).  Set by start(). */
 extern uint32_t sp_shadow_capacity;
