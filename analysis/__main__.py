@@ -18,7 +18,7 @@ from ._options import MODES, parse_interval
 USAGE = ("python -m shadowprof [options] script.py [args ...]\n"
          "       python -m shadowprof [options] -m module [args ...]\n"
          "       python -m shadowprof [options] -c code [args ...]\n"
-         "       shadowprof report PROFILE.json")
+         "       shadowprof report PROFILE (.json, .pb.gz)")
 
 DESCRIPTION = """\
 Profile a Python program: sample its stacks on a timer (statistical time per function
@@ -196,12 +196,17 @@ def run(argv: list) -> int:
 def report(argv: list) -> int:
     p = argparse.ArgumentParser(prog="shadowprof report",
                                 description="Print the text report of a saved profile.")
-    p.add_argument("profile", help="a profile written with -o FILE.json")
+    p.add_argument("profile", help="a profile written with -o FILE.json, or any pprof "
+                                   "file (.pb.gz, .pprof), ours or foreign")
     p.add_argument("--top", type=int, default=20, metavar="N")
     opts = p.parse_args(argv)
     from .model import Profile
     try:
-        prof = Profile.load_json(opts.profile)
+        if opts.profile.endswith((".pb.gz", ".pprof", ".pb")):
+            from .pprof import read_pprof
+            prof = read_pprof(opts.profile)
+        else:
+            prof = Profile.load_json(opts.profile)
     except (OSError, ValueError, KeyError, TypeError) as e:
         return _error(f"cannot read {opts.profile!r}: {e}")
     sys.stdout.write(prof.report(top=opts.top))

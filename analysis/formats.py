@@ -7,13 +7,9 @@ names them and maps file extensions to them.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
-
-from .collapsed import write_collapsed
-from .pprof import write_pprof
-from .pstats_export import write_pstats
-from .speedscope import write_speedscope
 
 __all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile"]
 
@@ -26,13 +22,24 @@ def _write_json(profile, f) -> None:
     f.write(profile.to_json().encode("utf-8"))
 
 
+def _lazy(module: str, function: str):
+    """The writer *function* of the format module *module*, imported on first use (the
+    command line names the formats before the program runs, and should not pay for
+    importing them)."""
+    def write(profile, f) -> None:
+        mod = importlib.import_module(f".{module}", __package__)
+        getattr(mod, function)(profile, f)
+    write.__name__ = function
+    return write
+
+
 FORMATS = {
     "text": _write_text,
     "json": _write_json,
-    "pprof": write_pprof,
-    "collapsed": write_collapsed,
-    "speedscope": write_speedscope,
-    "pstats": write_pstats,
+    "pprof": _lazy("pprof", "write_pprof"),
+    "collapsed": _lazy("collapsed", "write_collapsed"),
+    "speedscope": _lazy("speedscope", "write_speedscope"),
+    "pstats": _lazy("pstats_export", "write_pstats"),
 }
 
 # Checked in order: a longer suffix before any suffix of it (.speedscope.json before

@@ -19,10 +19,15 @@ protobuf runtime needed), the schema is google/pprof's ``proto/profile.proto``
   line of the call is not recorded).  If a function's calls exceed the calls on its
   edges (an edge lost to memory exhaustion in the core), the rest is one more
   callee-alone sample labelled ``caller=unknown``.
-- one Function per function of the profile (name and system_name are the qualified
-  name), one Location per (function, line) seen, each with a single Line.
-- comments: a human-readable summary, then ``shadowprof.KEY=VALUE`` lines with the
-  profile's counters (samples, lost, overhead ...), which the reader restores.
+- one Function per function of the profile: name is the qualified name,
+  system_name cProfile's ``file:line(co_name)``, then filename and start_line; one
+  Location per (function, line) seen, each with a single Line, all in one Mapping
+  (the interpreter) marked as symbolized.
+- period_type ``cpu/nanoseconds`` (``wall/nanoseconds``), period the requested
+  interval, time_nanos the start (Unix ns), duration_nanos the elapsed time.
+- comments: a human-readable summary, then ``shadowprof.meta {JSON}`` with the
+  profile's counters (samples, lost, overhead ...) and the names of threads without
+  samples, which the reader restores.
 
 ``write_pprof(profile, file)`` writes the gzipped bytes, ``encode(profile)`` returns the
 raw (uncompressed) message.  ``decode(data)`` reads any pprof file into a
@@ -35,10 +40,11 @@ frame of its own, labels other than thread/thread_id are kept only in `PprofProf
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from dataclasses import dataclass, field
 
-from .model import SYNTHETIC_FILE, Function, Profile, Stack
+from .model import Function, Profile, Stack
 
 __all__ = ["write_pprof", "encode", "decode", "read_pprof", "to_profile",
            "PprofProfile", "PprofSample", "PprofLocation", "PprofFunction",
@@ -123,31 +129,32 @@ MAPPING = 1
 _META_KEYS = ("samples", "weight_ns", "lost", "lost_weight_ns", "overhead",
               "overhead_weight_ns", "table_full", "cpu_ns", "per_call_overhead_ns",
               "corrected_ns")
-_META_PREFIX = "shadowprof."
-_THREAD_META = "shadowprof.thread="
+_META_PREFIX = "shadowprof.meta "
 
 _MASK64 = (1 << 64) - 1
 
 # --------------------------------------------------------------------------- encoder
 
 
-def _varint_slow(n: int) -> bytes:
-    n &= _MASK64  # negative int64: two's complement, 10 bytes
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    """Base-128 varint, low groups first; a negative int64 as its two's complement
+    (10 bytes)."""
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
+    if 0 < n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if 0 < n < 0x200000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+    n &= _MASK64
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
-
-
-_SMALL_VARINTS = [_varint_slow(i) for i in range(1 << 14)]
-
-
-def _varint(n: int) -> bytes:
-    if 0 <= n < 16384:
-        return _SMALL_VARINTS[n]
-    return _varint_slow(n)
 
 
 def _key(field_no: int, wire_type: int) -> bytes:
@@ -215,63 +222,85 @@ def encode(profile: Profile) -> bytes:
         out.append(_len_field(PROFILE_SAMPLE_TYPE, _value_type(strings, t, u)))
 
     functions = dict(profile.functions)
+    function_ids: dict = {}   # fid -> its pprof id, varint-encoded
 
-    def function(fid: int) -> int:
+    def function(fid: int) -> bytes:
         if fid not in functions:  # an id the profile does not name: keep it visible
             functions[fid] = Function(fid, f"<id {fid}>", "?", 0)
-        return _pprof_function_id(fid)
+        enc = function_ids[fid] = _varint(_pprof_function_id(fid))
+        return enc
 
-    locations: dict = {}   # (fid, line) -> location id
+    # (fid, line) -> the location id, varint-encoded: a stack's packed location_id
+    # field is then a join of cached bytes.
+    locations: dict = {}
     loc_msgs = []
+    key_location = _key(PROFILE_LOCATION, WT_LEN)
+    key_loc_id = _key(LOCATION_ID, WT_VARINT)
+    loc_mapping = _int_field(LOCATION_MAPPING_ID, MAPPING)
+    key_loc_line = _key(LOCATION_LINE, WT_LEN)
+    key_line_function = _key(LINE_FUNCTION_ID, WT_VARINT)
+    key_line_line = _key(LINE_LINE, WT_VARINT)
+    func_get = function_ids.get
 
-    def location(fid: int, line: int) -> int:
-        key = (fid, line)
-        lid = locations.get(key)
-        if lid is None:
-            lid = locations[key] = len(locations) + 1
-            line_msg = (_int_field(LINE_FUNCTION_ID, function(fid)) +
-                        _int_field(LINE_LINE, line))
-            loc_msgs.append(_len_field(PROFILE_LOCATION,
-                                       _int_field(LOCATION_ID, lid) +
-                                       _int_field(LOCATION_MAPPING_ID, MAPPING) +
-                                       _len_field(LOCATION_LINE, line_msg)))
-        return lid
+    def location(frame: tuple) -> bytes:
+        fid, line = frame
+        enc = locations[frame] = _varint(len(locations) + 1)
+        line_msg = key_line_function + (func_get(fid) or function(fid))
+        if line:
+            line_msg += key_line_line + _varint(line)
+        msg = (key_loc_id + enc + loc_mapping + key_loc_line +
+               _ONE_BYTE[len(line_msg)] + line_msg)
+        loc_msgs.append(key_location + _ONE_BYTE[len(msg)] + msg)
+        return enc
 
     k_thread, k_thread_id = strings("thread"), strings("thread_id")
     thread_labels: dict = {}
 
     def labels(tid: int) -> bytes:
-        lab = thread_labels.get(tid)
-        if lab is None:
-            lab = b""
-            name = profile.threads.get(tid)
-            if name is not None:
-                lab += _len_field(SAMPLE_LABEL, _int_field(LABEL_KEY, k_thread) +
-                                  _int_field(LABEL_STR, strings(name)))
-            lab += _len_field(SAMPLE_LABEL, _int_field(LABEL_KEY, k_thread_id) +
-                              _int_field(LABEL_NUM, tid))
-            thread_labels[tid] = lab
+        lab = b""
+        name = profile.threads.get(tid)
+        if name is not None:
+            lab += _len_field(SAMPLE_LABEL, _int_field(LABEL_KEY, k_thread) +
+                              _int_field(LABEL_STR, strings(name)))
+        lab += _len_field(SAMPLE_LABEL, _int_field(LABEL_KEY, k_thread_id) +
+                          _int_field(LABEL_NUM, tid))
+        thread_labels[tid] = lab
         return lab
 
-    sampled_threads = set()
+    key_locs = _key(SAMPLE_LOCATION_ID, WT_LEN)
+    key_values = _key(SAMPLE_VALUE, WT_LEN)
+    key_sample = _key(PROFILE_SAMPLE, WT_LEN)
+    loc_get = locations.get
+    lab_get = thread_labels.get
+    varint = _varint
+    append = out.append
     for s in profile.stacks:
-        sampled_threads.add(s.thread_id)
-        locs = [location(fid, line) for fid, line in reversed(s.frames)]
-        body = (_packed_field(SAMPLE_LOCATION_ID, locs) +
-                _packed_field(SAMPLE_VALUE, (s.count, round(s.weight_ns), 0)) +
-                labels(s.thread_id))
-        out.append(_len_field(PROFILE_SAMPLE, body))
+        encs = list(map(loc_get, reversed(s.frames)))
+        if None in encs:
+            encs = [e or loc_get(fr) or location(fr)
+                    for e, fr in zip(encs, reversed(s.frames))]
+        locs = b"".join(encs)
+        values = varint(s.count) + varint(round(s.weight_ns)) + b"\0"
+        body = b"".join((
+            key_locs + varint(len(locs)) + locs if locs else b"",
+            key_values, varint(len(values)), values,
+            lab_get(s.thread_id) or labels(s.thread_id)))
+        append(key_sample + varint(len(body)) + body)
+    sampled_threads = set(thread_labels)
 
     # Exact calls, one sample per edge: [callee, caller] (leaf first).
     into: dict = {}
     for (caller, callee), n in profile.edges.items():
         into[callee] = into.get(callee, 0) + n
-        start = location(callee, _first_line(functions, callee))
-        locs = [start] if caller == 0 else \
-            [start, location(caller, _first_line(functions, caller))]
-        out.append(_len_field(PROFILE_SAMPLE,
-                              _packed_field(SAMPLE_LOCATION_ID, locs) +
-                              _packed_field(SAMPLE_VALUE, (0, 0, n))))
+        fr = (callee, _first_line(functions, callee))
+        locs = loc_get(fr) or location(fr)
+        if caller != 0:
+            fr = (caller, _first_line(functions, caller))
+            locs += loc_get(fr) or location(fr)
+        values = b"\0\0" + varint(n)
+        body = key_locs + varint(len(locs)) + locs + key_values + \
+            varint(len(values)) + values
+        append(key_sample + varint(len(body)) + body)
     unknown = None
     for fid, n in profile.calls.items():
         rest = n - into.get(fid, 0)
@@ -280,9 +309,10 @@ def encode(profile: Profile) -> bytes:
                 unknown = _len_field(SAMPLE_LABEL,
                                      _int_field(LABEL_KEY, strings("caller")) +
                                      _int_field(LABEL_STR, strings("unknown")))
-            loc = location(fid, _first_line(functions, fid))
+            fr = (fid, _first_line(functions, fid))
+            locs = loc_get(fr) or location(fr)
             out.append(_len_field(PROFILE_SAMPLE,
-                                  _packed_field(SAMPLE_LOCATION_ID, [loc]) +
+                                  _len_field(SAMPLE_LOCATION_ID, locs) +
                                   _packed_field(SAMPLE_VALUE, (0, 0, rest)) + unknown))
 
     # One mapping, the interpreter, fully symbolized: tools then neither try to
@@ -299,7 +329,8 @@ def encode(profile: Profile) -> bytes:
         out.append(_len_field(PROFILE_FUNCTION,
                               _int_field(FUNCTION_ID, _pprof_function_id(fid)) +
                               _int_field(FUNCTION_NAME, strings(fn.name)) +
-                              _int_field(FUNCTION_SYSTEM_NAME, strings(_system_name(fn))) +
+                              _int_field(FUNCTION_SYSTEM_NAME,
+                                         strings(_system_name(fn))) +
                               _int_field(FUNCTION_FILENAME, strings(fn.filename)) +
                               _int_field(FUNCTION_START_LINE, fn.firstlineno)))
 
@@ -309,9 +340,12 @@ def encode(profile: Profile) -> bytes:
                           _value_type(strings, time_type, "nanoseconds")))
     out.append(_int_field(PROFILE_PERIOD, profile.interval_ns))
     comments = [_summary(profile)]
-    comments += [f"{_META_PREFIX}{k}={getattr(profile, k)!r}" for k in _META_KEYS]
-    comments += [f"{_THREAD_META}{tid} {name}" for tid, name in profile.threads.items()
-                 if tid not in sampled_threads]
+    meta = {k: getattr(profile, k) for k in _META_KEYS}
+    idle = {str(tid): name for tid, name in profile.threads.items()
+            if tid not in sampled_threads}
+    if idle:
+        meta["threads"] = idle
+    comments.append(_META_PREFIX + json.dumps(meta, ensure_ascii=False))
     out.append(_packed_field(PROFILE_COMMENT, [strings(c) for c in comments]))
     out.append(_int_field(PROFILE_DEFAULT_SAMPLE_TYPE, strings(time_type)))
     # The string table last: every string has been interned by now.
@@ -412,53 +446,56 @@ class PprofProfile:
     default_sample_type: str = ""
 
 
+def _varint_at(buf, i: int) -> tuple:
+    """(value, next offset) of the varint at *buf[i]*."""
+    v = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        if b < 0x80:
+            return v, i
+        shift += 7
+
+
 def _fields(buf):
     """Yield (field number, wire type, value) of a message: an int for VARINT, I64
     and I32, a memoryview for LEN."""
     i, n = 0, len(buf)
-    while i < n:
-        key = shift = 0
-        while True:
-            b = buf[i]
+    try:
+        while i < n:
+            key = buf[i]   # fast paths: one-byte keys, varints and lengths
             i += 1
-            key |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        wt = key & 7
-        if wt == WT_VARINT:
-            v = shift = 0
-            while True:
-                b = buf[i]
+            if key >= 0x80:
+                key, i = _varint_at(buf, i - 1)
+            wt = key & 7
+            if wt == WT_VARINT:
+                v = buf[i]
                 i += 1
-                v |= (b & 0x7F) << shift
-                if b < 0x80:
-                    break
-                shift += 7
-        elif wt == WT_LEN:
-            ln = shift = 0
-            while True:
-                b = buf[i]
+                if v >= 0x80:
+                    v, i = _varint_at(buf, i - 1)
+            elif wt == WT_LEN:
+                ln = buf[i]
                 i += 1
-                ln |= (b & 0x7F) << shift
-                if b < 0x80:
-                    break
-                shift += 7
-            if i + ln > n:
+                if ln >= 0x80:
+                    ln, i = _varint_at(buf, i - 1)
+                if i + ln > n:
+                    raise ValueError("truncated pprof message")
+                v = buf[i:i + ln]
+                i += ln
+            elif wt == WT_I64:
+                v = int.from_bytes(buf[i:i + 8], "little")
+                i += 8
+            elif wt == WT_I32:
+                v = int.from_bytes(buf[i:i + 4], "little")
+                i += 4
+            else:
+                raise ValueError(f"bad wire type {wt} in pprof message")
+            if i > n:
                 raise ValueError("truncated pprof message")
-            v = buf[i:i + ln]
-            i += ln
-        elif wt == WT_I64:
-            v = int.from_bytes(buf[i:i + 8], "little")
-            i += 8
-        elif wt == WT_I32:
-            v = int.from_bytes(buf[i:i + 4], "little")
-            i += 4
-        else:
-            raise ValueError(f"bad wire type {wt} in pprof message")
-        if i > n:
-            raise ValueError("truncated pprof message")
-        yield key >> 3, wt, v
+            yield key >> 3, wt, v
+    except IndexError:
+        raise ValueError("truncated pprof message") from None
 
 
 def _ints(wt, v) -> list:
@@ -466,17 +503,17 @@ def _ints(wt, v) -> list:
     if wt != WT_LEN:
         return [v]
     out = []
+    append = out.append
     i, n = 0, len(v)
-    while i < n:
-        x = shift = 0
-        while True:
-            b = v[i]
+    try:
+        while i < n:
+            x = v[i]
             i += 1
-            x |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        out.append(x)
+            if x >= 0x80:
+                x, i = _varint_at(v, i - 1)
+            append(x)
+    except IndexError:
+        raise ValueError("truncated pprof message") from None
     return out
 
 
@@ -559,8 +596,9 @@ def decode(data) -> PprofProfile:
         m = _message(v, {FUNCTION_ID: "id", FUNCTION_NAME: "name",
                          FUNCTION_SYSTEM_NAME: "system_name", FUNCTION_FILENAME: "file",
                          FUNCTION_START_LINE: "start"})
-        fn = PprofFunction(m.get("id", 0), s(m.get("name", 0)), s(m.get("system_name", 0)),
-                           s(m.get("file", 0)), _signed(m.get("start", 0)))
+        fn = PprofFunction(m.get("id", 0), s(m.get("name", 0)),
+                           s(m.get("system_name", 0)), s(m.get("file", 0)),
+                           _signed(m.get("start", 0)))
         prof.functions[fn.id] = fn
     for v in raw_mappings:
         m = _message(v, {MAPPING_ID: "id", MAPPING_MEMORY_START: "start",
@@ -609,13 +647,6 @@ def decode(data) -> PprofProfile:
 
 _TIME_UNITS = {"nanoseconds": 1, "microseconds": 1_000, "milliseconds": 1_000_000,
                "seconds": 1_000_000_000}
-
-
-def _parse_number(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
 
 
 def to_profile(pp: PprofProfile) -> Profile:
@@ -696,13 +727,14 @@ def to_profile(pp: PprofProfile) -> Profile:
 
     meta = {}
     for c in pp.comments:
-        if c.startswith(_THREAD_META):
-            tid, _, name = c[len(_THREAD_META):].partition(" ")
-            threads[int(tid)] = name
-        elif c.startswith(_META_PREFIX) and "=" in c:
-            k, _, val = c[len(_META_PREFIX):].partition("=")
-            if k in _META_KEYS:
-                meta[k] = _parse_number(val)
+        if c.startswith(_META_PREFIX):
+            try:
+                found = json.loads(c[len(_META_PREFIX):])
+            except ValueError:
+                continue
+            for tid, name in found.pop("threads", {}).items():
+                threads[int(tid)] = name
+            meta.update((k, v) for k, v in found.items() if k in _META_KEYS)
     meta.setdefault("samples", sum(s.count for s in stacks))
     meta.setdefault("weight_ns", sum(s.weight_ns for s in stacks))
     if mode == "cpu":
