@@ -24,6 +24,7 @@ typedef _PyFrameEvalFunction sp_eval_fn;
 static sp_eval_fn prev_eval;
 static sp_eval_fn next_eval = _PyEval_EvalFrameDefault;
 static int installed;
+static int buried;   /* uninstalled while another evaluator sat on top of ours */
 
 extern char __start_sp_hot_text[] __attribute__((weak, visibility("hidden")));
 extern char __stop_sp_hot_text[] __attribute__((weak, visibility("hidden")));
@@ -141,6 +142,16 @@ sp_hook_install(void)
         return -1;
     }
     sp_eval_fn cur = _PyInterpreterState_GetEvalFrameFunc(interp);
+    if (buried && cur != sp_eval_frame) {
+        /* A tool installed itself over our hook and still chains to it: installing
+         * again would make a loop. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "shadowprof: another frame-evaluation function (a debugger?) was "
+                        "installed over shadowprof's and still calls it; remove it "
+                        "before starting shadowprof again");
+        return -1;
+    }
+    buried = 0;
     if (cur != sp_eval_frame) {
         prev_eval = (cur == _PyEval_EvalFrameDefault) ? NULL : cur;
         next_eval = prev_eval ? prev_eval : _PyEval_EvalFrameDefault;
@@ -161,9 +172,11 @@ sp_hook_uninstall(void)
             interp, prev_eval ? prev_eval : _PyEval_EvalFrameDefault);
         prev_eval = NULL;
         next_eval = _PyEval_EvalFrameDefault;
+    } else {
+        /* Another tool installed itself over us and chains to us; our hook stays in
+         * its chain but, with sp_hook_state 0, passes every call straight through. */
+        buried = 1;
     }
-    /* else: another tool installed itself over us and chains to us; our hook stays in
-     * its chain but, with sp_hook_state 0, passes every call straight through. */
     installed = 0;
 }
 
