@@ -175,10 +175,16 @@ def run(argv: list) -> int:
         return exit_code
     profile = strip_outer_frames(profile, _is_our_frame)
     try:
+        text = None
+        if not opts.quiet or fmt == "text":
+            text = profile.report(top=opts.top)   # rendered once for both uses
         if opts.output:
-            formats.write_profile(profile, opts.output, fmt)
+            if fmt == "text":
+                formats.write_bytes(text.encode("utf-8"), opts.output)
+            else:
+                formats.write_profile(profile, opts.output, fmt)
         if not opts.quiet:
-            sys.stderr.write(profile.report(top=opts.top))
+            sys.stderr.write(text)
     except OSError as e:
         print(f"shadowprof: error: cannot write the profile: {e}", file=sys.stderr)
     if pending is not None:

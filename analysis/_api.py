@@ -21,7 +21,7 @@ _calibrated_ns: float | None = None
 _calibrated_share: float = 0.5
 
 
-def _calibrate(calls: int = 20_000, rounds: int = 7) -> float:
+def _calibrate(calls: int = 5_000, rounds: int = 5) -> float:
     """Measure what the hook adds to one Python call, in ns (interleaved rounds, the
     best of each side), and the share of an empty call's time that is.  Cached for the
     life of the process."""

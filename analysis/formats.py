@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 
-__all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile"]
+__all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile", "write_bytes"]
 
 
 def _write_text(profile, f) -> None:
@@ -77,24 +76,35 @@ def format_for(path: str | None, fmt: str | None) -> str:
 
 
 def write_profile(profile, path: str, fmt: str) -> None:
-    """Write atomically: to a temporary file in the same directory, then rename, so an
-    interrupted write never leaves a truncated profile under *path*."""
+    """Write *profile* in format *fmt* to *path* ('-': stdout), atomically."""
     writer = FORMATS[fmt]
+    _write_atomic(path, lambda f: writer(profile, f))
+
+
+def write_bytes(data: bytes, path: str) -> None:
+    """Write already encoded *data* to *path* ('-': stdout), atomically."""
+    _write_atomic(path, lambda f: f.write(data))
+
+
+def _write_atomic(path: str, write) -> None:
+    """Write to a temporary file in the same directory, then rename, so an
+    interrupted write never leaves a truncated profile under *path*."""
     if path == "-":
         import sys
         sys.stdout.flush()
-        writer(profile, sys.stdout.buffer)
+        write(sys.stdout.buffer)
         sys.stdout.flush()
         return
     if path == os.devnull:
         with open(path, "wb") as f:
-            writer(profile, f)
+            write(f)
         return
+    import tempfile   # here, not at import: keep the profiler's start-up light
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            writer(profile, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -8,9 +8,8 @@ kernel does not fire CPU timers at the requested rate.
 
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 __all__ = ["Function", "Stack", "FunctionStats", "Profile"]
 
@@ -18,14 +17,14 @@ SYNTHETIC_FILE = "<shadowprof>"
 OVERHEAD_NAME = "[shadowprof overhead]"
 LOST_NAME = "[lost samples]"
 
+# Plain classes rather than dataclasses: this module is imported when profiling
+# starts, and importing dataclasses (and inspect) would cost the profiled program
+# about 15 ms of start-up.
 
-@dataclass(frozen=True)
-class Function:
+
+class Function(namedtuple("Function", "id name filename firstlineno")):
     """A Python function (one code object), or a synthetic frame of shadowprof's."""
-    id: int
-    name: str
-    filename: str
-    firstlineno: int
+    __slots__ = ()
 
     @property
     def synthetic(self) -> bool:
@@ -37,48 +36,64 @@ class Function:
         return f"{self.name} ({self.filename}:{self.firstlineno})"
 
 
-@dataclass(frozen=True)
-class Stack:
+class Stack(namedtuple("Stack", "thread_id frames count weight_ns")):
     """Samples of one thread that saw the same frames.  frames: ((function id, line),
     ...), root first."""
-    thread_id: int
-    frames: tuple
-    count: int
-    weight_ns: int
+    __slots__ = ()
 
 
-@dataclass
 class FunctionStats:
-    function: Function
-    self_samples: int = 0
-    total_samples: int = 0
-    self_ns: float = 0.0
-    total_ns: float = 0.0
-    calls: int = 0
+    """Self and total (inclusive) samples and time of one function, and its calls."""
+    __slots__ = ("function", "self_samples", "total_samples", "self_ns", "total_ns",
+                 "calls")
+
+    def __init__(self, function, self_samples=0, total_samples=0, self_ns=0.0,
+                 total_ns=0.0, calls=0):
+        self.function = function
+        self.self_samples = self_samples
+        self.total_samples = total_samples
+        self.self_ns = self_ns
+        self.total_ns = total_ns
+        self.calls = calls
+
+    def __repr__(self):
+        return (f"FunctionStats({self.function.name!r}, self_ns={self.self_ns}, "
+                f"total_ns={self.total_ns}, calls={self.calls})")
 
 
-@dataclass
+_PROFILE_DEFAULTS = {
+    "mode": "cpu", "interval_ns": 10_000_000, "samples": 0, "weight_ns": 0, "lost": 0,
+    "lost_weight_ns": 0, "overhead": 0, "overhead_weight_ns": 0, "table_full": 0,
+    "start_unix_ns": 0, "duration_ns": 0, "cpu_ns": 0, "per_call_overhead_ns": 0.0,
+    "per_call_overhead_cap": 0.5, "corrected_ns": 0.0,
+}
+
+
 class Profile:
-    functions: dict
-    stacks: list
-    calls: dict
-    edges: dict
-    mode: str = "cpu"
-    interval_ns: int = 10_000_000
-    samples: int = 0
-    weight_ns: int = 0
-    lost: int = 0
-    lost_weight_ns: int = 0
-    overhead: int = 0
-    overhead_weight_ns: int = 0
-    table_full: int = 0
-    start_unix_ns: int = 0
-    duration_ns: int = 0
-    cpu_ns: int = 0
-    per_call_overhead_ns: float = 0.0
-    per_call_overhead_cap: float = 0.5
-    corrected_ns: float = 0.0
-    threads: dict = field(default_factory=dict)
+    """functions {id: Function}, stacks [Stack], exact calls {id: n} and caller->callee
+    edges {(caller id, callee id): n} (caller 0: no Python caller), threads
+    {thread id: name}, and the scalars in _PROFILE_DEFAULTS."""
+
+    def __init__(self, functions, stacks, calls, edges, threads=None, **scalars):
+        unknown = set(scalars) - set(_PROFILE_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown Profile fields: {', '.join(sorted(unknown))}")
+        self.functions = functions
+        self.stacks = stacks
+        self.calls = calls
+        self.edges = edges
+        self.threads = {} if threads is None else threads
+        for key, default in _PROFILE_DEFAULTS.items():
+            setattr(self, key, scalars.get(key, default))
+
+    def __eq__(self, other):
+        if not isinstance(other, Profile):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __repr__(self):
+        return (f"Profile(mode={self.mode!r}, samples={self.samples}, "
+                f"functions={len(self.functions)}, stacks={len(self.stacks)})")
 
     # ----------------------------------------------------------------- building
 
@@ -296,10 +311,12 @@ class Profile:
             per_call_overhead_cap=d.get("per_call_overhead_cap", 0.5))
 
     def to_json(self) -> str:
+        import json
         return json.dumps(self.to_dict())
 
     @classmethod
     def load_json(cls, path) -> "Profile":
+        import json
         with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)

@@ -336,8 +336,8 @@ core_set_hook(PyObject *mod, PyObject *arg)
         return NULL;
     }
     if (on) {
-        if (ensure_init(ring_records, 1024) < 0 || sp_shadow_seed_all() < 0 ||
-            sp_hook_install() < 0)
+        /* Only the registry: the ring and the table keep the last session's data. */
+        if (sp_registry_init() < 0 || sp_shadow_seed_all() < 0 || sp_hook_install() < 0)
             return NULL;
     } else {
         sp_hook_uninstall();

@@ -133,7 +133,9 @@ sp_ring_take_lost(sp_ring_t *ring, uint64_t *count, uint64_t *weight_ns)
 void
 sp_ring_reset(sp_ring_t *ring)
 {
-    memset(ring->slots, 0, (ring->mask + 1) * sizeof(sp_record_t));
+    /* Only the sequence numbers matter: a stale one could look published. */
+    for (size_t i = 0; i <= ring->mask; i++)
+        ring->slots[i].seq = 0;
     ring->write = 0;
     ring->read = 0;
     ring->lost_count = 0;
