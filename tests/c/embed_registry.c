@@ -3,17 +3,11 @@
  * addresses are reused never confused with the new ones. */
 #include "registry.h"
 
+#include "check.h"
+
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
 static int freed_calls;
 static void
@@ -139,10 +133,5 @@ main(void)
     printf("embed_registry: address of a dead code object reused %d times\n", reused);
 
     Py_Finalize();
-    if (failures) {
-        fprintf(stderr, "embed_registry: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("embed_registry: ok\n");
-    return 0;
+    return CHECK_DONE("embed_registry");
 }

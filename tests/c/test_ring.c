@@ -3,18 +3,12 @@
 #include "ring.h"
 
 #include <pthread.h>
+#include "check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
 static void
 put(sp_ring_t *r, uint64_t tag, uint64_t weight)
@@ -202,10 +196,5 @@ main(void)
     test_unpublished_slot_blocks_reader();
     test_reset();
     test_concurrent_producers();
-    if (failures) {
-        fprintf(stderr, "test_ring: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_ring: ok\n");
-    return 0;
+    return CHECK_DONE("test_ring");
 }

@@ -2,17 +2,11 @@
  * do not; the cap holds; growth keeps every entry findable. */
 #include "table.h"
 
+#include "check.h"
+
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
 static int
 find(sp_table_t *t, uint64_t tid, const uint64_t *locs, uint32_t n, sp_stack_view_t *out)
@@ -99,10 +93,5 @@ main(void)
     test_merge_and_distinguish();
     test_growth_and_cap();
     test_empty_stack();
-    if (failures) {
-        fprintf(stderr, "test_table: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_table: ok\n");
-    return 0;
+    return CHECK_DONE("test_table");
 }
