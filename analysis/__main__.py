@@ -38,7 +38,7 @@ examples:
 
 # Options that take a value, for splitting our arguments from the program's.
 _VALUE_OPTS = {"-o", "--output", "-f", "--format", "-i", "--interval", "--mode",
-               "--max-depth", "--top"}
+               "--max-depth", "--top", "--fork"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default 1024)")
     p.add_argument("--top", type=int, default=20, metavar="N",
                    help="functions listed per table in the report (default 20)")
+    p.add_argument("--fork", choices=("continue", "stop"), default="continue",
+                   help="in a forked child: continue profiling it into its own output "
+                        "FILE with .PID before the extension (default), or stop")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the report to stderr")
     p.add_argument("--no-correct-overhead", dest="correct", action="store_false",
@@ -149,7 +152,8 @@ def run(argv: list) -> int:
                              __cached__=None, __loader__=None, __spec__=None)
 
     profiler = Profiler(interval=interval / 1e9, mode=opts.mode,
-                        max_depth=opts.max_depth, correct_overhead=opts.correct)
+                        max_depth=opts.max_depth, correct_overhead=opts.correct,
+                        fork=opts.fork)
     exit_code = 0
     pending = None
     parent_pid = os.getpid()
@@ -168,12 +172,20 @@ def run(argv: list) -> int:
         profile = profiler.stop()
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
+    profile = strip_outer_frames(profile, _is_our_frame)
     if os.getpid() != parent_pid:
-        # A forked child that returned through here: the parent writes the profile.
+        # A forked child that returned through here: its own profile (from the fork
+        # on) goes next to the parent's, named with its pid; the report is the
+        # parent's alone.
+        if opts.output and opts.output != "-" and opts.fork == "continue":
+            path = formats.path_for_pid(opts.output, os.getpid())
+            try:
+                formats.write_profile(profile, path, fmt)
+            except OSError as e:
+                print(f"shadowprof: error: cannot write {path}: {e}", file=sys.stderr)
         if pending is not None:
             raise pending
         return exit_code
-    profile = strip_outer_frames(profile, _is_our_frame)
     try:
         text = None
         if not opts.quiet or fmt == "text":

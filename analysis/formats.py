@@ -75,6 +75,14 @@ def format_for(path: str | None, fmt: str | None) -> str:
     return "text"
 
 
+def path_for_pid(path: str, pid: int) -> str:
+    """*path* with ``.PID`` before its format extension: prof.pb.gz -> prof.123.pb.gz."""
+    for ext, _name in EXTENSIONS:
+        if path.endswith(ext):
+            return f"{path[:-len(ext)]}.{pid}{ext}"
+    return f"{path}.{pid}"
+
+
 def write_profile(profile, path: str, fmt: str) -> None:
     """Write *profile* in format *fmt* to *path* ('-': stdout), atomically."""
     writer = FORMATS[fmt]

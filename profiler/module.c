@@ -14,6 +14,8 @@
 #include "shadow.h"
 #include "table.h"
 
+#include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 static int running;
@@ -22,6 +24,7 @@ static uint64_t session_interval_ns;
 static uint64_t start_wall_ns, start_cpu_ns, start_unix_ns;
 static uint64_t stop_wall_ns, stop_cpu_ns;
 static size_t ring_records = 4096;
+static int fork_keep = 1;   /* a forked child keeps profiling (1) or stops (0) */
 
 static uint64_t
 unix_ns(void)
@@ -36,6 +39,33 @@ drain_if_pending(void)
 {
     if (sp_sampler_ring && sp_ring_used(sp_sampler_ring))
         sp_drain_quiet();
+}
+
+/* pthread_atfork child handler: the child starts a profile of its own (counts, samples
+ * and times reset) on its one thread, or stops profiling.  Runs before any Python code
+ * in the child; only memory stores, loops and timer system calls. */
+static void
+after_fork_child(void)
+{
+    if (!running)
+        return;
+    sp_shadow_after_fork_child();
+    if (sp_sampler_ring)
+        sp_ring_reset(sp_sampler_ring);
+    sp_drain_reset();
+    sp_registry_reset_counts();
+    start_wall_ns = sp_clock_wall_ns();
+    start_cpu_ns = sp_clock_cpu_ns();
+    start_unix_ns = unix_ns();
+    if (fork_keep) {
+        sp_sampler_after_fork_child(1);
+    } else {
+        sp_sampler_after_fork_child(0);
+        __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
+        running = 0;
+        stop_wall_ns = start_wall_ns;
+        stop_cpu_ns = start_cpu_ns;
+    }
 }
 
 static int
@@ -71,22 +101,30 @@ ensure_init(size_t ring_size, size_t max_stacks)
 
 PyDoc_STRVAR(start_doc,
 "start(interval_ns=10_000_000, mode='cpu', max_depth=1024, ring_size=4096,\n"
-"      max_stacks=200_000)\n--\n\n"
+"      max_stacks=200_000, fork='continue')\n--\n\n"
 "Start profiling this process: install the hook, seed every thread's shadow stack\n"
-"from its running frames, and arm the sampling timer.  Resets all counts.");
+"from its running frames, and arm the sampling timers.  Resets all counts.\n"
+"fork: in a forked child, 'continue' starts a fresh profile of the child,\n"
+"'stop' stops profiling there.");
 
 static PyObject *
 core_start(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"interval_ns", "mode", "max_depth", "ring_size",
-                             "max_stacks", NULL};
+                             "max_stacks", "fork", NULL};
     unsigned long long interval = 10000000ull;
     const char *mode = "cpu";
     unsigned int max_depth = 1024;
     Py_ssize_t ring_size = 4096, max_stacks = 200000;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KsInn:start", kwlist, &interval, &mode,
-                                     &max_depth, &ring_size, &max_stacks))
+    const char *fork_mode = "continue";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KsInns:start", kwlist, &interval, &mode,
+                                     &max_depth, &ring_size, &max_stacks, &fork_mode))
         return NULL;
+    if (strcmp(fork_mode, "continue") != 0 && strcmp(fork_mode, "stop") != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "shadowprof: fork must be 'continue' or 'stop', not '%s'", fork_mode);
+        return NULL;
+    }
     if (running) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is already running");
         return NULL;
@@ -125,6 +163,7 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
         return NULL;
     session_mode = m;
     session_interval_ns = interval;
+    fork_keep = strcmp(fork_mode, "continue") == 0;
     start_wall_ns = sp_clock_wall_ns();
     start_cpu_ns = sp_clock_cpu_ns();
     start_unix_ns = unix_ns();
@@ -395,6 +434,9 @@ PyInit__core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (!m)
         return NULL;
+    static int atfork_done;
+    if (!atfork_done && pthread_atfork(NULL, NULL, after_fork_child) == 0)
+        atfork_done = 1;
     if (PyModule_AddIntConstant(m, "RING_FRAMES", SP_RING_FRAMES) < 0 ||
         PyModule_AddIntConstant(m, "FIRST_CODE_ID", SP_ID_FIRST_CODE) < 0) {
         Py_DECREF(m);

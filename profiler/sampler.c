@@ -318,6 +318,29 @@ fail:
     return -1;
 }
 
+void
+sp_sampler_after_fork_child(int keep)
+{
+    if (!armed)
+        return;
+    if (!keep) {
+        armed = 0;
+        return;
+    }
+    __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
+    if (process_timer) {
+        struct itimerval it;
+        it.it_interval.tv_sec = cur_interval_ns / 1000000000u;
+        it.it_interval.tv_usec = (cur_interval_ns % 1000000000u) / 1000u;
+        if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
+            it.it_interval.tv_usec = 1;
+        it.it_value = it.it_interval;
+        setitimer(ITIMER_PROF, &it, NULL);
+    } else if (sp_tls && thread_timer_start(sp_tls) < 0) {
+        timer_failures++;
+    }
+}
+
 uint64_t
 sp_sampler_timer_failures(void)
 {

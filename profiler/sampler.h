@@ -23,6 +23,9 @@ int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode);
 /* Disarms the timer, waits for handlers still running, restores the previous signal
  * disposition.  GIL held. */
 void sp_sampler_stop(void);
+/* In a forked child (pthread_atfork child handler): re-arm a timer for the only
+ * thread left if `keep`, else stop sampling. */
+void sp_sampler_after_fork_child(int keep);
 /* Threads whose timer could not be created; whether the process-wide fallback
  * timer is in use. */
 uint64_t sp_sampler_timer_failures(void);

@@ -265,7 +265,16 @@ sp_shadow_count(size_t *bytes)
 void
 sp_shadow_after_fork_child(void)
 {
-    for (sp_thread_t *t = sp_threads; t; t = t->next)
-        if (t != sp_tls)
+    /* Only the forking thread exists in the child; no timer is inherited. */
+    for (sp_thread_t *t = sp_threads; t; t = t->next) {
+        t->has_timer = 0;
+        if (t != sp_tls) {
             t->dead = 1;
+            t->attached = 0;
+        }
+    }
+    if (sp_tls) {
+        sp_tls->tid = (uint64_t)syscall(SYS_gettid);
+        sp_tls->pthread = pthread_self();
+    }
 }

@@ -86,8 +86,9 @@ sp_thread_t *sp_shadow_self(void);
 /* Number of live states, and bytes they hold.  GIL held. */
 size_t sp_shadow_count(size_t *bytes);
 
-/* After fork, in the child: only the calling thread survives.  Frees nothing that
- * other threads could hold (they are gone); keeps the caller's state. */
+/* After fork, in the child: only the calling thread survives; the others' states are
+ * marked dead (freed at the next start), and no thread has a timer any more.
+ * async-signal-safe (runs in a pthread_atfork child handler). */
 void sp_shadow_after_fork_child(void);
 
 #endif /* SP_SHADOW_H */

@@ -36,7 +36,10 @@ def shares(profile):
 
 
 def test_cpu_split_within_3_points(tmp_path):
-    for seconds in (3, 8):  # retry once with a longer run before failing
+    # At the tick-limited ~250 samples per CPU second, 8 s give ~2000 samples: the
+    # standard error of a 25% share is ~1 point, so 3 points is ~3 sigma.  Retry
+    # once with a run twice as long before failing.
+    for seconds in (8, 16):
         truth = unprofiled_shares(seconds)
         got = shares(profiled(tmp_path, seconds))
         errors = {k: abs(got[k] - truth[k]) * 100 for k in NAMES}
@@ -63,6 +66,10 @@ def test_overhead_reported_and_tiny_calls_counted(tmp_path):
     stats = {s.function.name: s for s in prof.function_stats().values()}
     loops = stats["burn_calls"].calls
     assert loops > 0
-    assert stats["tiny"].calls == 4000 * loops     # exact, from the hook
+    # Exact, from the hook: every call of tiny came from burn_calls, which makes
+    # between 2000 and 6000 of them per call (random lengths).
+    ids = {s.function.name: fid for fid, s in prof.function_stats().items()}
+    assert prof.edges[(ids["burn_calls"], ids["tiny"])] == stats["tiny"].calls
+    assert 2000 * loops <= stats["tiny"].calls <= 6000 * loops
     assert 0 < prof.overhead_share < 0.5
     assert "profiler overhead" in prof.report()

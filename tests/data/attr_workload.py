@@ -5,6 +5,7 @@ many tiny calls, one in string and dict work.  Run with --measure, it times each
 function itself (unprofiled) and prints the shares as JSON.
 """
 import json
+import random
 import sys
 import time
 
@@ -40,8 +41,13 @@ def main(seconds, measure):
     work = [(burn_loop, 6000), (burn_calls, 4000), (burn_str, 2500)]
     clock = time.process_time
     end = clock() + seconds
+    # Random order and lengths: a sampling timer must not alias with a periodic
+    # workload (the kernel's tick is as regular as the loop would be).
+    rng = random.Random()
     while clock() < end:
-        for fn, n in work:
+        rng.shuffle(work)
+        for fn, base in work:
+            n = int(base * rng.uniform(0.5, 1.5))
             if measure:
                 t = clock()
                 fn(n)
