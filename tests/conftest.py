@@ -1,5 +1,6 @@
 """Shared helpers for shadowprof's tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,18 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+PROGRAM = os.path.join(DATA, "cc_program.py")   # the deterministic call-count program
+DRIVER = os.path.join(DATA, "cc_driver.py")
+
+
+def run_driver(mode, program=PROGRAM):
+    """Run *program* under cProfile, shadowprof or both (tests/data/cc_driver.py) in a
+    fresh interpreter and return the counts it prints as JSON."""
+    proc = subprocess.run([sys.executable, DRIVER, mode, program],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def run_shadowprof(*args, cwd=None, env=None, timeout=120, input=None):

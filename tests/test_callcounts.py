@@ -20,17 +20,7 @@ import pytest
 import shadowprof
 from shadowprof import _core
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "data")
-PROGRAM = os.path.join(DATA, "cc_program.py")
-DRIVER = os.path.join(DATA, "cc_driver.py")
-
-
-def run_driver(mode, program=PROGRAM):
-    proc = subprocess.run([sys.executable, DRIVER, mode, program],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from conftest import DATA, DRIVER, HERE, PROGRAM, run_driver
 
 
 def short(key):
