@@ -111,7 +111,7 @@ context_pc(void *ucv)   /* async-signal-safe */
  * PyGILState_GetThisThreadState is a pthread_getspecific: async-signal-safe in
  * practice (glibc reads a per-thread array). */
 static int
-tstate_alive(sp_thread_t *t)
+tstate_alive(sp_thread_t *t)   /* async-signal-safe */
 {
     return PyGILState_GetThisThreadState() == t->tstate;
 }
