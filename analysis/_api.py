@@ -22,20 +22,21 @@ _calibrated_ns: float | None = None
 _calibrated_share: float = 0.5
 
 
-def _calibrate(calls: int = 4_000, rounds: int = 9) -> float:
+def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False) -> float:
     """Measure what the hook adds to one Python call, in ns: the median over
     *rounds* of back-to-back (hook on) - (hook off) timings of a loop of empty calls,
     so that drifts of the machine's speed cancel out.  Also sets the share of an empty
     call's time that the hook is (the cap of the correction).  About 5 ms; cached for
-    the life of the process."""
+    the life of the process.  With *refresh*, measure again and keep the lower value:
+    a busy or still-cold machine only ever makes the measurement too high."""
     global _calibrated_ns, _calibrated_share
-    if _calibrated_ns is not None:
+    if _calibrated_ns is not None and not refresh:
         return _calibrated_ns
     ns: dict = {}
     exec("def _f():\n    pass\n"
          "def _loop(n):\n    f = _f\n    for _ in range(n):\n        f()\n", ns)
     loop = ns["_loop"]
-    clock = time.perf_counter_ns
+    clock = time.thread_time_ns
     loop(calls)  # warm up
     def timed(hook: bool) -> int:
         if hook:
@@ -49,21 +50,23 @@ def _calibrate(calls: int = 4_000, rounds: int = 9) -> float:
                 _core._set_hook(False)
 
     diffs, offs = [], []
-    for i in range(rounds):
+    for i in range(-3, rounds):  # the first pairs run cold: discarded
         if i % 2:   # alternate the order within a pair
             on = timed(True)
             off = timed(False)
         else:
             off = timed(False)
             on = timed(True)
-        diffs.append(on - off)
-        offs.append(off)
+        if i >= 0:
+            diffs.append(on - off)
+            offs.append(off)
     diffs.sort()
     offs.sort()
     added = max(0.0, diffs[len(diffs) // 2] / calls)
     off_call = offs[len(offs) // 2] / calls
-    _calibrated_ns = added
-    _calibrated_share = added / (added + off_call) if added + off_call > 0 else 0.0
+    if _calibrated_ns is None or added < _calibrated_ns:
+        _calibrated_ns = added
+        _calibrated_share = added / (added + off_call) if added + off_call > 0 else 0.0
     return _calibrated_ns
 
 
@@ -128,9 +131,12 @@ class Profiler:
                 raise RuntimeError("this Profiler is not running")
             _active.remove(self)
             self._running = False
-            if not _active and _core.is_running():
+            stopped = not _active and _core.is_running()
+            if stopped:
                 _core.stop()
             snap = _core.snapshot()
+            if stopped and self.correct_overhead:
+                _calibrate(refresh=True)   # measured again, warm, after the run
         per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
