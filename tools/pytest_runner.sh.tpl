@@ -20,4 +20,6 @@ if [[ -n "${XML_OUTPUT_FILE:-}" ]]; then
   args+=("--junitxml=$XML_OUTPUT_FILE")
 fi
 
+# The interpreter under test heads every test log.
+"$PYTHON" -c 'import sys; print("shadowprof tests on Python %s (%s)" % (sys.version.split()[0], sys.executable))'
 exec "$PYTHON" -m pytest "${args[@]}" "$@"
