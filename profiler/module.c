@@ -295,7 +295,7 @@ core_snapshot(PyObject *mod, PyObject *unused)
         }
         Py_DECREF(item);
     }
-    for (uint32_t id = SP_ID_FIRST_CODE; id < nids; id++) {
+    for (uint32_t id = SP_ID_OTHER; id < nids; id++) {
         sp_code_t *e = sp_registry_get(id);
         if (e->calls) {
             used[id] = 1;
@@ -385,6 +385,21 @@ core_set_hook(PyObject *mod, PyObject *arg)
 }
 
 static PyObject *
+core_set_max_functions(PyObject *mod, PyObject *arg)
+{
+    unsigned long n = PyLong_AsUnsignedLong(arg);
+    if (n == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (n < 16 || n > UINT32_MAX / 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "bad max_functions %lu: choose between 16 and %u", n, UINT32_MAX / 2);
+        return NULL;
+    }
+    sp_registry_set_max((uint32_t)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 core_memory(PyObject *mod, PyObject *unused)
 {
     size_t thread_bytes = 0;
@@ -418,6 +433,8 @@ static PyMethodDef core_methods[] = {
     {"snapshot", core_snapshot, METH_NOARGS, snapshot_doc},
     {"memory", core_memory, METH_NOARGS, "memory() -> dict of what the profiler holds"},
     {"code_id", core_code_id, METH_O, "code_id(code) -> registry id or None"},
+    {"set_max_functions", core_set_max_functions, METH_O,
+     "set_max_functions(n): registry ids past n share '[functions over the limit]'"},
     {"_set_hook", core_set_hook, METH_O, set_hook_doc},
     {NULL, NULL, 0, NULL},
 };

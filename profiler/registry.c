@@ -4,6 +4,17 @@
  * object's co_extra stays valid for the life of the process.  The overflow edge table
  * (callers beyond the SP_EDGE_SLOTS inline cache) is a small open-addressing hash map.
  * All of it is written with the GIL held.
+ *
+ * Bounded memory.  Programs that create code objects without end (exec, eval,
+ * namedtuple, template engines, code.replace) must not grow the registry without end:
+ *  - an identity map (qualname, filename, first line) -> ids lets a new code object
+ *    take over the entry of a dead one with the same identity, so a million
+ *    short-lived copies of one function are one entry (and one row in the report, as
+ *    pstats would merge them);
+ *  - past `max_entries` ids, new code objects share the synthetic entry
+ *    SP_ID_OTHER ("[functions over the limit]"): their calls and samples are still
+ *    counted, under that name.
+ * Ids are still never reused for a different identity within the life of the process.
  */
 #include "registry.h"
 
@@ -20,6 +31,11 @@ void (*sp_registry_before_free)(void) = NULL;
 static sp_code_t **chunks;
 static uint32_t nchunks, chunks_cap;
 static uint32_t next_id = SP_ID_FIRST_CODE;
+static uint32_t max_entries = SP_REGISTRY_DEFAULT_MAX;
+
+/* (qualname, filename, firstlineno) -> list of the ids with that identity, newest
+ * last.  GIL. */
+static PyObject *identity_map;
 
 /* Overflow edges: (caller << 32 | callee) -> count.  GIL. */
 typedef struct {
@@ -108,11 +124,14 @@ sp_registry_init(void)
     }
     static const char *names[] = {
         NULL, "[truncated]", "[lost samples]", "[shadowprof overhead]",
-        "[no Python frame]", "[stack too deep]", "[table full]", "[unused]",
+        "[no Python frame]", "[stack too deep]", "[table full]",
+        "[functions over the limit]",
     };
     for (uint32_t id = 1; id < SP_ID_FIRST_CODE; id++)
         if (add_synthetic(id, names[id]) < 0)
             return -1;
+    if (!identity_map && !(identity_map = PyDict_New()))
+        return -1;
     sp_code_t *root = new_entry(0);
     if (!root || !(root->qualname = PyUnicode_FromString("<root>")) ||
         !(root->filename = PyUnicode_FromString("<shadowprof>")))
@@ -121,33 +140,104 @@ sp_registry_init(void)
     return 0;
 }
 
-SP_HOT sp_code_t *
-sp_code_register(PyCodeObject *co)
+void
+sp_registry_set_max(uint32_t n)
 {
-    if (sp_registry_extra_index < 0)
-        return NULL;
-    sp_code_t *e = new_entry(next_id);
-    if (!e)
-        return NULL;
-    PyObject *exc_type, *exc_value, *exc_tb;
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    max_entries = n < SP_ID_FIRST_CODE + 1 ? SP_ID_FIRST_CODE + 1 : n;
+}
+
+static int
+attach(PyCodeObject *co, sp_code_t *e)
+{
     if (_PyCode_SetExtra((PyObject *)co, sp_registry_extra_index, e) < 0) {
         PyErr_Clear();
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        return -1;
+    }
+    return 0;
+}
+
+/* The entry for a code object seen for the first time: a dead entry of the same
+ * identity revived, a new entry, or SP_ID_OTHER past the limit.  Any pending exception
+ * is kept as it was. */
+static sp_code_t *
+register_code(PyCodeObject *co)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *qualname = co->co_qualname;
+#else
+    PyObject *qualname = co->co_name;
+#endif
+    PyObject *key = Py_BuildValue("(OOi)", qualname, co->co_filename,
+                                  co->co_firstlineno);
+    if (!key)
+        return NULL;
+    /* Entries of this identity, newest last: revive a dead one (the newest few are
+     * checked: more entries of one identity than that exist only while as many of its
+     * code objects are alive at once, which is the program's own memory). */
+    PyObject *ids = PyDict_GetItemWithError(identity_map, key);   /* borrowed */
+    if (ids) {
+        Py_ssize_t n = PyList_GET_SIZE(ids);
+        for (Py_ssize_t i = n - 1; i >= 0 && i >= n - 16; i--) {
+            sp_code_t *e = sp_registry_get(
+                (uint32_t)PyLong_AsUnsignedLong(PyList_GET_ITEM(ids, i)));
+            if (e && e->code == NULL) {
+                Py_DECREF(key);
+                if (attach(co, e) < 0)
+                    return NULL;
+                e->code = co;
+                e->creates_generator = (co->co_flags & (CO_GENERATOR | CO_COROUTINE |
+                                                        CO_ASYNC_GENERATOR)) != 0;
+                return e;
+            }
+        }
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(key);
         return NULL;
     }
-    PyErr_Restore(exc_type, exc_value, exc_tb);
-    e->code = co;
-#if PY_VERSION_HEX >= 0x030B0000
-    e->qualname = Py_NewRef(co->co_qualname);
-#else
-    e->qualname = Py_NewRef(co->co_name);
-#endif
+    if (next_id >= max_entries) {
+        Py_DECREF(key);
+        sp_code_t *other = sp_registry_get(SP_ID_OTHER);
+        return attach(co, other) < 0 ? NULL : other;
+    }
+    sp_code_t *e = new_entry(next_id);
+    if (!e) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    e->qualname = Py_NewRef(qualname);
     e->filename = Py_NewRef(co->co_filename);
     e->firstlineno = co->co_firstlineno;
     e->creates_generator =
         (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) != 0;
     next_id++;
+    /* From here on the entry is complete: any failure leaves a harmless dead entry. */
+    PyObject *id = PyLong_FromUnsignedLong(e->id);
+    int ok = id != NULL;
+    if (ok && !ids) {
+        ids = PyList_New(0);
+        ok = ids && PyDict_SetItem(identity_map, key, ids) == 0;
+        Py_XDECREF(ids);   /* the map holds it */
+    }
+    if (ok)
+        PyList_Append(ids, id);   /* on failure the entry just cannot be revived */
+    Py_DECREF(key);
+    Py_XDECREF(id);
+    if (attach(co, e) < 0)
+        return NULL;
+    e->code = co;
+    return e;
+}
+
+SP_HOT sp_code_t *
+sp_code_register(PyCodeObject *co)
+{
+    if (sp_registry_extra_index < 0)
+        return NULL;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    sp_code_t *e = register_code(co);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
     return e;
 }
 
@@ -232,7 +322,7 @@ sp_code_line(sp_code_t *e, int instr)
 int
 sp_registry_visit_edges(sp_edge_visit_t fn, void *arg)
 {
-    for (uint32_t id = SP_ID_FIRST_CODE; id < next_id; id++) {
+    for (uint32_t id = SP_ID_OTHER; id < next_id; id++) {
         sp_code_t *e = sp_registry_get(id);
         for (int i = 0; i < SP_EDGE_SLOTS; i++)
             if (e->edge_count[i] && fn(e->edge_caller[i], id, e->edge_count[i], arg) < 0)

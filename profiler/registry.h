@@ -5,7 +5,9 @@
  * a different entry: ids are never keyed by address and never reused).  When CPython
  * frees a code object it calls our co_extra free function; we first drain the sample
  * ring (so pending samples resolve their lines against the live code object), then mark
- * the entry dead.  Dead entries keep their names for reports.
+ * the entry dead.  Dead entries keep their names for reports, and are revived by a new
+ * code object with the same (qualname, filename, first line); past a limit, new code
+ * objects share one synthetic entry (see registry.c: bounded memory).
  *
  * Ids 1..SP_ID_FIRST_CODE-1 are synthetic frames ("[lost samples]" and friends); id 0
  * means "no Python caller" in call edges.
@@ -28,6 +30,7 @@ enum {
     SP_ID_NOPY = 4,        /* samples of a thread with no Python frame */
     SP_ID_DEEP = 5,        /* shadow stack overflowed: the frames below are unknown */
     SP_ID_TABLE_FULL = 6,  /* the aggregation table was full */
+    SP_ID_OTHER = 7,       /* code objects registered past the registry's limit */
     SP_ID_FIRST_CODE = 8
 };
 
@@ -63,6 +66,12 @@ sp_code_of(PyCodeObject *co)
         return (sp_code_t *)x->ce_extras[sp_registry_extra_index];
     return NULL;
 }
+
+/* Default limit on registry ids (each about 100 bytes plus its identity-map slot). */
+#define SP_REGISTRY_DEFAULT_MAX (1u << 17)
+
+/* Sets the limit on ids; code objects first seen past it share SP_ID_OTHER.  GIL. */
+void sp_registry_set_max(uint32_t n);
 
 /* Creates the entry of a code object.  Returns NULL (no exception set) if memory runs
  * out; the caller then simply does not track the frame.  GIL held. */

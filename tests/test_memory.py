@@ -1,6 +1,7 @@
 """Bounded memory: start/stop cycles leak nothing; the aggregation table has a cap and
 folds what does not fit into a [table full] frame without losing samples."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -69,3 +70,63 @@ def test_table_cap_folds_new_stacks_into_table_full():
     assert int(nstacks) <= 16
     assert int(table_full) > 0 and marker == "True"
     assert int(counted) == int(samples)    # nothing lost, only folded
+
+
+def test_a_million_dynamic_functions_stay_bounded():
+    # A million short-lived code objects of one function (exec/namedtuple style) revive
+    # one registry entry; a million *distinct* functions fill the registry up to its
+    # limit and the rest share "[functions over the limit]", calls still counted.
+    out = run("""
+        import gc, json, types
+        from collections import namedtuple
+        from shadowprof import _core, Profile
+        def rss_kb():
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        ns = {}
+        exec(compile("def f(x):\\n    return x + 1\\n", "<dyn>", "exec"), ns)
+        code = ns["f"].__code__
+        def same(n):
+            for i in range(n):
+                types.FunctionType(code.replace(), ns)(i)
+        def distinct(n, start):
+            for i in range(start, start + n):
+                name = "f%d" % i
+                names = {"co_name": name}
+                if hasattr(code, "co_qualname"):   # 3.11+ report co_qualname
+                    names["co_qualname"] = name
+                types.FunctionType(code.replace(**names), ns)(i)
+        _core.set_max_functions(50_000)
+        _core.start(interval_ns=1_000_000)
+        same(20_000); distinct(60_000, 0)       # warm up; fill the registry
+        gc.collect()
+        a = rss_kb(); ids_a = _core.memory()["code_ids"]
+        same(1_000_000)
+        for k in range(2_000):
+            namedtuple("T%d" % (k % 50), "x y")(1, 2)
+            if k % 100 == 0:
+                gc.collect()   # namedtuple classes live in cycles
+        b = rss_kb()
+        distinct(1_000_000, 60_000)
+        gc.collect()
+        c = rss_kb(); ids_c = _core.memory()["code_ids"]
+        _core.stop()
+        p = Profile.from_snapshot(_core.snapshot(), correct=False)
+        by_name = {}
+        for fid, n in p.calls.items():
+            name = p.functions[fid].name
+            by_name[name] = by_name.get(name, 0) + n
+        print(json.dumps({"same_kb": b - a, "distinct_kb": c - b, "ids_a": ids_a,
+                          "ids_c": ids_c, "f_calls": by_name.get("f", 0),
+                          "other_calls": by_name.get("[functions over the limit]", 0)}))
+    """)
+    r = json.loads(out)
+    # Without reuse: ~100 bytes of entry per code object, 100 MB per million.
+    assert r["same_kb"] < 8_000, r
+    assert r["distinct_kb"] < 8_000, r
+    assert r["ids_c"] <= 50_000, r
+    assert r["f_calls"] == 1_020_000, r
+    # 1,060,000 distinct functions, about 50,000 with ids of their own.
+    assert 1_010_000 <= r["other_calls"] <= 1_060_000, r

@@ -150,7 +150,8 @@ def test_dynamic_lambdas_keep_their_counts():
 
 def test_namedtuple_factories():
     """Every namedtuple class has its own eval'd __new__ code object (filename
-    '<string>', name '<lambda>'): each keeps its own count after the class dies."""
+    '<string>', name '<lambda>').  Each call is counted exactly; a dead one's entry is
+    taken over by the next one of the same identity, so entries stay few."""
     expected = {}
     p = shadowprof.Profiler(interval="10ms")
     p.start()
@@ -164,13 +165,13 @@ def test_namedtuple_factories():
                 assert t._asdict()[fields[-1]] == len(fields) - 1
                 assert cls._make(range(len(fields))) == t
             cid = _core.code_id(cls.__new__.__code__)
-            assert cid not in expected
-            expected[cid] = k
+            expected[cid] = expected.get(cid, 0) + k
             del cls, t
             if i % 20 == 0:
                 gc.collect()
     finally:
         prof = p.stop()
+    assert len(expected) < 50        # 200 classes, collected every 20
     for cid, k in expected.items():
         assert prof.calls[cid] == k
         assert prof.functions[cid].name == "<lambda>"
