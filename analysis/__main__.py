@@ -105,6 +105,47 @@ def _is_our_frame(fn) -> bool:
             or fn.filename.startswith("<frozen runpy"))
 
 
+class _ForkedChildExit:
+    """Writes the profile of a forked child that ends through multiprocessing, which
+    leaves with os._exit (no atexit, no return through run()): a finalizer that
+    multiprocessing runs at the child's exit writes FILE.PID.ext, as run() does for a
+    child that returns."""
+
+    current = None        # (profiler, output, fmt) of the CLI run in progress
+    written_pid = None    # the process whose profile was written
+
+    @classmethod
+    def after_fork_in_child(cls) -> None:
+        util = sys.modules.get("multiprocessing.util")
+        if cls.current is None or util is None:
+            return
+        # multiprocessing clears its finalizers in the child, then runs the
+        # after-fork callbacks: register the finalizer from one of those.
+        util.register_after_fork(
+            cls, lambda _: util.Finalize(None, cls.write, exitpriority=-100))
+
+    @classmethod
+    def write(cls) -> None:
+        if cls.current is None or cls.written_pid == os.getpid():
+            return
+        cls.written_pid = os.getpid()
+        from .model import strip_outer_frames
+        profiler, output, fmt = cls.current
+        try:
+            profile = profiler.stop() if profiler.running else profiler.profile
+            if profile is None:
+                return
+            path = formats.path_for_pid(output, os.getpid())
+            formats.write_profile(strip_outer_frames(profile, _is_our_frame), path, fmt)
+        except (OSError, RuntimeError) as e:
+            print(f"shadowprof: error: cannot write the profile of process "
+                  f"{os.getpid()}: {e}", file=sys.stderr)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ForkedChildExit.after_fork_in_child)
+
+
 def run(argv: list) -> int:
     ours, target, prog_args = _split(argv)
     parser = _parser()
@@ -158,6 +199,8 @@ def run(argv: list) -> int:
     pending = None
     parent_pid = os.getpid()
     profiler.start()
+    if opts.output and opts.output != "-" and opts.fork == "continue":
+        _ForkedChildExit.current = (profiler, opts.output, fmt)
     try:
         if opts.module is not None:
             runpy.run_module(opts.module, run_name="__main__", alter_sys=True)
@@ -178,6 +221,7 @@ def run(argv: list) -> int:
         # on) goes next to the parent's, named with its pid; the report is the
         # parent's alone.
         if opts.output and opts.output != "-" and opts.fork == "continue":
+            _ForkedChildExit.written_pid = os.getpid()
             path = formats.path_for_pid(opts.output, os.getpid())
             try:
                 formats.write_profile(profile, path, fmt)

@@ -78,6 +78,37 @@ def test_multiprocessing_fork_pool_while_profiling(write_script):
     assert r.stderr.count("Top functions by self time") == 1
 
 
+def test_multiprocessing_fork_children_write_their_own_profiles(tmp_path, write_script):
+    # multiprocessing ends its children with os._exit: each worker's profile is still
+    # written, next to the parent's, and holds the work done in that worker.  (A pool
+    # left by `with Pool()` is terminated with SIGTERM: those workers write nothing.)
+    script = write_script(
+        "import multiprocessing as mp, os\n"
+        "def square(x):\n    return x * x\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('fork')\n"
+        "    pool = ctx.Pool(3)\n"
+        "    print(sum(pool.map(square, range(3000), chunksize=10)))\n"
+        "    pool.close()\n"
+        "    pool.join()\n"
+        "    p = ctx.Process(target=square, args=(7,))\n"
+        "    p.start()\n"
+        "    p.join()\n")
+    out = tmp_path / "p.json"
+    r = run_shadowprof("-q", "-o", str(out), script, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == str(sum(x * x for x in range(3000)))
+    children = sorted(glob.glob(str(tmp_path / "p.*.json")))
+    assert len(children) == 4, (children, r.stderr)
+    squares = 0
+    for path in children:
+        _, calls = load(path)
+        squares += calls.get("square", 0)
+    assert squares == 3001            # every call, in exactly one child's file
+    _, parent_calls = load(out)
+    assert "square" not in parent_calls
+
+
 def test_api_fork_in_child_profile_is_fresh():
     code = """
 import os, shadowprof
