@@ -7,6 +7,12 @@ import glob
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+try:
+    from setuptools.command.build_ext import build_ext
+except ImportError:  # pragma: no cover
+    from distutils.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,7 +35,45 @@ core = Extension(
         "-fno-omit-frame-pointer",
         "-Wall",
     ],
-    libraries=["pthread"],
+    libraries=["pthread", "dl"],   # dl: libunwind is dlopen'ed for --native
 )
 
-setup(ext_modules=[core])
+
+
+class build_ext_gperf(build_ext):
+    """Runs gperf on profiler/options.gperf into the build directory and compiles
+    options.c against that output (SP_OPTIONS_KEYS_GEN); without gperf, the copy
+    checked in as profiler/options_keys.h is used."""
+
+    def run(self):
+        import shutil
+        import subprocess
+        gperf = shutil.which("gperf")
+        if gperf:
+            out_dir = os.path.join(os.path.abspath(self.build_temp), "gperf")
+            os.makedirs(out_dir, exist_ok=True)
+            subprocess.run([gperf, "options.gperf",
+                            "--output-file=" + os.path.join(out_dir, "options_keys_gen.h")],
+                           cwd=os.path.join(HERE, "profiler"), check=True)
+            for ext in self.extensions:
+                ext.include_dirs.append(out_dir)
+                ext.define_macros.append(("SP_OPTIONS_KEYS_GEN", "1"))
+        super().run()
+
+
+class build_py_pth(build_py):
+    """Also installs shadowprof.pth at the root of site-packages: the startup hook of
+    `python -X shadowprof` and SHADOWPROF (it imports nothing unless asked)."""
+
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join(HERE, "shadowprof.pth"),
+                       os.path.join(self.build_lib, "shadowprof.pth"))
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [
+            os.path.join(self.build_lib, "shadowprof.pth")]
+
+
+setup(ext_modules=[core],
+      cmdclass={"build_ext": build_ext_gperf, "build_py": build_py_pth})

@@ -18,7 +18,8 @@ from ._options import MODES, parse_interval
 USAGE = ("python -m shadowprof [options] script.py [args ...]\n"
          "       python -m shadowprof [options] -m module [args ...]\n"
          "       python -m shadowprof [options] -c code [args ...]\n"
-         "       shadowprof report PROFILE (.json, .pb.gz)")
+         "       shadowprof report PROFILE (.json, .pb.gz)\n"
+         "       shadowprof merge|diff|flamegraph ... (see shadowprof CMD -h)")
 
 DESCRIPTION = """\
 Profile a Python program: sample its stacks on a timer (statistical time per function
@@ -38,7 +39,7 @@ examples:
 
 # Options that take a value, for splitting our arguments from the program's.
 _VALUE_OPTS = {"-o", "--output", "-f", "--format", "-i", "--interval", "--mode",
-               "--max-depth", "--top", "--fork"}
+               "--max-depth", "--top", "--fork", "--sigprof", "--hook"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,8 +63,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fork", choices=("continue", "stop"), default="continue",
                    help="in a forked child: continue profiling it into its own output "
                         "FILE with .PID before the extension (default), or stop")
+    p.add_argument("--hook", choices=("auto", "eval", "monitoring"), default="auto",
+                   help="what counts calls: eval (PEP 523 frame evaluation), "
+                        "monitoring (sys.monitoring, CPython 3.12+), or auto (default: "
+                        "monitoring on 3.12+, eval before)")
+    p.add_argument("--sigprof", choices=("refuse", "chain"), default="refuse",
+                   help="if the program already uses SIGPROF (a handler or an "
+                        "ITIMER_PROF timer): refuse to start (default), or chain: "
+                        "its own SIGPROFs still reach its handler")
+    p.add_argument("--subprocesses", action="store_true",
+                   help="also profile the Python programs the program starts "
+                        "(subprocess, multiprocessing spawn): each writes FILE.PID.ext "
+                        "next to -o FILE, which is then required")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the report to stderr")
+    p.add_argument("--native", action="store_true",
+                   help="also sample C stacks (libunwind): C functions appear under "
+                        "the Python line that called them")
+    p.add_argument("--native-internals", action="store_true",
+                   help="with --native, keep the interpreter's own frames (evaluation "
+                        "loop, call machinery) instead of folding them away")
     p.add_argument("--no-correct-overhead", dest="correct", action="store_false",
                    help="keep the hook's calibrated per-call cost in the user's "
                         "functions instead of reporting it as profiler overhead")
@@ -146,6 +165,50 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ForkedChildExit.after_fork_in_child)
 
 
+def _profile_subprocesses(opts, interval_ns: int, fmt: str) -> None:
+    """Make the Python programs this one starts profile themselves: SHADOWPROF (read at
+    their start-up, see _startup.py) asks each for FILE.PID.ext, and a sitecustomize
+    directory on PYTHONPATH starts it where shadowprof.pth is not installed (a source
+    tree, Bazel).  The directory goes when this process exits."""
+    import atexit
+    import shutil
+    import tempfile
+    output = formats.path_for_pid(os.path.abspath(opts.output), "{pid}")
+    child = [f"interval={interval_ns}ns", f"mode={opts.mode}", f"output={output}",
+             f"format={fmt}", f"max_depth={opts.max_depth}", "quiet=1", "signal=off",
+             f"fork={opts.fork}"]
+    if getattr(opts, "native", False):
+        child.append("native=1")
+    os.environ["SHADOWPROF"] = ",".join(child)
+    site_dir = tempfile.mkdtemp(prefix="shadowprof-site-")
+    with open(os.path.join(site_dir, "sitecustomize.py"), "w") as f:
+        f.write(_SITECUSTOMIZE)
+    atexit.register(shutil.rmtree, site_dir, True)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [site_dir, package_root] + [
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+
+
+# Started in child processes by --subprocesses: start shadowprof (once, even if
+# shadowprof.pth also runs), then hand over to the program's own sitecustomize, if any.
+_SITECUSTOMIZE = """\
+import os, sys
+try:
+    import shadowprof._startup
+    shadowprof._startup.run()
+except Exception as e:
+    sys.stderr.write(f"shadowprof: cannot profile this subprocess: {e}\\n")
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+_ours = sys.modules.pop("sitecustomize", None)
+try:
+    import sitecustomize
+except ImportError:
+    sys.modules["sitecustomize"] = _ours   # none of the program's: ours stays
+"""
+
+
 def run(argv: list) -> int:
     ours, target, prog_args = _split(argv)
     parser = _parser()
@@ -160,8 +223,17 @@ def run(argv: list) -> int:
         if not os.path.isdir(d) or not os.access(d, os.W_OK):
             return _error(f"cannot write {opts.output!r}: directory {d!r} does not exist "
                           "or is not writable")
+    if opts.subprocesses and (not opts.output or opts.output == "-"):
+        return _error("--subprocesses needs -o FILE: each child process writes "
+                      "FILE.PID.ext next to it")
+    if opts.subprocesses and "," in os.path.abspath(opts.output):
+        return _error(f"--subprocesses: the path {opts.output!r} has a comma, which the "
+                      "children's option string cannot carry; choose another name")
     if not 8 <= opts.max_depth <= 1_000_000:
         return _error(f"--max-depth {opts.max_depth}: give a number from 8 to 1000000")
+    if opts.hook == "monitoring" and sys.version_info < (3, 12):
+        return _error("--hook monitoring needs CPython 3.12 or later (this is "
+                      f"{sys.version.split()[0]}); use --hook eval or auto")
     if opts.module is None and opts.code is None:
         if not target:
             parser.print_usage(sys.stderr)
@@ -194,7 +266,11 @@ def run(argv: list) -> int:
 
     profiler = Profiler(interval=interval / 1e9, mode=opts.mode,
                         max_depth=opts.max_depth, correct_overhead=opts.correct,
-                        fork=opts.fork)
+                        fork=opts.fork, native=opts.native or opts.native_internals,
+                        native_internals=opts.native_internals, hook=opts.hook,
+                        sigprof=opts.sigprof)
+    if opts.subprocesses:
+        _profile_subprocesses(opts, interval, fmt)
     exit_code = 0
     pending = None
     parent_pid = os.getpid()
@@ -277,6 +353,10 @@ def report(argv: list) -> int:
 
 def main(argv: list | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("report", "merge", "diff", "flamegraph") \
+            and not os.path.exists(argv[0]):
+        from ._commands import COMMANDS   # the analysis subcommands (_commands.py)
+        return COMMANDS[argv[0]](argv[1:])
     if argv and argv[0] == "report" and not os.path.exists("report"):
         return report(argv[1:])
     if argv and argv[0] == "run" and not os.path.exists("run"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import sys
 import threading
 import time
 
@@ -20,16 +21,22 @@ _active: list = []
 _lock = threading.RLock()
 _calibrated_ns: float | None = None
 _calibrated_share: float = 0.5
+_calibrated_hook: str = "auto"   # the mechanism _calibrated_ns was measured with
+
+HOOKS = ("auto", "eval", "monitoring")
 
 
-def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False) -> float:
+def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False,
+               hook: str = "auto") -> float:
     """Measure what the hook adds to one Python call, in ns: the median over
     *rounds* of back-to-back (hook on) - (hook off) timings of a loop of empty calls,
     so that drifts of the machine's speed cancel out.  Also sets the share of an empty
     call's time that the hook is (the cap of the correction).  About 5 ms; cached for
     the life of the process.  With *refresh*, measure again and keep the lower value:
     a busy or still-cold machine only ever makes the measurement too high."""
-    global _calibrated_ns, _calibrated_share
+    global _calibrated_ns, _calibrated_share, _calibrated_hook
+    if hook != _calibrated_hook:   # each mechanism costs its own
+        _calibrated_ns, _calibrated_hook = None, hook
     if _calibrated_ns is not None and not refresh:
         return _calibrated_ns
     ns: dict = {}
@@ -38,9 +45,11 @@ def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False) -> fl
     loop = ns["_loop"]
     clock = time.thread_time_ns
     loop(calls)  # warm up
+    mechanism = hook
+
     def timed(hook: bool) -> int:
         if hook:
-            _core._set_hook(True)
+            _core._set_hook(True, mechanism)
         try:
             t0 = clock()
             loop(calls)
@@ -70,6 +79,16 @@ def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False) -> fl
     return _calibrated_ns
 
 
+def _check_hook(hook: str) -> str:
+    """Validate a hook= value; a one-line ValueError names the problem and the fix."""
+    if hook not in HOOKS:
+        raise ValueError(f"bad hook {hook!r}: choose one of {', '.join(HOOKS)}")
+    if hook == "monitoring" and sys.version_info < (3, 12):
+        raise ValueError("hook 'monitoring' needs CPython 3.12 or later (this is "
+                         f"{sys.version.split()[0]}); use hook 'eval' or 'auto'")
+    return hook
+
+
 class Profiler:
     """Sample this process's Python stacks and count every call exactly.
 
@@ -82,6 +101,16 @@ class Profiler:
         functions into a [shadowprof overhead] entry.
     fork: in a child made by os.fork(), "continue" profiles the child afresh (its
         profile covers only the child's own time and calls); "stop" stops there.
+    hook: what counts calls and keeps the shadow stacks: "eval" (a PEP 523
+        frame-evaluation function), "monitoring" (sys.monitoring, CPython 3.12+), or
+        "auto": monitoring on 3.12+, eval before (see the README's table), and eval
+        with native=True.
+    native: also sample the C stack (needs libunwind): C functions appear under the
+        Python line that called them.  native_internals keeps the interpreter's own
+        frames (evaluation loop, call machinery), which are folded away by default.
+    sigprof: when the program already has a SIGPROF handler or ITIMER_PROF timer,
+        "refuse" to start (RuntimeError), or "chain": sample with shadowprof's own
+        per-thread timers and hand every other SIGPROF to the program's handler.
 
     Use start()/stop(), ``with Profiler() as p:``, or ``@Profiler()`` on a function.
     After stop(), ``profile`` holds the result.  Profilers nest: an inner one sees only
@@ -89,8 +118,13 @@ class Profiler:
     """
 
     def __init__(self, interval="10ms", mode: str = "cpu", *, max_depth: int = 1024,
-                 correct_overhead: bool = True, fork: str = "continue"):
+                 correct_overhead: bool = True, fork: str = "continue",
+                 native: bool = False, native_internals: bool = False,
+                 hook: str = "auto", sigprof: str = "refuse"):
         self.interval_ns = parse_interval(interval)
+        if sigprof not in ("refuse", "chain"):
+            raise ValueError(f"bad sigprof {sigprof!r}: choose refuse or chain")
+        self.sigprof = sigprof
         if mode not in MODES:
             raise ValueError(f"bad mode {mode!r}: choose one of {', '.join(MODES)}")
         if not isinstance(max_depth, int) or not 8 <= max_depth <= 1_000_000:
@@ -101,9 +135,35 @@ class Profiler:
         self.fork = fork
         self.max_depth = max_depth
         self.correct_overhead = correct_overhead
+        self.native = bool(native)
+        self.hook = _check_hook(hook)
+        if self.hook == "auto" and self.native:
+            # Native stacks (native.c) map each C evaluation frame to one Python
+            # frame, which needs the PEP 523 hook's non-inlined calls on 3.12+ too.
+            self.hook = "eval"
+        self.native_internals = bool(native_internals)
         self.profile: Profile | None = None
         self._base = None
         self._running = False
+
+    @classmethod
+    def from_options(cls, text: str) -> "Profiler":
+        """A Profiler from an option string, the grammar of ``-X shadowprof`` and
+        SHADOWPROF: ``Profiler.from_options("interval=5ms,mode=wall")``.  Keys of
+        the Profiler: interval, mode, max_depth, fork, native; other keys (output, period,
+        ...) are for the start-up hook and raise ValueError here."""
+        opts = _core.parse_options(text)
+        mine = {"interval_ns", "mode", "max_depth", "fork", "native"}
+        other = sorted(set(opts) - mine)
+        if other:
+            raise ValueError(f"option {other[0]} applies to -X shadowprof and "
+                             "SHADOWPROF only; a Profiler takes interval, mode, "
+                             "max_depth, fork and native")
+        kwargs = {k: opts[k] for k in ("mode", "max_depth", "fork", "native")
+                  if k in opts}
+        if "interval_ns" in opts:
+            kwargs["interval"] = opts["interval_ns"] / 1e9
+        return cls(**kwargs)
 
     @property
     def running(self) -> bool:
@@ -114,12 +174,14 @@ class Profiler:
             if self._running:
                 raise RuntimeError("this Profiler is already running")
             if _active:
-                self._base = _core.snapshot()
+                self._base = self._resolve(_core.snapshot())
             else:
                 if self.correct_overhead:
-                    _calibrate()
+                    _calibrate(hook=self.hook)
+                _core.set_sigprof_policy(self.sigprof)
                 _core.start(interval_ns=self.interval_ns, mode=self.mode,
-                            max_depth=self.max_depth, fork=self.fork)
+                            max_depth=self.max_depth, fork=self.fork, hook=self.hook,
+                            **({"native": True} if self.native else {}))
                 self._base = None
             _active.append(self)
             self._running = True
@@ -134,9 +196,9 @@ class Profiler:
             stopped = not _active and _core.is_running()
             if stopped:
                 _core.stop()
-            snap = _core.snapshot()
+            snap = self._resolve(_core.snapshot())
             if stopped and self.correct_overhead:
-                _calibrate(refresh=True)   # measured again, warm, after the run
+                _calibrate(refresh=True, hook=self.hook)   # again, warm, after the run
         per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
@@ -149,11 +211,19 @@ class Profiler:
         with _lock:
             if not self._running:
                 raise RuntimeError("this Profiler is not running")
-            snap = _core.snapshot()
+            snap = self._resolve(_core.snapshot())
         return Profile.from_snapshot(snap, self._base,
                                      per_call_overhead_ns=_calibrated_ns or 0.0,
                                      per_call_overhead_cap=_calibrated_share,
                                      correct=self.correct_overhead)
+
+    def _resolve(self, snap: dict) -> dict:
+        # Native frames are named here, in the profiled process, while its objects
+        # are still mapped.
+        if snap.get("native"):
+            from .native import resolve_snapshot
+            resolve_snapshot(snap, internals=self.native_internals)
+        return snap
 
     def __enter__(self) -> "Profiler":
         return self.start()
@@ -184,6 +254,8 @@ def _after_fork_in_child() -> None:
     # against snapshots taken in the parent no longer mean anything.
     for prof in _active:
         prof._base = None
+    if _active and not _core.is_running():
+        _core.stop()   # fork="stop": also detach the hook (sys.monitoring callbacks)
 
 
 if hasattr(os, "register_at_fork"):

@@ -74,7 +74,8 @@ class Profile:
     edges {(caller id, callee id): n} (caller 0: no Python caller), threads
     {thread id: name}, and the scalars in _PROFILE_DEFAULTS."""
 
-    def __init__(self, functions, stacks, calls, edges, threads=None, **scalars):
+    def __init__(self, functions, stacks, calls, edges, threads=None, native=None,
+                 **scalars):
         unknown = set(scalars) - set(_PROFILE_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown Profile fields: {', '.join(sorted(unknown))}")
@@ -83,6 +84,8 @@ class Profile:
         self.calls = calls
         self.edges = edges
         self.threads = {} if threads is None else threads
+        # {function id: native.NativeInfo} of native (C) functions (--native).
+        self.native = {} if native is None else native
         for key, default in _PROFILE_DEFAULTS.items():
             setattr(self, key, scalars.get(key, default))
 
@@ -139,6 +142,7 @@ class Profile:
                    start_unix_ns=snap["start_unix_ns"], threads=threads,
                    per_call_overhead_ns=per_call_overhead_ns,
                    per_call_overhead_cap=per_call_overhead_cap, **scalars)
+        prof.native = dict(snap.get("native_info") or {})
         if correct and per_call_overhead_ns > 0:
             prof._correct_per_call_overhead()
         return prof

@@ -242,13 +242,27 @@ def encode(profile: Profile) -> bytes:
     key_line_line = _key(LINE_LINE, WT_VARINT)
     func_get = function_ids.get
 
+    # Native (C) functions (--native): one mapping per object, with its address
+    # range, file offset and build id; each location carries the function's address.
+    native = getattr(profile, "native", None) or {}
+    native_maps: dict = {}   # path -> (mapping id, NativeInfo)
+
+    def native_mapping(fid: int) -> bytes:
+        info = native[fid]
+        entry = native_maps.get(info.path)
+        if entry is None:
+            entry = native_maps[info.path] = (MAPPING + 1 + len(native_maps), info)
+        return (_int_field(LOCATION_MAPPING_ID, entry[0]) +
+                _int_field(LOCATION_ADDRESS, info.address))
+
     def location(frame: tuple) -> bytes:
         fid, line = frame
         enc = locations[frame] = _varint(len(locations) + 1)
         line_msg = key_line_function + (func_get(fid) or function(fid))
         if line:
             line_msg += key_line_line + _varint(line)
-        msg = (key_loc_id + enc + loc_mapping + key_loc_line +
+        mapping = native_mapping(fid) if fid in native else loc_mapping
+        msg = (key_loc_id + enc + mapping + key_loc_line +
                _ONE_BYTE[len(line_msg)] + line_msg)
         loc_msgs.append(key_location + _ONE_BYTE[len(msg)] + msg)
         return enc
@@ -324,6 +338,15 @@ def encode(profile: Profile) -> bytes:
                           _int_field(MAPPING_HAS_FILENAMES, 1) +
                           _int_field(MAPPING_HAS_LINE_NUMBERS, 1) +
                           _int_field(MAPPING_HAS_INLINE_FRAMES, 1)))
+    for path, (mid, info) in native_maps.items():
+        out.append(_len_field(PROFILE_MAPPING,
+                              _int_field(MAPPING_ID, mid) +
+                              _int_field(MAPPING_MEMORY_START, info.map_start) +
+                              _int_field(MAPPING_MEMORY_LIMIT, info.map_limit) +
+                              _int_field(MAPPING_FILE_OFFSET, info.map_offset) +
+                              _int_field(MAPPING_FILENAME, strings(path)) +
+                              _int_field(MAPPING_BUILD_ID, strings(info.build_id)) +
+                              _int_field(MAPPING_HAS_FUNCTIONS, 1)))
     out.extend(loc_msgs)
     for fid, fn in functions.items():
         out.append(_len_field(PROFILE_FUNCTION,

@@ -63,6 +63,9 @@ CONFIGS = {
                              note="shadowprof, 10 ms interval"),
     "shadowprof-1khz": _cfg(SHADOWPROF_CMD.replace("{interval}", "1ms"),
                             note="shadowprof, 1 ms interval"),
+    "shadowprof-native-100hz": _cfg(SHADOWPROF_CMD.replace("{interval}", "10ms --native"),
+                                    note="shadowprof --native (C stacks with libunwind), "
+                                         "10 ms interval"),
     "cprofile": _cfg("{python} -m cProfile -o {out}.pstats {script}",
                      note="deterministic (every call), stdlib"),
     "pyinstrument": _cfg("{python} -m pyinstrument -r text -o {out}.txt {script}",

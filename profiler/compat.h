@@ -63,6 +63,11 @@ typedef struct {
 #  define SP_FRAME_IS_INCOMPLETE(f) 0
 #endif
 
+/* 3.13 made _PyLong_AsInt public as PyLong_AsInt and removed the old name. */
+#if PY_VERSION_HEX >= 0x030D0000 && !defined(_PyLong_AsInt)
+#  define _PyLong_AsInt PyLong_AsInt
+#endif
+
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *
 sp_new_ref(PyObject *o)
@@ -72,6 +77,26 @@ sp_new_ref(PyObject *o)
 }
 #  define Py_NewRef(o) sp_new_ref((PyObject *)(o))
 #endif
+
+/* The running thread's state, without the check PyThreadState_Get() makes (one call
+ * that reads a thread-local).  GIL held. */
+#if PY_VERSION_HEX >= 0x030D0000
+#  define SP_TSTATE_GET() PyThreadState_GetUnchecked()
+#else
+#  define SP_TSTATE_GET() _PyThreadState_UncheckedGet()
+#endif
+
+/* The frame that called f, as the shadow stack records frames: the nearest older frame
+ * that is complete.  On 3.12+ this skips the interpreter's entry frames (owned by the C
+ * stack) and 3.13's __init__ shim frame, which are never pushed.  GIL held. */
+static inline sp_pyframe_t *
+sp_frame_caller(sp_pyframe_t *f)
+{
+    f = SP_FRAME_PREVIOUS(f);
+    while (f && SP_FRAME_IS_INCOMPLETE(f))
+        f = SP_FRAME_PREVIOUS(f);
+    return f;
+}
 
 /* On 3.11+ calling a generator function runs its frame briefly (RETURN_GENERATOR) to
  * create the generator; that entry is not a call of the generator's body (cProfile does

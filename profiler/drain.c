@@ -1,6 +1,8 @@
 /* drain.c: the ring's consumer (see drain.h).  Owns the table and its statistics;
  * everything here runs with the GIL held. */
 #include "drain.h"
+#include "hook.h"
+#include "native.h"
 #include "registry.h"
 #include "sampler.h"
 #include "shadow.h"
@@ -110,6 +112,86 @@ add(uint64_t tid, const uint64_t *locs, uint32_t n, uint64_t count, uint64_t wei
     }
 }
 
+static inline uint64_t
+native_loc(uint64_t pc)
+{
+    return SP_NATIVE_LOC_TAG | pc;
+}
+
+/* Splices a record's native pcs (innermost first) with its Python locations py[0..m)
+ * (root first) into out, root first.  The anchor: every Python frame the hook pushed
+ * has one native frame of the hook's own (sp_eval_frame) below it, so the hook frames,
+ * matched from the leaf, take the place of the Python frames 1:1.  Python frames
+ * without a hook frame (seeded when profiling started inside them) go right after the
+ * innermost evaluation-loop frame outside the first matched hook frame.  Records whose
+ * Python part was truncated keep it whole and add only the native frames inside the
+ * innermost hook frame.  Returns the number of locations written. */
+static uint32_t
+splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
+{
+    uint32_t nn = rec->nnative > SP_RING_NATIVE ? SP_RING_NATIVE : rec->nnative;
+    const uint64_t *pc = rec->native;
+    uint32_t n = 0, hooks = 0, innermost_hook = nn;
+    for (uint32_t i = 0; i < nn; i++) {
+        if (sp_hook_owns_pc((uintptr_t)pc[i])) {
+            if (!hooks)
+                innermost_hook = i;
+            hooks++;
+        }
+    }
+    if (rec->flags & (SP_SAMPLE_TRUNCATED | SP_SAMPLE_DEEP)) {
+        memcpy(out, py, m * sizeof(uint64_t));
+        n = m;
+        if (!(rec->flags & SP_SAMPLE_DEEP))
+            for (uint32_t i = innermost_hook; i-- > 0;)
+                out[n++] = native_loc(pc[i]);
+        return n;
+    }
+    uint32_t h = hooks < m ? hooks : m, seeded = m - h;
+    /* Native index of the outermost matched hook frame, and the anchor after which the
+     * seeded frames go (nn: before everything). */
+    uint32_t outer_hook = nn, anchor = nn, rank = 0;
+    for (uint32_t i = 0; i < nn && rank < h; i++)
+        if (sp_hook_owns_pc((uintptr_t)pc[i]) && ++rank == h)
+            outer_hook = i;
+    for (uint32_t i = (h ? outer_hook + 1 : 0); i < nn; i++)
+        if (sp_native_is_eval(pc[i])) {
+            anchor = i;
+            break;
+        }
+    int seeded_done = 0;
+    if (seeded && anchor == nn && h == 0) {
+        memcpy(out, py, seeded * sizeof(uint64_t));
+        n = seeded;
+        seeded_done = 1;
+    }
+    uint32_t seen = 0;   /* hook frames passed, outermost first */
+    for (uint32_t i = nn; i-- > 0;) {
+        if (!seeded_done && i == outer_hook && anchor == nn) {
+            memcpy(out + n, py, seeded * sizeof(uint64_t));
+            n += seeded;
+            seeded_done = 1;
+        }
+        if (sp_hook_owns_pc((uintptr_t)pc[i])) {
+            uint32_t r = hooks - 1 - seen++;   /* rank from the innermost */
+            if (r < h)
+                out[n++] = py[m - 1 - r];
+        } else {
+            out[n++] = native_loc(pc[i]);
+        }
+        if (!seeded_done && i == anchor) {
+            memcpy(out + n, py, seeded * sizeof(uint64_t));
+            n += seeded;
+            seeded_done = 1;
+        }
+    }
+    if (!seeded_done) {
+        memcpy(out + n, py, seeded * sizeof(uint64_t));
+        n += seeded;
+    }
+    return n;
+}
+
 SP_HOT static void
 drain(int names_ok)
 {
@@ -118,6 +200,7 @@ drain(int names_ok)
     draining = 1;
     sp_sampler_draining = sp_tls;
     uint64_t locs[SP_RING_FRAMES + 2];
+    uint64_t spliced[SP_RING_FRAMES + 2 + SP_RING_NATIVE + 1];
     sp_record_t *rec;
     while ((rec = sp_ring_peek(sp_sampler_ring)) != NULL) {
         uint32_t n = 0;
@@ -140,13 +223,27 @@ drain(int names_ok)
             if (n == 0)
                 locs[n++] = loc(SP_ID_NOPY, 0);
         }
+        const uint64_t *stack = locs;
+        if (rec->nnative && !(rec->flags & SP_SAMPLE_OVERHEAD)) {
+            if (rec->flags & SP_SAMPLE_NOPY) {
+                /* No Python frame: the marker, then the native stack root first. */
+                uint32_t nn = rec->nnative > SP_RING_NATIVE ? SP_RING_NATIVE : rec->nnative;
+                spliced[0] = locs[0];
+                for (uint32_t i = 0; i < nn; i++)
+                    spliced[1 + i] = native_loc(rec->native[nn - 1 - i]);
+                n = nn + 1;
+            } else {
+                n = splice(rec, locs, n, spliced);
+            }
+            stack = spliced;
+        }
         uint64_t tid = rec->tid, weight = rec->weight_ns;
         sp_ring_pop(sp_sampler_ring);
         if (names_ok)
             note_thread(tid);
         sp_drain_stats.samples++;
         sp_drain_stats.weight_ns += weight;
-        add(tid, locs, n, 1, weight);
+        add(tid, stack, n, 1, weight);
     }
     uint64_t lost, lost_weight;
     sp_ring_take_lost(sp_sampler_ring, &lost, &lost_weight);

@@ -1,4 +1,5 @@
-/* hook.c: PEP 523 evaluation hook: push/pop of the shadow stack and call counts.
+/* hook.c: PEP 523 evaluation hook: push/pop of the shadow stack and call counts; and
+ * the choice between it and sys.monitoring (monitor.c): sp_hook_attach/detach.
  *
  * Thread contract: the hook runs with the GIL held on the thread whose frame it
  * evaluates, and writes only that thread's sp_thread_t and registry counters.  The
@@ -7,17 +8,16 @@
  * overhead rather than charged to the user's function.
  */
 #include "hook.h"
+#include "monitor.h"
 #include "registry.h"
 #include "shadow.h"
+
+#include <string.h>
 
 volatile uint32_t sp_hook_state;
 void (*sp_hook_drain)(void);
 
-#if PY_VERSION_HEX >= 0x030B0000
 typedef _PyFrameEvalFunction sp_eval_fn;
-#else
-typedef _PyFrameEvalFunction sp_eval_fn;
-#endif
 
 /* The evaluation function we chain to (NULL: CPython's default), and the one we call:
  * prev_eval or _PyEval_EvalFrameDefault, so the hook makes one indirect call.  GIL. */
@@ -184,4 +184,68 @@ int
 sp_hook_installed(void)
 {
     return installed;
+}
+
+/* Mechanism selection: which of the hook above and monitor.c feeds the stacks. */
+
+static int attached_kind = SP_HOOK_DEFAULT;   /* GIL */
+static int attached;                          /* GIL */
+
+int
+sp_hook_kind_parse(const char *name)
+{
+    if (name == NULL || strcmp(name, "auto") == 0)
+        return SP_HOOK_DEFAULT;
+    if (strcmp(name, "eval") == 0)
+        return SP_HOOK_EVAL;
+    if (strcmp(name, "monitoring") == 0) {
+        if (!SP_MONITOR_AVAILABLE) {
+            PyErr_Format(PyExc_ValueError,
+                         "shadowprof: hook 'monitoring' needs CPython 3.12 or later "
+                         "(this is %s); use hook 'eval' or 'auto'", PY_VERSION);
+            return -1;
+        }
+        return SP_HOOK_MONITORING;
+    }
+    PyErr_Format(PyExc_ValueError,
+                 "shadowprof: hook must be 'auto', 'eval' or 'monitoring', not '%s'", name);
+    return -1;
+}
+
+const char *
+sp_hook_kind_name(int kind)
+{
+    return kind == SP_HOOK_MONITORING ? "monitoring" : "eval";
+}
+
+int
+sp_hook_attach(int kind)
+{
+    if (kind == SP_HOOK_AUTO)
+        kind = SP_HOOK_DEFAULT;
+    sp_hook_detach();
+    int r = kind == SP_HOOK_MONITORING ? sp_monitor_install() : sp_hook_install();
+    if (r < 0)
+        return -1;
+    attached_kind = kind;
+    attached = 1;
+    return 0;
+}
+
+void
+sp_hook_detach(void)
+{
+    if (!attached)
+        return;
+    if (attached_kind == SP_HOOK_MONITORING)
+        sp_monitor_uninstall();
+    else
+        sp_hook_uninstall();
+    attached = 0;
+}
+
+int
+sp_hook_kind(void)
+{
+    return attached_kind;
 }

@@ -34,6 +34,34 @@ int sp_hook_install(void);
 void sp_hook_uninstall(void);
 int sp_hook_installed(void);
 
+/* The mechanism that feeds the shadow stacks.  EVAL is the PEP 523 hook below;
+ * MONITORING is sys.monitoring (monitor.c, 3.12+).  AUTO picks the cheapest exact one
+ * for this CPython (SP_HOOK_DEFAULT): measured in benchmarks/hookcost/RESULTS.md, and
+ * on 3.12+ the only one that keeps CPython's inlined Python calls (deep recursion). */
+typedef enum { SP_HOOK_AUTO = 0, SP_HOOK_EVAL = 1, SP_HOOK_MONITORING = 2 } sp_hook_kind_t;
+#ifndef SP_HOOK_DEFAULT   /* a build may choose: -DSP_HOOK_DEFAULT=SP_HOOK_EVAL */
+#  if PY_VERSION_HEX >= 0x030C0000
+#    define SP_HOOK_DEFAULT SP_HOOK_MONITORING
+#  else
+#    define SP_HOOK_DEFAULT SP_HOOK_EVAL
+#  endif
+#endif
+
+/* "auto", "eval" or "monitoring" -> the kind, with auto resolved for this CPython.
+ * Returns -1 with a one-line ValueError for an unknown name or for "monitoring"
+ * before 3.12.  NULL means "auto". */
+int sp_hook_kind_parse(const char *name);
+/* Name of a resolved kind: "eval" or "monitoring". */
+const char *sp_hook_kind_name(int kind);
+
+/* Installs the mechanism `kind` (resolved) and remembers it; -1 with an exception set
+ * if it cannot.  sp_hook_detach removes whichever is installed (no-op if none).
+ * GIL held. */
+int sp_hook_attach(int kind);
+void sp_hook_detach(void);
+/* The kind last attached (resolved), for reports. */
+int sp_hook_kind(void);
+
 /* Address range of shadowprof's per-call code, for the handler's overhead test.
  * async-signal-safe. */
 int sp_hook_owns_pc(uintptr_t pc);

@@ -7,7 +7,10 @@
  */
 #include "compat.h"
 #include "drain.h"
+#include "dumpsig.h"
 #include "hook.h"
+#include "native.h"
+#include "options.h"
 #include "registry.h"
 #include "ring.h"
 #include "sampler.h"
@@ -15,6 +18,7 @@
 #include "table.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,6 +28,7 @@ static uint64_t session_interval_ns;
 static uint64_t start_wall_ns, start_cpu_ns, start_unix_ns;
 static uint64_t stop_wall_ns, stop_cpu_ns;
 static size_t ring_records = 4096;
+static int session_native;   /* start(native=True): native stacks captured */
 static int fork_keep = 1;   /* a forked child keeps profiling (1) or stops (0) */
 
 static uint64_t
@@ -101,24 +106,40 @@ ensure_init(size_t ring_size, size_t max_stacks)
 
 PyDoc_STRVAR(start_doc,
 "start(interval_ns=10_000_000, mode='cpu', max_depth=1024, ring_size=4096,\n"
-"      max_stacks=200_000, fork='continue')\n--\n\n"
+"      max_stacks=200_000, fork='continue', native=False, hook='auto')\n--\n\n"
 "Start profiling this process: install the hook, seed every thread's shadow stack\n"
 "from its running frames, and arm the sampling timers.  Resets all counts.\n"
 "fork: in a forked child, 'continue' starts a fresh profile of the child,\n"
-"'stop' stops profiling there.");
+"'stop' stops profiling there.\n"
+"native: also capture each sample's C stack with libunwind; snapshot() then has\n"
+"(-1, pc) frames spliced in place of the interpreter's own frames.\n"
+"hook: what keeps the shadow stacks: 'eval' (PEP 523 frame evaluation),\n"
+"'monitoring' (sys.monitoring, 3.12+) or 'auto' (monitoring on 3.12+, else eval).");
 
 static PyObject *
 core_start(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"interval_ns", "mode", "max_depth", "ring_size",
-                             "max_stacks", "fork", NULL};
+                             "max_stacks", "fork", "native", "hook", NULL};
     unsigned long long interval = 10000000ull;
     const char *mode = "cpu";
     unsigned int max_depth = 1024;
     Py_ssize_t ring_size = 4096, max_stacks = 200000;
     const char *fork_mode = "continue";
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KsInns:start", kwlist, &interval, &mode,
-                                     &max_depth, &ring_size, &max_stacks, &fork_mode))
+    int native = 0;
+    const char *hook_name = NULL;   /* "auto", "eval", "monitoring" (hook.h) */
+    if (PyThreadState_Get()->interp != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "shadowprof: sub-interpreters are not supported; profile from "
+                        "the main interpreter");
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KsInnspz:start", kwlist, &interval, &mode,
+                                     &max_depth, &ring_size, &max_stacks, &fork_mode,
+                                     &native, &hook_name))
+        return NULL;
+    int hook_kind = sp_hook_kind_parse(hook_name);
+    if (hook_kind < 0)
         return NULL;
     if (strcmp(fork_mode, "continue") != 0 && strcmp(fork_mode, "stop") != 0) {
         PyErr_Format(PyExc_ValueError,
@@ -153,13 +174,15 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
                         "shadowprof: ring_size must be 16..1048576, max_stacks >= 16");
         return NULL;
     }
+    if (native && sp_native_enable() < 0)
+        return NULL;
     if (ensure_init((size_t)ring_size, (size_t)max_stacks) < 0)
         return NULL;
     sp_registry_reset_counts();
     sp_shadow_capacity = max_depth;
     if (sp_shadow_seed_all() < 0)
         return NULL;
-    if (sp_hook_install() < 0)
+    if (sp_hook_attach(hook_kind) < 0)
         return NULL;
     session_mode = m;
     session_interval_ns = interval;
@@ -168,8 +191,12 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
     start_cpu_ns = sp_clock_cpu_ns();
     start_unix_ns = unix_ns();
     stop_wall_ns = stop_cpu_ns = 0;
+    session_native = native;
+    sp_native_reset_counts();
+    sp_native_set(native);
     if (sp_sampler_start(interval, m) < 0) {
-        sp_hook_uninstall();
+        sp_native_set(0);
+        sp_hook_detach();
         return NULL;
     }
     running = 1;
@@ -183,10 +210,15 @@ PyDoc_STRVAR(stop_doc,
 static PyObject *
 core_stop(PyObject *mod, PyObject *unused)
 {
-    if (!running)
+    if (PyThreadState_Get()->interp != PyInterpreterState_Main())
+        Py_RETURN_NONE;   /* e.g. a sub-interpreter's atexit: not its profiler */
+    if (!running) {
+        sp_hook_detach();   /* e.g. left attached in a child forked with fork='stop' */
         Py_RETURN_NONE;
+    }
     sp_sampler_stop();
-    sp_hook_uninstall();
+    sp_native_set(0);
+    sp_hook_detach();
     stop_wall_ns = sp_clock_wall_ns();
     stop_cpu_ns = sp_clock_cpu_ns();
     sp_drain();
@@ -248,7 +280,7 @@ PyDoc_STRVAR(snapshot_doc,
 "             (caller 0 is '<root>': no Python caller)\n"
 "  samples, weight_ns, lost, lost_weight_ns, overhead, overhead_weight_ns,\n"
 "  table_full, signals, interval_ns, mode, start_unix_ns, duration_ns, cpu_ns,\n"
-"  running, max_depth.");
+"  running, max_depth, hook (the mechanism: 'eval' or 'monitoring').");
 
 static PyObject *
 core_snapshot(PyObject *mod, PyObject *unused)
@@ -279,7 +311,11 @@ core_snapshot(PyObject *mod, PyObject *unused)
             int line = (int)(uint32_t)v.locs[k];
             if (id < nids)
                 used[id] = 1;
-            PyObject *fr = Py_BuildValue("(Ii)", id, line);
+            /* A native frame (--native) is (-1, pc); see native.h. */
+            PyObject *fr = (v.locs[k] & SP_NATIVE_LOC_TAG)
+                ? Py_BuildValue("(iK)", -1,
+                                (unsigned long long)(v.locs[k] & ~SP_NATIVE_LOC_TAG))
+                : Py_BuildValue("(Ii)", id, line);
             if (!fr) {
                 Py_DECREF(frames);
                 goto fail;
@@ -340,7 +376,12 @@ core_snapshot(PyObject *mod, PyObject *unused)
         set_item_steal(res, PyUnicode_FromString("mode"),
                        PyUnicode_FromString(session_mode == SP_MODE_CPU ? "cpu" : "wall")) < 0 ||
         set_item_steal(res, PyUnicode_FromString("running"), PyBool_FromLong(running)) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("threads"), sp_drain_thread_names()) < 0)
+        set_item_steal(res, PyUnicode_FromString("hook"),
+                       PyUnicode_FromString(sp_hook_kind_name(sp_hook_kind()))) < 0 ||
+        set_item_steal(res, PyUnicode_FromString("threads"), sp_drain_thread_names()) < 0 ||
+        set_item_steal(res, PyUnicode_FromString("native"), PyBool_FromLong(session_native)) < 0 ||
+        put_u64(res, "native_skipped", sp_native_skipped()) < 0 ||
+        put_u64(res, "native_failed", sp_native_failed()) < 0)
         goto fail;
     Py_DECREF(functions);
     Py_DECREF(stacks);
@@ -361,14 +402,20 @@ fail:
 }
 
 PyDoc_STRVAR(set_hook_doc,
-"_set_hook(on)\n--\n\nInstall or remove only the hook, without sampling (used to\n"
-"calibrate the per-call cost).  Refused while the profiler runs.");
+"_set_hook(on, hook='auto')\n--\n\nInstall or remove only the hook (the mechanism\n"
+"named as for start()), without sampling (used to calibrate the per-call cost).\n"
+"Refused while the profiler runs.");
 
 static PyObject *
-core_set_hook(PyObject *mod, PyObject *arg)
+core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
 {
-    int on = PyObject_IsTrue(arg);
-    if (on < 0)
+    static char *kwlist[] = {"on", "hook", NULL};
+    int on;
+    const char *hook_name = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "p|z:_set_hook", kwlist, &on, &hook_name))
+        return NULL;
+    int hook_kind = sp_hook_kind_parse(hook_name);
+    if (hook_kind < 0)
         return NULL;
     if (running) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is running");
@@ -376,11 +423,26 @@ core_set_hook(PyObject *mod, PyObject *arg)
     }
     if (on) {
         /* Only the registry: the ring and the table keep the last session's data. */
-        if (sp_registry_init() < 0 || sp_shadow_seed_all() < 0 || sp_hook_install() < 0)
+        if (sp_registry_init() < 0 || sp_shadow_seed_all() < 0 ||
+            sp_hook_attach(hook_kind) < 0)
             return NULL;
     } else {
-        sp_hook_uninstall();
+        sp_hook_detach();
     }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_set_sigprof_policy(PyObject *mod, PyObject *arg)
+{
+    const char *policy = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!policy || (strcmp(policy, "refuse") != 0 && strcmp(policy, "chain") != 0)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError,
+                            "bad sigprof policy: choose 'refuse' or 'chain'");
+        return NULL;
+    }
+    sp_sampler_set_chain(strcmp(policy, "chain") == 0);
     Py_RETURN_NONE;
 }
 
@@ -425,6 +487,200 @@ core_code_id(PyObject *mod, PyObject *code)
     return PyLong_FromUnsignedLong(e->id);
 }
 
+/* Option strings (options.c), the dump signal (dumpsig.c), thread stacks and the
+ * interval, for -X shadowprof / SHADOWPROF (shadowprof/_startup.py). */
+
+static int
+put_str(PyObject *d, const char *key, sp_optstr_t v)
+{
+    return set_item_steal(d, PyUnicode_FromString(key),
+                          PyUnicode_DecodeFSDefaultAndSize(v.s, (Py_ssize_t)v.len));
+}
+
+PyDoc_STRVAR(parse_options_doc,
+"parse_options(text) -> dict\n--\n\n"
+"Parse an option string such as 'interval=5ms,mode=wall,output=p.pb.gz' (the grammar\n"
+"of -X shadowprof and SHADOWPROF).  Returns only the keys given: interval_ns, mode,\n"
+"output, format, period_ns, keep, sample_rate, signal (0: off), native, max_depth,\n"
+"budget (a share), quiet, top, fork.  Raises ValueError with a one-line message.");
+
+static PyObject *
+core_parse_options(PyObject *mod, PyObject *arg)
+{
+    Py_ssize_t len;
+    PyObject *bytes = NULL;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "parse_options() takes a str");
+        return NULL;
+    }
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    const char *text = PyBytes_AS_STRING(bytes);
+    len = PyBytes_GET_SIZE(bytes);
+    sp_options_t o;
+    char err[512];
+    if (sp_options_parse(text, (size_t)len, &o, err, sizeof(err)) < 0) {
+        PyErr_SetString(PyExc_ValueError, err);
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    PyObject *d = PyDict_New();
+    int r = d ? 0 : -1;
+    for (int k = 0; k < SP_OPT_COUNT && r == 0; k++) {
+        if (!(o.given & (1u << k)))
+            continue;
+        switch (k) {
+        case SP_OPT_INTERVAL: r = put_u64(d, "interval_ns", o.interval_ns); break;
+        case SP_OPT_MODE: r = put_str(d, "mode", o.mode); break;
+        case SP_OPT_OUTPUT: r = put_str(d, "output", o.output); break;
+        case SP_OPT_FORMAT: r = put_str(d, "format", o.format); break;
+        case SP_OPT_PERIOD: r = put_u64(d, "period_ns", o.period_ns); break;
+        case SP_OPT_KEEP: r = put_u64(d, "keep", o.keep); break;
+        case SP_OPT_SAMPLE_RATE:
+            r = set_item_steal(d, PyUnicode_FromString("sample_rate"),
+                               PyFloat_FromDouble(o.sample_rate));
+            break;
+        case SP_OPT_SIGNAL: r = put_u64(d, "signal", (uint64_t)o.signal); break;
+        case SP_OPT_NATIVE:
+            r = set_item_steal(d, PyUnicode_FromString("native"), PyBool_FromLong(o.native));
+            break;
+        case SP_OPT_MAX_DEPTH: r = put_u64(d, "max_depth", o.max_depth); break;
+        case SP_OPT_BUDGET:
+            r = set_item_steal(d, PyUnicode_FromString("budget"),
+                               PyFloat_FromDouble(o.budget));
+            break;
+        case SP_OPT_QUIET:
+            r = set_item_steal(d, PyUnicode_FromString("quiet"), PyBool_FromLong(o.quiet));
+            break;
+        case SP_OPT_TOP: r = put_u64(d, "top", o.top); break;
+        case SP_OPT_FORK: r = put_str(d, "fork", o.fork); break;
+        }
+    }
+    Py_DECREF(bytes);
+    if (r < 0) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    /* Lower-case the enumerated string values (the parser accepts any case). */
+    static const char *const lower[] = {"mode", "format", "fork", NULL};
+    for (int i = 0; lower[i]; i++) {
+        PyObject *v = PyDict_GetItemString(d, lower[i]);
+        if (v) {
+            PyObject *l = PyObject_CallMethod(v, "lower", NULL);
+            if (!l || PyDict_SetItemString(d, lower[i], l) < 0) {
+                Py_XDECREF(l);
+                Py_DECREF(d);
+                return NULL;
+            }
+            Py_DECREF(l);
+        }
+    }
+    return d;
+}
+
+PyDoc_STRVAR(thread_stacks_doc,
+"thread_stacks() -> {thread_id: [(qualname, filename, firstlineno), ...root first]}\n"
+"--\n\nThe functions on every live thread's shadow stack right now (a thread that\n"
+"has not run Python code under the profiler has none).  Frames deeper than max_depth\n"
+"are counted, not kept: the list then ends with ('[N frames not kept]', '', 0).\n"
+"Empty when the profiler is not running.");
+
+static PyObject *
+core_thread_stacks(PyObject *mod, PyObject *unused)
+{
+    PyObject *res = PyDict_New();
+    if (!res || !running)
+        return res;
+    /* With the GIL held no other thread runs Python code, so no shadow stack moves. */
+    for (sp_thread_t *t = sp_threads; t; t = t->next) {
+        if (t->dead || t->busy)
+            continue;
+        uint32_t depth = t->depth < t->cap ? t->depth : t->cap;
+        PyObject *frames = PyList_New(0);
+        if (!frames)
+            goto fail;
+        for (uint32_t i = 0; i < depth; i++) {
+            sp_code_t *e = sp_registry_get(t->stack[i].code_id);
+            PyObject *fr = e ? Py_BuildValue("(OOi)", e->qualname, e->filename,
+                                             e->firstlineno)
+                             : Py_BuildValue("(ssi)", "?", "", 0);
+            if (!fr || PyList_Append(frames, fr) < 0) {
+                Py_XDECREF(fr);
+                Py_DECREF(frames);
+                goto fail;
+            }
+            Py_DECREF(fr);
+        }
+        if (t->overflow) {
+            PyObject *fr = PyUnicode_FromFormat("[%u frames not kept]", t->overflow);
+            PyObject *item = fr ? Py_BuildValue("(Nsi)", fr, "", 0) : NULL;
+            if (!item || PyList_Append(frames, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(frames);
+                goto fail;
+            }
+            Py_DECREF(item);
+        }
+        if (set_item_steal(res, PyLong_FromUnsignedLongLong(t->tid), frames) < 0)
+            goto fail;
+    }
+    return res;
+fail:
+    Py_DECREF(res);
+    return NULL;
+}
+
+PyDoc_STRVAR(dump_signal_doc,
+"_dump_signal(signo) -> read fd or None\n--\n\n"
+"Install the dump-signal handler on signo (0: remove it) and return the read end of\n"
+"its self-pipe: one byte arrives per signal.  None if the application already\n"
+"handles or ignores signo (it is left alone).");
+
+static PyObject *
+core_dump_signal(PyObject *mod, PyObject *arg)
+{
+    int signo = _PyLong_AsInt(arg);
+    if (signo == -1 && PyErr_Occurred())
+        return NULL;
+    if (signo == 0) {
+        sp_dumpsig_uninstall();
+        Py_RETURN_NONE;
+    }
+    if (signo < 1 || signo >= NSIG || signo == SIGPROF) {
+        PyErr_Format(PyExc_ValueError, "shadowprof: cannot use signal %d for dumps", signo);
+        return NULL;
+    }
+    int fd = sp_dumpsig_install(signo);
+    if (fd == -2)
+        Py_RETURN_NONE;
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(fd);
+}
+
+PyDoc_STRVAR(set_interval_doc,
+"_set_interval(interval_ns)\n--\n\nChange the sampling interval of the running\n"
+"profiler (100us..60s); later samples weigh what they stand for as before.");
+
+static PyObject *
+core_set_interval(PyObject *mod, PyObject *arg)
+{
+    unsigned long long ns = PyLong_AsUnsignedLongLong(arg);
+    if (ns == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (ns < 100000ull || ns > 60000000000ull) {
+        PyErr_SetString(PyExc_ValueError,
+                        "shadowprof: interval must be between 100us and 60s");
+        return NULL;
+    }
+    if (!running || sp_sampler_set_interval(ns) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is not running");
+        return NULL;
+    }
+    session_interval_ns = ns;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef core_methods[] = {
     {"start", (PyCFunction)(void (*)(void))core_start, METH_VARARGS | METH_KEYWORDS,
      start_doc},
@@ -433,9 +689,17 @@ static PyMethodDef core_methods[] = {
     {"snapshot", core_snapshot, METH_NOARGS, snapshot_doc},
     {"memory", core_memory, METH_NOARGS, "memory() -> dict of what the profiler holds"},
     {"code_id", core_code_id, METH_O, "code_id(code) -> registry id or None"},
+    {"set_sigprof_policy", core_set_sigprof_policy, METH_O,
+     "set_sigprof_policy('refuse'|'chain'): what start() does when the program "
+     "already uses SIGPROF"},
     {"set_max_functions", core_set_max_functions, METH_O,
      "set_max_functions(n): registry ids past n share '[functions over the limit]'"},
-    {"_set_hook", core_set_hook, METH_O, set_hook_doc},
+    {"_set_hook", (PyCFunction)(void (*)(void))core_set_hook, METH_VARARGS | METH_KEYWORDS,
+     set_hook_doc},
+    {"parse_options", core_parse_options, METH_O, parse_options_doc},
+    {"thread_stacks", core_thread_stacks, METH_NOARGS, thread_stacks_doc},
+    {"_dump_signal", core_dump_signal, METH_O, dump_signal_doc},
+    {"_set_interval", core_set_interval, METH_O, set_interval_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -81,6 +81,7 @@ sp_ring_reserve(sp_ring_t *ring, uint64_t weight_ns)
     rec->weight_ns = weight_ns;
     rec->nframes = 0;
     rec->flags = 0;
+    rec->nnative = 0;
     return rec;
 }
 

@@ -25,6 +25,8 @@
  * the rest innermost frames, with SP_SAMPLE_TRUNCATED set. */
 #define SP_RING_FRAMES 128
 #define SP_RING_ROOT_FRAMES 32
+/* Native program counters kept per sample (--native): the innermost ones. */
+#define SP_RING_NATIVE 64
 
 /* Sample flags. */
 #define SP_SAMPLE_TRUNCATED 0x1u   /* frames were dropped between root and leaf */
@@ -43,7 +45,10 @@ typedef struct {
     uint64_t weight_ns;       /* time this sample stands for */
     uint32_t nframes;
     uint32_t flags;
+    uint32_t nnative;         /* native pcs captured (0 without --native) */
+    uint32_t reserved;
     sp_rframe_t frames[SP_RING_FRAMES];   /* root first */
+    uint64_t native[SP_RING_NATIVE];      /* innermost first; see native.h */
 } sp_record_t;
 
 typedef struct sp_ring sp_ring_t;

@@ -33,6 +33,7 @@
 #include "sampler.h"
 #include "hook.h"
 #include "registry.h"
+#include "native.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,7 +51,10 @@ sp_thread_t *volatile sp_sampler_draining;
 
 #define SP_DRAIN_AFTER 32
 
-static struct sigaction old_action;
+static struct sigaction old_action;   /* also the handler we chain to, if chaining */
+static int chain_policy;              /* set before start: chain, don't refuse */
+static int chaining;                  /* a handler was there at start: forward to it */
+#define SP_TIMER_MAGIC 0x5350524f     /* si_value of our timers' signals */
 static volatile int armed;
 static volatile int running_handlers;
 static uint64_t last_ns;            /* clock reading at the previous sample; atomic */
@@ -156,13 +160,32 @@ copy_stack(sp_thread_t *t, sp_record_t *rec)
     rec->nframes = n;
 }
 
+/* Hands a SIGPROF that is not ours to the handler that was there before us.
+ * async-signal-safe as far as that handler is. */
+static void
+forward(int sig, siginfo_t *info, void *ucv)
+{
+    if (old_action.sa_flags & SA_SIGINFO) {
+        if (old_action.sa_sigaction)
+            old_action.sa_sigaction(sig, info, ucv);
+    } else if (old_action.sa_handler != SIG_DFL && old_action.sa_handler != SIG_IGN) {
+        old_action.sa_handler(sig);
+    }
+}
+
 /* The SIGPROF handler.  async-signal-safe; saves errno. */
 static void
 on_signal(int sig, siginfo_t *info, void *ucv)
 {
-    (void)sig;
-    (void)info;
     int saved_errno = errno;
+    /* Chaining: our per-thread timers' signals carry SP_TIMER_MAGIC; any other SIGPROF
+     * (the program's own ITIMER_PROF, kill) belongs to the program's handler. */
+    if (chaining && !process_timer &&
+        !(info && info->si_code == SI_TIMER && info->si_value.sival_int == SP_TIMER_MAGIC)) {
+        forward(sig, info, ucv);
+        errno = saved_errno;
+        return;
+    }
     __atomic_fetch_add(&running_handlers, 1, __ATOMIC_ACQ_REL);
     if (!armed || !sp_sampler_ring)
         goto out;
@@ -190,6 +213,9 @@ on_signal(int sig, siginfo_t *info, void *ucv)
             rec->flags |= SP_SAMPLE_NOPY;
         else
             copy_stack(t, rec);
+        /* --native: the interrupted thread's C stack too (native.h). */
+        if (sp_native_on && !(rec->flags & SP_SAMPLE_OVERHEAD))
+            rec->nnative = sp_native_capture(ucv, rec->native, SP_RING_NATIVE);
         sp_ring_commit(sp_sampler_ring, rec);
     }
     /* Ask for a drain early (a few dozen records): it keeps the ring far from full
@@ -215,6 +241,7 @@ thread_timer_start(sp_thread_t *t)
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_THREAD_ID;
     sev.sigev_signo = SIGPROF;
+    sev.sigev_value.sival_int = SP_TIMER_MAGIC;
     sev._sigev_un._tid = (pid_t)t->tid;
     if (timer_create(clock, &sev, &t->timer) < 0)
         return -1;
@@ -256,21 +283,27 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    if ((prev.sa_flags & SA_SIGINFO) ? prev.sa_sigaction != NULL
-                                     : (prev.sa_handler != SIG_DFL &&
-                                        prev.sa_handler != SIG_IGN)) {
+    int has_handler = (prev.sa_flags & SA_SIGINFO) ? prev.sa_sigaction != NULL
+                                                   : (prev.sa_handler != SIG_DFL &&
+                                                      prev.sa_handler != SIG_IGN);
+    if (has_handler && !chain_policy) {
         PyErr_SetString(PyExc_RuntimeError,
                         "shadowprof: SIGPROF already has a handler (another profiler?); "
-                        "stop it before starting shadowprof");
+                        "stop it before starting shadowprof, or chain to it "
+                        "(sigprof='chain', --sigprof chain)");
         return -1;
     }
     struct itimerval it;
-    if (getitimer(ITIMER_PROF, &it) == 0 && (it.it_value.tv_sec || it.it_value.tv_usec)) {
+    int has_itimer = getitimer(ITIMER_PROF, &it) == 0 &&
+                     (it.it_value.tv_sec || it.it_value.tv_usec);
+    if (has_itimer && !chain_policy) {
         PyErr_SetString(PyExc_RuntimeError,
                         "shadowprof: an ITIMER_PROF timer is already running (another "
-                        "profiler?); stop it before starting shadowprof");
+                        "profiler?); stop it before starting shadowprof, or chain to "
+                        "it (sigprof='chain', --sigprof chain)");
         return -1;
     }
+    chaining = has_handler;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -301,6 +334,15 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
     if (started == 0 && failed) {
         if (mode != SP_MODE_CPU)
             goto fail;
+        if (has_itimer || chaining) {
+            /* The fallback would take over the program's ITIMER_PROF or its signals. */
+            PyErr_SetString(PyExc_RuntimeError,
+                            "shadowprof: per-thread timers are not available and the "
+                            "program uses SIGPROF itself: cannot chain; stop its timer "
+                            "first");
+            sp_sampler_stop();
+            return -1;
+        }
         /* No per-thread timers: one process-wide CPU timer instead. */
         process_timer = 1;
         it.it_interval.tv_sec = interval_ns / 1000000000u;
@@ -354,6 +396,12 @@ sp_sampler_process_timer(void)
 }
 
 void
+sp_sampler_set_chain(int chain)
+{
+    chain_policy = chain != 0;
+}
+
+void
 sp_sampler_stop(void)
 {
     if (process_timer) {
@@ -382,4 +430,33 @@ sp_sampler_stop(void)
     }
     sigaction(SIGPROF, &old_action, NULL);
     pthread_sigmask(SIG_SETMASK, &oldset, NULL);
+}
+
+/* Changes the interval of the running timers (the overhead budget raises it).  Threads
+ * that get their timer later use the new interval too.  GIL held.  A thread exiting
+ * concurrently may delete its timer first; its timer_settime then fails harmlessly.
+ * Returns -1 if not armed. */
+int
+sp_sampler_set_interval(uint64_t interval_ns)
+{
+    if (!armed)
+        return -1;
+    cur_interval_ns = interval_ns;
+    if (process_timer) {
+        struct itimerval it;
+        it.it_interval.tv_sec = interval_ns / 1000000000u;
+        it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
+        if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
+            it.it_interval.tv_usec = 1;
+        it.it_value = it.it_interval;
+        return setitimer(ITIMER_PROF, &it, NULL);
+    }
+    struct itimerspec its;
+    its.it_interval.tv_sec = interval_ns / 1000000000u;
+    its.it_interval.tv_nsec = interval_ns % 1000000000u;
+    its.it_value = its.it_interval;
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        if (__atomic_load_n(&t->has_timer, __ATOMIC_ACQUIRE))
+            timer_settime(t->timer, 0, &its, NULL);
+    return 0;
 }

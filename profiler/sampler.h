@@ -20,6 +20,10 @@ extern sp_thread_t *volatile sp_sampler_draining;
 /* Installs the handler and arms the timer.  Returns -1 with a Python exception set
  * (e.g. another SIGPROF handler or ITIMER_PROF timer is in place).  GIL held. */
 int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode);
+/* What start does when the program already has a SIGPROF handler or ITIMER_PROF
+ * timer: refuse (0, the default) or chain (1): install ours, and hand every SIGPROF
+ * that our timers did not send to the handler that was there.  GIL held. */
+void sp_sampler_set_chain(int chain);
 /* Disarms the timer, waits for handlers still running, restores the previous signal
  * disposition.  GIL held. */
 void sp_sampler_stop(void);
@@ -35,5 +39,8 @@ uint64_t sp_sampler_signals(void);
 /* Clocks, in ns. */
 uint64_t sp_clock_cpu_ns(void);
 uint64_t sp_clock_wall_ns(void);
+/* Re-arms the running timers with a new interval (overhead budget).  GIL held.
+ * Returns -1 if sampling is not running. */
+int sp_sampler_set_interval(uint64_t interval_ns);
 
 #endif /* SP_SAMPLER_H */

@@ -90,6 +90,40 @@ c_stack_low(void)
     return (uintptr_t)addr + margin;
 }
 
+/* The capsule's destructor: CPython is clearing the thread state `ts` (GIL held, on
+ * any thread).  No state may use the pointer any more. */
+#define SP_TSTATE_CAPSULE "shadowprof.tstate"
+
+static void
+tstate_cleared(PyObject *capsule)
+{
+    PyThreadState *ts = PyCapsule_GetPointer(capsule, SP_TSTATE_CAPSULE);
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        if (t->live_tstate == ts)
+            t->live_tstate = NULL;
+}
+
+PyThreadState *
+sp_shadow_bind(sp_thread_t *t)
+{
+    PyThreadState *ts = SP_TSTATE_GET();
+    if (!ts)
+        return t->live_tstate = NULL;
+    t->tstate = ts;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *dict = PyThreadState_GetDict();   /* borrowed */
+    int ok = dict && PyDict_GetItemString(dict, SP_TSTATE_CAPSULE) != NULL;
+    if (dict && !ok) {
+        PyObject *cap = PyCapsule_New(ts, SP_TSTATE_CAPSULE, tstate_cleared);
+        ok = cap && PyDict_SetItemString(dict, SP_TSTATE_CAPSULE, cap) == 0;
+        Py_XDECREF(cap);
+    }
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return t->live_tstate = ok ? ts : NULL;
+}
+
 sp_thread_t *
 sp_shadow_attach(PyThreadState *ts)
 {
@@ -113,6 +147,7 @@ sp_shadow_attach(PyThreadState *ts)
     t->attached = 1;
     pthread_setspecific(exit_key, t);
     sp_tls = t;
+    sp_shadow_bind(t);   /* may run Python code (GC): only once sp_tls is set */
     if (sp_shadow_on_attach)
         sp_shadow_on_attach(t);
     return t;

@@ -42,6 +42,8 @@ typedef struct sp_thread {
     uint32_t cap;            /* capacity of stack */
     sp_entry_t *stack;
     PyThreadState *tstate;   /* the interpreter's state of this thread */
+    PyThreadState *live_tstate;  /* tstate until CPython clears it, then NULL (see
+                                    sp_shadow_bind); read by monitor.c; GIL */
     uint64_t tid;            /* kernel thread id */
     uintptr_t c_stack_low;   /* below this C stack address the hook refuses to recurse */
     pthread_t pthread;       /* for the thread's CPU clock */
@@ -71,6 +73,13 @@ extern uint32_t sp_shadow_capacity;
 /* Attaches the calling thread (GIL held): finds the state seeded for `ts` or makes a
  * new one, and sets sp_tls.  Returns NULL if memory runs out. */
 sp_thread_t *sp_shadow_attach(PyThreadState *ts);
+
+/* Sets t->tstate and t->live_tstate to the calling thread's current state and has
+ * CPython tell us when it clears that state (a capsule in the state's dict sets
+ * live_tstate to NULL), so that the monitoring callbacks can read t->live_tstate
+ * instead of calling into CPython for it.  Owner thread, GIL held.  Returns
+ * t->live_tstate (NULL if memory ran out). */
+PyThreadState *sp_shadow_bind(sp_thread_t *t);
 
 /* Rebuilds every thread's stack from the interpreter's frames and frees states of
  * threads that are gone.  GIL held, hook not yet installed.  Returns -1 on failure. */

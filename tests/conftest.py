@@ -13,6 +13,13 @@ PROGRAM = os.path.join(DATA, "cc_program.py")   # the deterministic call-count p
 DRIVER = os.path.join(DATA, "cc_driver.py")
 
 
+def code_name(code):
+    """The name shadowprof reports for *code*: its qualified name where code objects
+    carry one (co_qualname, CPython 3.11+), else its plain name (3.9, 3.10: the hook
+    sees only the code object, and co_name is all it has)."""
+    return getattr(code, "co_qualname", code.co_name)
+
+
 def run_driver(mode, program=PROGRAM):
     """Run *program* under cProfile, shadowprof or both (tests/data/cc_driver.py) in a
     fresh interpreter and return the counts it prints as JSON."""

@@ -75,7 +75,16 @@ def test_overhead_correction_moves_toward_unprofiled_split(tmp_path):
         if ok:
             break
     assert ok, (truth, raw, corrected)
-    assert prof.corrected_ns > 0 and prof_raw.corrected_ns == 0
+    assert prof_raw.corrected_ns == 0
+    if sys.version_info >= (3, 11):
+        # The mechanism also slows CPython's own call path (a frame-evaluation hook
+        # turns off inlined calls; sys.monitoring dispatches each event): time spent
+        # outside shadowprof's code, which the correction moves.
+        assert prof.corrected_ns > 0
+    else:
+        # 3.9/3.10 never inline calls: the hook's cost is its own code, which samples
+        # already report as overhead, so the correction has little or nothing to move.
+        assert prof.corrected_ns < 0.03 * prof.weight_ns, prof.corrected_ns
 
 
 def test_samples_weighted_by_real_time(tmp_path):

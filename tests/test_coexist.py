@@ -17,7 +17,7 @@ import pytest
 import shadowprof
 from shadowprof import _core
 
-from conftest import DATA, DRIVER, HERE, PROGRAM, run_driver, run_shadowprof
+from conftest import DATA, DRIVER, HERE, PROGRAM, code_name, run_driver, run_shadowprof
 
 
 # ------------------------------------------------------------------ workload
@@ -95,7 +95,7 @@ def record_trace(start_profiler_inside=None):
             a = arg[0].__name__
         else:
             a = None
-        events.append((event, code.co_qualname, frame.f_lineno, a))
+        events.append((event, code_name(code), frame.f_lineno, a))
         return tracer
 
     old = sys.gettrace()
@@ -116,9 +116,9 @@ def record_profile():
         code = frame.f_code
         if event.startswith("c_"):
             if _is_workload(code):
-                events.append((event, code.co_qualname, getattr(arg, "__name__", "?")))
+                events.append((event, code_name(code), getattr(arg, "__name__", "?")))
         elif _is_workload(code):
-            events.append((event, code.co_qualname, frame.f_lineno,
+            events.append((event, code_name(code), frame.f_lineno,
                            repr(arg) if event == "return" else None))
 
     old = sys.getprofile()
@@ -411,7 +411,8 @@ def test_threads_are_profiled():
     assert "t_pre_worker" not in ids or ids["t_pre_worker"] not in prof.calls
     assert prof.edges[(ids["t_pre_worker"], ids["t_leaf"])] == 30
     run_ids = [fid for fid, f in prof.functions.items()
-               if f.name == "Thread.run" and f.filename == threading.__file__]
+               if f.name == code_name(threading.Thread.run.__code__)
+               and f.filename == threading.__file__]
     assert len(run_ids) == 1
     assert prof.edges[(run_ids[0], ids["t_worker"])] == 1
     # The worker's samples carry its thread id and its own stack.
@@ -420,8 +421,9 @@ def test_threads_are_profiled():
     for s in worker:
         names = [prof.functions[fid].name for fid, _ in s.frames]
         if "t_worker" in names:
-            assert names[names.index("t_worker") - 1] == "Thread.run", names
-            assert names[0] == "Thread._bootstrap", names
+            assert names[names.index("t_worker") - 1] == code_name(
+                    threading.Thread.run.__code__), names
+            assert names[0] == code_name(threading.Thread._bootstrap.__code__), names
     spins = [s for s in worker if s.frames and s.frames[-1][0] == ids["t_spin"]]
     assert sum(s.count for s in spins) >= 3
     main_tid = threading.main_thread().native_id

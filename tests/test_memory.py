@@ -123,9 +123,10 @@ def test_a_million_dynamic_functions_stay_bounded():
                           "other_calls": by_name.get("[functions over the limit]", 0)}))
     """)
     r = json.loads(out)
-    # Without reuse: ~100 bytes of entry per code object, 100 MB per million.
-    assert r["same_kb"] < 8_000, r
-    assert r["distinct_kb"] < 8_000, r
+    # Without reuse or limit: ~100 bytes of entry per code object plus its names, over
+    # 100 MB per million.  What remains is the allocator's own drift.
+    assert r["same_kb"] < 16_000, r
+    assert r["distinct_kb"] < 16_000, r
     assert r["ids_c"] <= 50_000, r
     assert r["f_calls"] == 1_020_000, r
     # 1,060,000 distinct functions, about 50,000 with ids of their own.

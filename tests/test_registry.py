@@ -5,10 +5,13 @@ with the right function, samples resolve to the right names and lines)."""
 import collections
 import gc
 import re
+import sys
 import time
 
 import shadowprof
 from shadowprof import _core
+
+from conftest import code_name
 
 DYN_FILE = "<reg_dynamic>"
 
@@ -142,8 +145,15 @@ def test_dynamic_lambdas_keep_their_counts():
     assert got_by_line == expected_by_line
     for cid, k in expected_by_id.items():
         assert prof.calls[cid] == k
-    inner = [fid for fid, f in prof.functions.items() if f.name ==
-             "test_dynamic_lambdas_keep_their_counts.<locals>.<lambda>.<locals>.<lambda>"]
+    # 3.11+ names the inner lambda by its qualified name; 3.9 and 3.10 only say
+    # "<lambda>", as for the factory on the same line: the registry id tells them apart.
+    inner_code = factory(0).__code__
+    assert code_name(inner_code) == (
+        "test_dynamic_lambdas_keep_their_counts.<locals>.<lambda>.<locals>.<lambda>"
+        if sys.version_info >= (3, 11) else "<lambda>")
+    inner = [fid for fid, f in prof.functions.items() if f.name == code_name(inner_code)
+             and f.firstlineno == inner_code.co_firstlineno
+             and fid == _core.code_id(inner_code)]
     assert len(inner) == 1
     assert prof.calls[inner[0]] == 80
 
@@ -171,7 +181,7 @@ def test_namedtuple_factories():
                 gc.collect()
     finally:
         prof = p.stop()
-    assert len(expected) < 50        # 200 classes, collected every 20
+    assert len(expected) < 100       # 200 classes, collected every 20
     for cid, k in expected.items():
         assert prof.calls[cid] == k
         assert prof.functions[cid].name == "<lambda>"

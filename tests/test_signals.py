@@ -49,6 +49,49 @@ def test_existing_itimer_prof_is_refused_and_kept():
     assert r.stdout.strip().endswith("ok")
 
 
+def test_chain_keeps_the_programs_own_sigprof_timer_working():
+    # The program profiles itself with ITIMER_PROF and a Python handler; chained,
+    # shadowprof samples with its own timers and the program's handler still gets its
+    # signals at its own rate, and is back in place alone after stop.
+    r = run("""
+        import json, signal, time, shadowprof
+        ticks = []
+        def mine(signum, frame):
+            ticks.append(time.process_time())
+        signal.signal(signal.SIGPROF, mine)
+        def burn(seconds):
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
+        def rate(seconds):
+            del ticks[:]
+            burn(seconds)
+            return len(ticks) / seconds
+        signal.setitimer(signal.ITIMER_PROF, 0.02, 0.02)
+        alone = rate(1.0)
+        p = shadowprof.Profiler(interval="5ms", sigprof="chain")
+        p.start()
+        chained = rate(1.0)
+        prof = p.stop()
+        after = rate(0.5)
+        burns = sum(s.count for s in prof.stacks
+                    if any(prof.functions[f].name == "burn" for f, _ in s.frames))
+        print(json.dumps({"alone": alone, "chained": chained, "after": after,
+                          "samples": prof.samples, "burn_samples": burns,
+                          "handler_kept": signal.getsignal(signal.SIGPROF) is mine,
+                          "timer_kept": signal.getitimer(signal.ITIMER_PROF)[1]}))
+        signal.setitimer(signal.ITIMER_PROF, 0)   # else its last SIGPROF kills the exit
+    """)
+    assert r.returncode == 0, r.stderr
+    import json
+    d = json.loads(r.stdout)
+    assert d["alone"] > 20, d                              # ~50 Hz of CPU time
+    assert abs(d["chained"] - d["alone"]) < 0.35 * d["alone"], d
+    assert abs(d["after"] - d["alone"]) < 0.35 * d["alone"], d
+    assert d["samples"] > 80 and d["burn_samples"] > 0.8 * d["samples"], d
+    assert d["handler_kept"] and d["timer_kept"] == 0.02, d
+
+
 def test_no_eintr_reaches_python_under_sampling():
     # Threads blocked in pipes, sleeps, locks and queues while every thread is
     # interrupted at a high rate in wall mode: no InterruptedError may surface, the

@@ -1,0 +1,261 @@
+"""What ``python -X shadowprof[=OPTIONS]`` and ``SHADOWPROF=OPTIONS`` run at start-up.
+
+The startup hook ``shadowprof.pth`` (installed into site-packages) is one line that
+checks ``sys._xoptions`` and ``os.environ`` inline and imports this module only when
+one of them asks for profiling, so an interpreter started without them pays for one
+dictionary lookup of each and imports nothing of ours.
+
+Options come from the flag, else from the variable (when both are set the flag is used
+and the variable ignored), and are parsed by the C parser shared with
+``Profiler.from_options`` (``_core.parse_options``; profiler/options.c).  Anything
+wrong (an unknown key, a bad value, an output directory that cannot be written) gives
+one line on stderr naming the option and what it may be, and the program then runs
+unprofiled: its output, exceptions and exit code never depend on the profiler.
+
+Modes:
+- one-shot (no ``period``): profile the whole run; at exit print the report on stderr,
+  or write ``output`` (format from ``format`` or the extension).
+- continuous (``period=60s,output=DIR``): a PeriodicWriter (continuous.py) writes one
+  pprof file per period into DIR, keeping the newest ``keep``.
+Both: a dump signal (``signal``, default SIGUSR2; ``signal=off``) writes the profile
+so far and every thread's stack (_dump.py); ``sample_rate`` profiles only that share
+of processes, decided once per process and written into the profile's comments; a
+forked child keeps profiling into files of its own pid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import sys
+import time
+
+__all__ = ["run", "Session", "resolve", "DEFAULTS"]
+
+# Defaults of every key of the option string (profiler/options.gperf).  budget is
+# None: 1% in continuous mode; it needs period= (it is checked once per period).
+DEFAULTS = {
+    "interval_ns": 10_000_000, "mode": "cpu", "output": None, "format": None,
+    "period_ns": 0, "keep": 10, "sample_rate": 1.0, "signal": int(signal.SIGUSR2),
+    "native": False, "max_depth": 1024, "budget": None, "quiet": False, "top": 20,
+    "fork": "continue",
+}
+
+session = None   # the Session started by run(), if any
+_ran = False     # run() has been called in this process
+
+
+def _message(text: str) -> None:
+    try:
+        sys.stderr.write(f"shadowprof: {text}\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def option_text() -> tuple:
+    """(option string, where it came from) from -X shadowprof, else SHADOWPROF."""
+    x = sys._xoptions.get("shadowprof")
+    if x is not None:
+        return ("" if x is True else x), "-X shadowprof"
+    return os.environ.get("SHADOWPROF", ""), "SHADOWPROF"
+
+
+def _expand(template: str, start: str) -> str:
+    """*template* with {pid}, {host} and {time} filled in."""
+    try:
+        return template.format(pid=os.getpid(), host=socket.gethostname(), time=start)
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"bad option output={template}: only {{pid}}, {{host}} and "
+                         "{time} may be filled in (double other braces)") from None
+
+
+def _writable_dir(key: str, value: str, directory: str) -> None:
+    if not os.path.isdir(directory):
+        raise ValueError(f"bad option {key}={value}: directory {directory} does not "
+                         "exist")
+    import tempfile   # try it: access() says yes to root even where writes fail
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"bad option {key}={value}: cannot write in directory "
+                         f"{directory}: {e.strerror}") from None
+
+
+def resolve(text: str) -> dict:
+    """The full option set of *text*: parsed, defaults filled in, and checked against
+    the file system.  Raises ValueError with a one-line message."""
+    from . import _core, formats
+    opts = dict(DEFAULTS)
+    opts.update(_core.parse_options(text))
+    opts["start_stamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = opts["output"]
+    if opts["period_ns"]:
+        if not out:
+            raise ValueError(f"option period={opts['period_ns'] / 1e9:g}s needs "
+                             "output=DIRECTORY for its files")
+        if opts["format"] not in (None, "pprof"):
+            raise ValueError(f"bad option format={opts['format']}: continuous mode "
+                             "(period=) writes pprof only")
+        directory = _expand(out, opts["start_stamp"])
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"bad option output={out}: cannot create directory "
+                             f"{directory}: {e.strerror}") from None
+        _writable_dir("output", out, directory)
+        if opts["budget"] is None:
+            opts["budget"] = 0.01
+    else:
+        if out:
+            path = _expand(out, opts["start_stamp"])
+            opts["format"] = formats.format_for(path, opts["format"])
+            if path != "-":
+                _writable_dir("output", out, os.path.dirname(os.path.abspath(path)))
+        if opts["budget"]:
+            raise ValueError(f"option budget={100 * opts['budget']:g}% needs period=: "
+                             "the budget is checked once per period")
+        opts["budget"] = 0.0
+    return opts
+
+
+class Session:
+    """One profiled process: the Profiler, and the periodic writer and dump listener
+    if asked for.  Started by run(); stopped at exit."""
+
+    def __init__(self, opts: dict, comments: list):
+        from ._api import Profiler
+        self.opts = opts
+        self.comments = comments
+        self.pid = os.getpid()
+        self.profiler = Profiler(interval=opts["interval_ns"] / 1e9, mode=opts["mode"],
+                                 max_depth=opts["max_depth"], fork=opts["fork"],
+                                 native=opts["native"])
+        self.writer = None
+        self.dumper = None
+
+    def _dump_dir(self) -> str:
+        out = self.opts["output"]
+        if out and self.opts["period_ns"]:
+            return _expand(out, self.opts["start_stamp"])
+        if out and out != "-":
+            return os.path.dirname(os.path.abspath(_expand(out, self.opts["start_stamp"])))
+        return os.getcwd() if os.access(".", os.W_OK) else "/tmp"
+
+    def start(self) -> None:
+        opts = self.opts
+        self.profiler.start()
+        if opts["period_ns"]:
+            from .continuous import PeriodicWriter
+            self.writer = PeriodicWriter(
+                _expand(opts["output"], opts["start_stamp"]), opts["period_ns"] / 1e9,
+                keep=opts["keep"], budget=opts["budget"], comments=self.comments,
+                on_message=None if opts["quiet"] else _message).start()
+        if opts["signal"]:
+            from ._dump import DumpListener
+            self.dumper = DumpListener(opts["signal"], self.profiler.snapshot,
+                                       self._dump_dir(), quiet=opts["quiet"])
+            if not self.dumper.install():
+                self.dumper = None
+        if opts["fork"] == "continue" and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+        atexit.register(self.stop)
+
+    def _after_fork_in_child(self) -> None:
+        if not self.profiler.running:
+            return
+        if self.writer is not None:
+            self.writer.after_fork_in_child()
+        if self.dumper is not None:
+            self.dumper.after_fork_in_child()
+
+    def stop(self) -> None:
+        """Stop profiling and write the results (at exit).  A failure is one line on
+        stderr; it never changes the program's exit code."""
+        try:
+            self._stop()
+        except Exception as e:
+            _message(f"cannot write the profile: {e}")
+
+    def _stop(self) -> None:
+        from . import _core, formats
+        if not self.profiler.running:
+            return
+        if self.dumper is not None:
+            self.dumper.uninstall()
+        opts = self.opts
+        if self.writer is not None:
+            self.writer._stop.set()
+            if self.writer._thread is not None:
+                self.writer._thread.join(timeout=max(5.0, 2 * self.writer.period_s))
+            self.profiler.stop()
+            self.writer.close(_core.snapshot())
+            if not opts["quiet"]:
+                _message(f"{self.writer.files_written} periodic profiles in "
+                         f"{self.writer.directory} ({self.writer.samples_written} "
+                         f"samples in total)")
+            return
+        profile = self.profiler.stop()
+        out = opts["output"]
+        if os.getpid() != self.pid:   # a forked child: a file of its own, no report
+            if out and out != "-":
+                path = _expand(out, opts["start_stamp"])
+                if "{pid}" not in out:
+                    path = formats.path_for_pid(path, os.getpid())
+                formats.write_profile(profile, path, opts["format"])
+            return
+        if out:
+            path = _expand(out, opts["start_stamp"])
+            if opts["format"] == "text":
+                formats.write_bytes(profile.report(top=opts["top"]).encode(), path)
+            else:
+                formats.write_profile(profile, path, opts["format"])
+            if not opts["quiet"] and path != "-":
+                _message(f"profile written to {path} ({profile.samples} samples)")
+        elif not opts["quiet"]:
+            text = profile.report(top=opts["top"])
+            for c in self.comments:
+                text += c + "\n"
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+
+def _draw() -> float:
+    """A uniform number in [0, 1) without importing random."""
+    return int.from_bytes(os.urandom(7), "big") / float(1 << 56)
+
+
+def run() -> None:
+    """Start profiling as the flag or the variable asks (called by shadowprof.pth).
+    Never raises: a problem is one line on stderr and the program runs unprofiled."""
+    global session, _ran
+    if _ran:
+        return   # the .pth can be seen twice (a venv's lib and lib64 are one directory)
+    _ran = True
+    text, source = option_text()
+    try:
+        opts = resolve(text)
+    except ValueError as e:
+        _message(f"{e} (from {source}); the program runs unprofiled")
+        return
+    except Exception as e:   # e.g. the extension cannot be loaded
+        _message(f"cannot start ({type(e).__name__}: {e}); the program runs unprofiled")
+        return
+    comments = []
+    rate = opts["sample_rate"]
+    if rate < 1.0:
+        draw = _draw()
+        if draw >= rate:
+            return   # not in this canary slice: nothing else is imported or started
+        comments.append(f"shadowprof.canary sample_rate={rate:g} draw={draw:.6f} "
+                        f"selected=yes pid={os.getpid()}")
+    try:
+        session = Session(opts, comments)
+        session.start()
+    except Exception as e:
+        session = None
+        _message(f"cannot start ({type(e).__name__}: {e}); the program runs unprofiled")
