@@ -10,11 +10,13 @@ the newest *keep* files of this process are kept.  At exit the last, partial per
 written.  After os.fork() the child starts a writer of its own (its own pid in the
 names; its core profile restarts at the fork).
 
-Overhead budget: after each period the writer measures the profiler's own cost (the
-samples that landed in shadowprof's code, the calibrated per-call cost of the hook and
-the writer thread's CPU time) as a share of the process's CPU time; above *budget* it
-doubles the sampling interval, up to 1 s.  The hook's per-call cost does not depend on
-the interval, so a budget below it cannot be met: the interval then stops at 1 s.
+Overhead budget: after each period the writer measures what sampling cost in that
+period (time in the signal handler and draining the samples into the table) as a share
+of the process's CPU time; above *budget* it doubles the sampling interval, up to 1 s.
+That is the part of shadowprof's cost the interval controls.  Neither the hook's
+per-call cost nor the writer's (set by the period) depends on the interval, so they are
+not counted against the budget: raising the interval could not lower them, only make
+the profile coarser.  (The hook's cost is in every profile as [shadowprof overhead].)
 
 Thread contract: the writer thread and the exiting main thread take ``_lock`` around
 "snapshot, write"; nothing else touches the writer's state.
@@ -198,7 +200,7 @@ class PeriodicWriter:
             self.files_written += 1
             self.samples_written += prof.samples
             self._prune()
-            self._check_budget(prof, snap)
+            self._check_budget(prof, snap, base)
             return path
 
     def _prune(self) -> None:
@@ -215,12 +217,12 @@ class PeriodicWriter:
             except OSError:
                 pass
 
-    def _check_budget(self, prof: Profile, snap: dict) -> None:
+    def _check_budget(self, prof: Profile, snap: dict, base: dict | None) -> None:
         if self.budget <= 0 or not snap.get("running") or prof.cpu_ns <= 0:
             return
-        writer_ns, self._writer_cpu_ns = self._writer_cpu_ns, 0
-        cost = prof.overhead_share * prof.cpu_ns + writer_ns
-        share = cost / prof.cpu_ns
+        sampling_ns = sum(snap.get(k, 0) - (base.get(k, 0) if base else 0)
+                          for k in ("handler_ns", "drain_ns"))
+        share = sampling_ns / prof.cpu_ns
         interval = snap["interval_ns"]
         if share <= self.budget or interval >= MAX_BUDGET_INTERVAL_NS:
             return
@@ -230,7 +232,7 @@ class PeriodicWriter:
         except (RuntimeError, ValueError):
             return
         note = (f"shadowprof.budget interval {interval / 1e6:g}ms -> {new / 1e6:g}ms: "
-                f"profiler cost {100 * share:.2f}% of CPU > budget "
+                f"sampling cost {100 * share:.2f}% of CPU > budget "
                 f"{100 * self.budget:g}%")
         self._notes.append(note)
         self.on_message(note)

@@ -68,6 +68,16 @@ typedef struct {
 #  define _PyLong_AsInt PyLong_AsInt
 #endif
 
+/* Code-object extra slots: public (unstable) API from 3.12, which deprecates the
+ * underscore names. */
+#if PY_VERSION_HEX >= 0x030C0000
+#  define SP_REQUEST_CODE_EXTRA_INDEX PyUnstable_Eval_RequestCodeExtraIndex
+#  define SP_CODE_SET_EXTRA PyUnstable_Code_SetExtra
+#else
+#  define SP_REQUEST_CODE_EXTRA_INDEX _PyEval_RequestCodeExtraIndex
+#  define SP_CODE_SET_EXTRA _PyCode_SetExtra
+#endif
+
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *
 sp_new_ref(PyObject *o)

@@ -199,6 +199,7 @@ drain(int names_ok)
         return;
     draining = 1;
     sp_sampler_draining = sp_tls;
+    uint64_t started_ns = sp_clock_wall_ns();
     uint64_t locs[SP_RING_FRAMES + 2];
     uint64_t spliced[SP_RING_FRAMES + 2 + SP_RING_NATIVE + 1];
     sp_record_t *rec;
@@ -255,6 +256,7 @@ drain(int names_ok)
         sp_drain_stats.lost_weight_ns += lost_weight;
         add(0, &l, 1, lost, lost_weight);
     }
+    sp_drain_stats.drain_ns += sp_clock_wall_ns() - started_ns;
     sp_sampler_draining = NULL;
     draining = 0;
 }

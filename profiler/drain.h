@@ -21,6 +21,7 @@ typedef struct {
     uint64_t overhead;       /* samples that interrupted shadowprof's own code */
     uint64_t overhead_weight_ns;
     uint64_t table_full;     /* samples folded into "[table full]" */
+    uint64_t drain_ns;       /* time spent draining (resolving and aggregating) */
 } sp_drain_stats_t;
 
 extern sp_table_t *sp_drain_table;

@@ -12,7 +12,7 @@
  * sent rarely, and uninstall runs only at exit or fork.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #endif
 #include "dumpsig.h"
 

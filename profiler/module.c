@@ -366,6 +366,8 @@ core_snapshot(PyObject *mod, PyObject *unused)
         put_u64(res, "overhead_weight_ns", sp_drain_stats.overhead_weight_ns) < 0 ||
         put_u64(res, "table_full", sp_drain_stats.table_full) < 0 ||
         put_u64(res, "signals", sp_sampler_signals()) < 0 ||
+        put_u64(res, "handler_ns", sp_sampler_handler_ns()) < 0 ||
+        put_u64(res, "drain_ns", sp_drain_stats.drain_ns) < 0 ||
         put_u64(res, "interval_ns", session_interval_ns) < 0 ||
         put_u64(res, "start_unix_ns", start_unix_ns) < 0 ||
         put_u64(res, "duration_ns", wall_end - start_wall_ns) < 0 ||

@@ -21,7 +21,7 @@
  * holder on the same thread.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #endif
 #include "compat.h"
 #include "native.h"

@@ -115,7 +115,7 @@ sp_registry_init(void)
 {
     if (sp_registry_extra_index >= 0)
         return 0;
-    Py_ssize_t idx = _PyEval_RequestCodeExtraIndex(code_freed);
+    Py_ssize_t idx = SP_REQUEST_CODE_EXTRA_INDEX(code_freed);
     if (idx < 0) {
         PyErr_SetString(PyExc_RuntimeError,
                         "shadowprof: no free code-object extra slot (too many tools "
@@ -149,7 +149,7 @@ sp_registry_set_max(uint32_t n)
 static int
 attach(PyCodeObject *co, sp_code_t *e)
 {
-    if (_PyCode_SetExtra((PyObject *)co, sp_registry_extra_index, e) < 0) {
+    if (SP_CODE_SET_EXTRA((PyObject *)co, sp_registry_extra_index, e) < 0) {
         PyErr_Clear();
         return -1;
     }

@@ -28,7 +28,7 @@
  * read the ring and free state.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #endif
 #include "sampler.h"
 #include "hook.h"
@@ -59,6 +59,7 @@ static volatile int armed;
 static volatile int running_handlers;
 static uint64_t last_ns;            /* clock reading at the previous sample; atomic */
 static uint64_t signals;            /* atomic */
+static uint64_t handler_ns;         /* time spent in the handler; atomic */
 static sp_mode_t cur_mode;
 static uint64_t cur_interval_ns;
 static int process_timer;           /* fallback: one ITIMER_PROF for the process */
@@ -84,6 +85,12 @@ uint64_t
 sp_sampler_signals(void)
 {
     return __atomic_load_n(&signals, __ATOMIC_RELAXED);
+}
+
+uint64_t
+sp_sampler_handler_ns(void)
+{
+    return __atomic_load_n(&handler_ns, __ATOMIC_RELAXED);
 }
 
 static uint64_t
@@ -187,6 +194,7 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         return;
     }
     __atomic_fetch_add(&running_handlers, 1, __ATOMIC_ACQ_REL);
+    uint64_t entered_ns = sp_clock_wall_ns();
     if (!armed || !sp_sampler_ring)
         goto out;
     __atomic_fetch_add(&signals, 1, __ATOMIC_RELAXED);
@@ -223,6 +231,7 @@ on_signal(int sig, siginfo_t *info, void *ucv)
     if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER)
         __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
 out:
+    __atomic_fetch_add(&handler_ns, sp_clock_wall_ns() - entered_ns, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&running_handlers, 1, __ATOMIC_ACQ_REL);
     errno = saved_errno;
 }
@@ -317,6 +326,7 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
     timer_failures = 0;
     process_timer = 0;
     __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&handler_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
     armed = 1;
     sp_shadow_on_attach = on_attach;

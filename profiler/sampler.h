@@ -36,6 +36,9 @@ uint64_t sp_sampler_timer_failures(void);
 int sp_sampler_process_timer(void);
 /* Signals delivered (sampled or not) since start. */
 uint64_t sp_sampler_signals(void);
+/* Nanoseconds spent inside the handler since start (wall clock; the handler does not
+ * block, so this is its CPU cost too).  Any thread. */
+uint64_t sp_sampler_handler_ns(void);
 /* Clocks, in ns. */
 uint64_t sp_clock_cpu_ns(void);
 uint64_t sp_clock_wall_ns(void);

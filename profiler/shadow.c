@@ -1,6 +1,6 @@
 /* shadow.c: per-thread shadow stack states: attach, seed, resync (see shadow.h). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #endif
 #include "shadow.h"
 

@@ -337,12 +337,14 @@ def test_deep_recursion_does_not_crash(write_script):
     every Python call into C recursion (hook -> _PyEval_EvalFrameDefault -> vectorcall
     -> hook ...), about 0.5 KB of C stack per call: with an 8 MB stack the process
     dies with SIGSEGV at ~15000-20000 frames.  The profiler must not crash a program
-    that works without it: run it, or at least raise RecursionError."""
+    that works without it: run it, or at least raise RecursionError.  (3.9 and 3.10
+    recurse in C on every call anyway: there the plain run itself dies of SIGSEGV,
+    and the profiled one must still end cleanly with RecursionError.)"""
     path = write_script(DEEP_SCRIPT, "coex_deep.py")
     plain = subprocess.run([sys.executable, path, "plain"], capture_output=True,
                            text=True, timeout=60)
-    if plain.returncode != 0 or plain.stdout.split() != ["60000"]:
-        pytest.skip("this interpreter cannot recurse 60000 deep without the profiler")
+    if sys.version_info >= (3, 11):
+        assert plain.returncode == 0 and plain.stdout.split() == ["60000"], plain
     prof = subprocess.run([sys.executable, path, "profile"], capture_output=True,
                           text=True, timeout=60)
     assert prof.returncode == 0, (

@@ -91,3 +91,56 @@ def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
     for f in finals:
         assert not f.name.startswith(".")
         read_pprof(str(f))      # complete: decodes
+
+
+BUDGET_PROGRAM = """\
+import sys, threading, time
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+def idle(stop):
+    while not stop.wait(0.001):
+        pass
+stop = threading.Event()
+threads = [threading.Thread(target=idle, args=(stop,)) for _ in range(int(sys.argv[1]))]
+for t in threads:
+    t.start()
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    fib(15)
+stop.set()
+for t in threads:
+    t.join()
+"""
+
+
+def budget_notes(py, tmp_path, options, threads, seconds):
+    from shadowprof.pprof import decode
+    import gzip
+    prog = tmp_path / "budget_prog.py"
+    prog.write_text(BUDGET_PROGRAM)
+    d = tmp_path / "profiles"
+    p = canary_venv.run(py, str(prog), str(threads), str(seconds),
+                        env={"SHADOWPROF": f"{options},keep=0,output={d}"})
+    assert p.returncode == 0, p.stderr
+    notes = []
+    for f in sorted(d.glob("*.pb.gz")):
+        notes += [c for c in decode(gzip.decompress(f.read_bytes())).comments
+                  if c.startswith("shadowprof.budget")]
+    return notes
+
+
+def test_budget_raises_the_interval_when_sampling_is_expensive(py, tmp_path):
+    # 24 threads sampled 10,000 times a second of wall time each, a process that
+    # mostly waits: the handler and the drain cost far more than 1% of its CPU.
+    notes = budget_notes(py, tmp_path, "mode=wall,interval=100us,period=0.4s,budget=1%",
+                         24, 2.0)
+    assert notes, "the interval was never raised"
+    assert "interval 0.1ms -> 0.2ms" in notes[0], notes
+    assert "sampling cost" in notes[0]
+
+
+def test_budget_ignores_the_hooks_per_call_cost(py, tmp_path):
+    # All calls, sampled at 100 Hz: the hook costs tens of percent here, sampling
+    # a tiny fraction; the interval must stay where it was.
+    notes = budget_notes(py, tmp_path, "interval=10ms,period=0.4s,budget=1%", 0, 2.0)
+    assert notes == []
