@@ -331,34 +331,12 @@ def run(argv: list) -> int:
     return exit_code
 
 
-def report(argv: list) -> int:
-    p = argparse.ArgumentParser(prog="shadowprof report",
-                                description="Print the text report of a saved profile.")
-    p.add_argument("profile", help="a profile written with -o FILE.json, or any pprof "
-                                   "file (.pb.gz, .pprof), ours or foreign")
-    p.add_argument("--top", type=int, default=20, metavar="N")
-    opts = p.parse_args(argv)
-    from .model import Profile
-    try:
-        if opts.profile.endswith((".pb.gz", ".pprof", ".pb")):
-            from .pprof import read_pprof
-            prof = read_pprof(opts.profile)
-        else:
-            prof = Profile.load_json(opts.profile)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return _error(f"cannot read {opts.profile!r}: {e}")
-    sys.stdout.write(prof.report(top=opts.top))
-    return 0
-
-
 def main(argv: list | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("report", "merge", "diff", "flamegraph") \
             and not os.path.exists(argv[0]):
         from ._commands import COMMANDS   # the analysis subcommands (_commands.py)
         return COMMANDS[argv[0]](argv[1:])
-    if argv and argv[0] == "report" and not os.path.exists("report"):
-        return report(argv[1:])
     if argv and argv[0] == "run" and not os.path.exists("run"):
         argv = argv[1:]
     return run(argv)

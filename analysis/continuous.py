@@ -137,7 +137,6 @@ class PeriodicWriter:
         self.prefix = file_prefix(self.host, self.pid, self.start_stamp)
         self.seq = 0
         self._base = None
-        self._writer_cpu_ns = 0
         self._notes: list = []
         self.files_written = 0
         self.samples_written = 0
@@ -162,12 +161,10 @@ class PeriodicWriter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
-            t0 = time.thread_time_ns()
             try:
                 self.write_period()
             except Exception as e:    # keep the program running; say what failed
                 self.on_message(f"cannot write a periodic profile: {e}")
-            self._writer_cpu_ns += time.thread_time_ns() - t0
 
     def close(self, final_snapshot: dict | None = None) -> None:
         """Stop the thread and write the last, partial period (from

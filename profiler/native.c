@@ -10,7 +10,10 @@
  * a half-linked list (same thread: the lock is recursive) or wait for a thread that may
  * itself wait on us.  The loader marks those windows in _r_debug.r_state (RT_ADD,
  * RT_DELETE; RT_CONSISTENT otherwise), so the handler reads that word and skips the
- * native part of the sample while it is not consistent, counting the skip.
+ * native part of the sample while it is not consistent, counting the skip.  It also
+ * skips it when the thread was interrupted inside the C library or the loader
+ * (in_syslib): a dlopen in progress, or an allocation, may hold a lock the unwind
+ * would wait for (a CI run once hung here with only the r_state check).
  *
  * Thread-local storage.  A dlopen'ed library's TLS (libunwind's is general-dynamic)
  * is allocated lazily, with malloc, the first time each thread touches it, which must
@@ -87,6 +90,62 @@ find_eval_loop(void)
     }
 }
 
+/* Text ranges of the C library and the dynamic loader, found once at enable time.
+ * Written with the GIL held before sampling starts; read by the handler. */
+#define SP_SYSLIB_RANGES 8
+static uint64_t syslib_lo[SP_SYSLIB_RANGES], syslib_hi[SP_SYSLIB_RANGES];
+static int nsyslib;
+
+static int
+note_syslib(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strncmp(base, "libc.so", 7) != 0 && strncmp(base, "ld-linux", 8) != 0)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum && nsyslib < SP_SYSLIB_RANGES; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            syslib_lo[nsyslib] = info->dlpi_addr + ph->p_vaddr;
+            syslib_hi[nsyslib] = syslib_lo[nsyslib] + ph->p_memsz;
+            nsyslib++;
+        }
+    }
+    return 0;
+}
+
+/* The interrupted program counter.  async-signal-safe. */
+static uint64_t
+interrupted_pc(void *ucontext)
+{
+#if defined(__x86_64__)
+    return (uint64_t)((ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uint64_t)((ucontext_t *)ucontext)->uc_mcontext.pc;
+#else
+    (void)ucontext;
+    return 0;
+#endif
+}
+
+/* Whether the thread was interrupted inside the C library or the dynamic loader.
+ * There it may hold a lock that unwinding needs: the allocator's (libunwind may
+ * allocate, and dlopen allocates all the time), or the loader's while it edits its
+ * list of objects, which another thread's handler, holding libunwind's cache lock,
+ * may be waiting for.  Such samples keep their Python stack only.
+ * async-signal-safe. */
+static int
+in_syslib(uint64_t pc)
+{
+    for (int i = 0; i < nsyslib; i++)
+        if (pc >= syslib_lo[i] && pc < syslib_hi[i])
+            return 1;
+    return 0;
+}
+
 /* Whether the loader's list of objects is consistent.  async-signal-safe (one load). */
 static int
 loader_consistent(void)
@@ -142,6 +201,8 @@ sp_native_enable(void)
         return -1;
     }
     p_set_caching_policy(*p_local_as, UNW_CACHE_GLOBAL);
+    nsyslib = 0;
+    dl_iterate_phdr(note_syslib, NULL);
     find_eval_loop();
     /* Warm up: the first unwind runs libunwind's one-time initialisation (which may
      * allocate) and fills the cache with the frames that lead here. */
@@ -159,7 +220,7 @@ sp_native_capture(void *ucontext, uint64_t *pcs, uint32_t max)
 {
     if (!sp_native_on || !ready || !ucontext)
         return 0;
-    if (!loader_consistent()) {
+    if (!loader_consistent() || in_syslib(interrupted_pc(ucontext))) {
         __atomic_fetch_add(&skipped, 1, __ATOMIC_RELAXED);
         return 0;
     }

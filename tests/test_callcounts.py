@@ -9,7 +9,6 @@ that called the builtin.
 """
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -5,7 +5,6 @@ profiled, sys.exit propagates."""
 
 import inspect
 import json
-import os
 import subprocess
 import sys
 import threading

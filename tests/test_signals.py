@@ -1,7 +1,6 @@
 """Living with the program's own signals: an existing SIGPROF handler or ITIMER_PROF
 timer is detected and left alone; the profiler's signals cause no EINTR in Python."""
 
-import os
 import subprocess
 import sys
 import textwrap

@@ -3,9 +3,7 @@ without any change to the program or its command line."""
 
 import glob
 import os
-import subprocess
 import sys
-import time
 
 import pytest
 
