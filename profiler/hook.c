@@ -100,20 +100,8 @@ sp_eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
         sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
         if (d && SP_UNLIKELY(t->stack[d - 1].frame != parent))
             d = sp_shadow_resync(t, parent);
-        if (SP_LIKELY(d < t->cap)) {
-            t->stack[d].frame = f;
-            t->stack[d].code_id = e->id;
-            __atomic_signal_fence(__ATOMIC_RELEASE);
-            t->depth = d + 1;
-        } else {
-            t->overflow = 1;
-        }
-    } else {
-        t->overflow++;
     }
-    uint32_t caller = t->cur_id;
-    t->cur_id = e->id;
-    sp_code_count_call(e, caller);
+    uint32_t caller = sp_shadow_push(t, d, f, e);
 
     PyObject *result = call_prev(ts, f, throwflag);
 

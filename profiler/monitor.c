@@ -106,20 +106,8 @@ on_push(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (t->stack[d - 1].frame != parent)
                 d = sp_shadow_resync(t, parent);
         }
-        if (SP_LIKELY(d < t->cap)) {
-            t->stack[d].frame = f;
-            t->stack[d].code_id = e->id;
-            __atomic_signal_fence(__ATOMIC_RELEASE);
-            t->depth = d + 1;
-        } else {
-            t->overflow = 1;
-        }
-    } else {
-        t->overflow++;
     }
-    uint32_t caller = t->cur_id;
-    t->cur_id = e->id;
-    sp_code_count_call(e, caller);
+    sp_shadow_push(t, d, f, e);
     Py_RETURN_NONE;
 }
 

@@ -89,6 +89,33 @@ int sp_shadow_seed_all(void);
 uint32_t sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent);
 void sp_shadow_pop_slow(sp_thread_t *t, sp_pyframe_t *f);
 
+/* The push shared by the two hooks (hook.c, monitor.c), once the hook has found the
+ * depth d at which frame f goes (its parent on top): stores the entry, or counts it as
+ * overflow past the stack's capacity; t->overflow != 0 already means "past it".  The
+ * entry is complete before the new depth is published (the handler reads the stack).
+ * Then counts the call of e from the code that was running.  Returns that caller's
+ * id.  Owner thread, GIL held. */
+static inline uint32_t
+sp_shadow_push(sp_thread_t *t, uint32_t d, sp_pyframe_t *f, sp_code_t *e)
+{
+    if (SP_LIKELY(t->overflow == 0)) {
+        if (SP_LIKELY(d < t->cap)) {
+            t->stack[d].frame = f;
+            t->stack[d].code_id = e->id;
+            __atomic_signal_fence(__ATOMIC_RELEASE);
+            t->depth = d + 1;
+        } else {
+            t->overflow = 1;
+        }
+    } else {
+        t->overflow++;
+    }
+    uint32_t caller = t->cur_id;
+    t->cur_id = e->id;
+    sp_code_count_call(e, caller);
+    return caller;
+}
+
 /* Finds the state of the calling thread in the handler.  async-signal-safe. */
 sp_thread_t *sp_shadow_self(void);
 
