@@ -332,16 +332,23 @@ class Profile:
 def strip_outer_frames(profile: Profile, is_outer) -> Profile:
     """Remove frames of functions for which ``is_outer(function)`` is true from the
     root end of every stack (e.g. the command line's own frames around the profiled
-    program), with their call counts; calls they made count as calls from the root."""
+    program), with their call counts; calls they made count as calls from the root.
+    A sample taken in those frames alone (the command line starting or stopping the
+    profiler) is shadowprof's own time: it is kept, as [shadowprof overhead]."""
     outer = {fid for fid, fn in profile.functions.items() if is_outer(fn)}
     if not outer:
         return profile
     stacks = []
+    overhead = None
     for s in profile.stacks:
         frames = s.frames
         i = 0
-        while i < len(frames) - 1 and frames[i][0] in outer:
+        while i < len(frames) and frames[i][0] in outer:
             i += 1
+        if frames and i == len(frames):
+            if overhead is None:
+                overhead = ((profile._function_id(OVERHEAD_NAME), 0),)
+            frames, i = overhead, 0
         stacks.append(Stack(s.thread_id, frames[i:], s.count, s.weight_ns))
     profile.stacks = stacks
     profile.calls = {k: v for k, v in profile.calls.items() if k not in outer}

@@ -62,7 +62,12 @@ def test_json_round_trip_and_strip(tmp_path):
     assert sorted(q.stacks, key=repr) == sorted(p.stacks, key=repr)
     assert q.calls == p.calls and q.edges == p.edges
     assert q.per_call_overhead_cap == p.per_call_overhead_cap
+    before = (sum(s.count for s in q.stacks), q.total_ns)
     strip_outer_frames(q, lambda fn: fn.name == "main")
-    assert all(q.functions[s.frames[0][0]].name != "main" or len(s.frames) == 1
-               for s in q.stacks)
+    assert all(q.functions[s.frames[0][0]].name != "main" for s in q.stacks)
     assert 8 not in q.calls and q.edges[(0, 10)] == 1_000_000
+    # samples taken in the outer frames alone are kept, as shadowprof's own time
+    assert (sum(s.count for s in q.stacks), q.total_ns) == before
+    main_only = [s for s in p.stacks if [p.functions[f].name for f, _ in s.frames] == ["main"]]
+    assert main_only
+    assert self_ns(q, "[shadowprof overhead]") >= sum(s.weight_ns for s in main_only)
