@@ -69,9 +69,12 @@ def test_overhead_correction_moves_toward_unprofiled_split(tmp_path):
         prof_raw, raw = profiled(tmp_path, seconds, "--no-correct-overhead",
                                  measure=True)
         raw = shares(prof_raw)
-        ok = (abs(corrected["burn_calls"] - truth["burn_calls"])
-              < abs(raw["burn_calls"] - truth["burn_calls"])
-              and max(errors(corrected, truth).values()) <= 5.0)
+        moved = (abs(corrected["burn_calls"] - truth["burn_calls"])
+                 < abs(raw["burn_calls"] - truth["burn_calls"]))
+        # 3.9/3.10 do not slow calls down under the hook (they never inline them):
+        # the raw split is already right there, and the correction must not spoil it.
+        close = abs(corrected["burn_calls"] - truth["burn_calls"]) <= 0.015
+        ok = (moved or close) and max(errors(corrected, truth).values()) <= 5.0
         if ok:
             break
     assert ok, (truth, raw, corrected)
