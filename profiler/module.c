@@ -39,6 +39,16 @@ unix_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The hook's slow-path callback (sp_hook_drain): a forked child's first Python code
+ * arms its timer (see sampler.c), then the ring is drained.  GIL held. */
+static void
+hook_drain(void)
+{
+    if (sp_sampler_fork_rearm_pending())
+        sp_sampler_fork_rearm();
+    sp_drain();
+}
+
 static void
 drain_if_pending(void)
 {
@@ -64,6 +74,8 @@ after_fork_child(void)
     start_unix_ns = unix_ns();
     if (fork_keep) {
         sp_sampler_after_fork_child(1);
+        /* Through the hook's slow path on the first Python call: sp_hook_drain. */
+        __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
     } else {
         sp_sampler_after_fork_child(0);
         __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
@@ -79,7 +91,7 @@ ensure_init(size_t ring_size, size_t max_stacks)
     if (sp_registry_init() < 0)
         return -1;
     sp_registry_before_free = drain_if_pending;
-    sp_hook_drain = sp_drain;
+    sp_hook_drain = hook_drain;
     if (!sp_sampler_ring || ring_size != ring_records) {
         sp_ring_t *r = sp_ring_new(ring_size);
         if (!r) {
@@ -434,6 +446,18 @@ core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(ignore_thread_doc,
+"_ignore_thread()\n--\n\nMark the calling thread as the profiler's own (its writer or dump\n"
+"thread): it is never tracked, seeded or sampled, now and in later sessions.");
+
+static PyObject *
+core_ignore_thread(PyObject *mod, PyObject *unused)
+{
+    if (sp_shadow_ignore_self() < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 core_set_sigprof_policy(PyObject *mod, PyObject *arg)
 {
@@ -698,6 +722,7 @@ static PyMethodDef core_methods[] = {
      "set_max_functions(n): registry ids past n share '[functions over the limit]'"},
     {"_set_hook", (PyCFunction)(void (*)(void))core_set_hook, METH_VARARGS | METH_KEYWORDS,
      set_hook_doc},
+    {"_ignore_thread", core_ignore_thread, METH_NOARGS, ignore_thread_doc},
     {"parse_options", core_parse_options, METH_O, parse_options_doc},
     {"thread_stacks", core_thread_stacks, METH_NOARGS, thread_stacks_doc},
     {"_dump_signal", core_dump_signal, METH_O, dump_signal_doc},

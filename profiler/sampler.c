@@ -21,11 +21,29 @@
  * kernel refuses per-thread timers, CPU mode falls back to one process-wide
  * ITIMER_PROF weighted by process CPU time.
  *
+ * Timers are aimed by kernel thread id (SIGEV_THREAD_ID, and the thread's CPU clock
+ * made from its id): the kernel refuses an id that is not a live thread of this
+ * process, so a thread that exits at any moment costs a failed timer_create, never a
+ * read of freed memory (a pthread_t of an exited thread is dangling).
+ *
  * Start/stop: start installs the handler with SA_RESTART (interrupted system calls
  * restart; Python retries the others itself, PEP 475) and refuses, rather than silently
  * replace, another SIGPROF handler or a running ITIMER_PROF timer.  Stop deletes the
  * timers, then waits until no handler is running before it returns, so the caller may
  * read the ring and free state.
+ *
+ * The handler stays installed after stop, for the life of the process: a timer signal
+ * can still be queued to some thread when its timer is deleted, and the default action
+ * of SIGPROF kills the process.  Our own signals (si_value SP_TIMER_MAGIC) are then
+ * dropped; any other SIGPROF goes to the disposition the program had before the first
+ * start, the default action included (re-raised with SIG_DFL), so the program sees no
+ * difference.  A later start() recognises the handler as its own.
+ *
+ * Fork: a child inherits no timer and only the forking thread.  If it keeps profiling,
+ * its timer is armed when it first runs Python code (sp_sampler_fork_rearm), not in the
+ * atfork handler: a child that only execs (subprocess) never gets one, so no signal can
+ * be pending across its execve.  The process-wide fallback timer is a POSIX timer too
+ * (deleted by execve), setitimer only where POSIX timers are missing altogether.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -51,12 +69,21 @@ sp_thread_t *volatile sp_sampler_draining;
 
 #define SP_DRAIN_AFTER 32
 
-static struct sigaction old_action;   /* also the handler we chain to, if chaining */
+/* The program's SIGPROF disposition before our first start (never our own handler):
+ * where signals that are not ours go.  Written with the GIL, before the handler is
+ * installed or while it is; read by the handler. */
+static struct sigaction old_action;
 static int chain_policy;              /* set before start: chain, don't refuse */
 static int chaining;                  /* a handler was there at start: forward to it */
 #define SP_TIMER_MAGIC 0x5350524f     /* si_value of our timers' signals */
 static volatile int armed;
 static volatile int running_handlers;
+static int process_timer_kind;      /* PROCESS_TIMER_POSIX or _ITIMER when process_timer */
+#define PROCESS_TIMER_POSIX 1
+#define PROCESS_TIMER_ITIMER 2
+static timer_t process_posix_timer;
+static volatile int fork_rearm;     /* a forked child arms its timer on first Python code */
+static int fork_process_timer;      /* ... and the parent used the process-wide timer */
 static uint64_t last_ns;            /* clock reading at the previous sample; atomic */
 static uint64_t signals;            /* atomic */
 static uint64_t handler_ns;         /* time spent in the handler; atomic */
@@ -127,11 +154,15 @@ tstate_alive(sp_thread_t *t)   /* async-signal-safe */
     return PyGILState_GetThisThreadState() == t->tstate;
 }
 
-/* Copies the thread's live shadow stack into rec, root first.  Entries above the
- * interpreter's current frame are stale (a frame seeded at start() returned without
- * passing through the hook) and are left out.  async-signal-safe; not re-entrant for
- * the same record. */
-static void
+/* Copies the thread's live shadow stack into rec, root first.  Only entries on the
+ * interpreter's current frame chain are read through their frame pointer: the entry
+ * of the current frame (or of its parent, when the current frame is untracked) and
+ * those below it (shadow.h's stack invariant).  Entries above it are stale (a frame
+ * seeded at start() returned without passing through the hook) and are left out; if
+ * neither frame is on the stack, nothing on it can be trusted (a switch of greenlets
+ * not yet seen by the hook) and the sample has no Python frame.  Returns 0 then.
+ * async-signal-safe; not re-entrant for the same record. */
+static int
 copy_stack(sp_thread_t *t, sp_record_t *rec)
 {
     uint32_t d = t->depth;
@@ -145,8 +176,16 @@ copy_stack(sp_thread_t *t, sp_record_t *rec)
             uint32_t k = d;
             while (k > 0 && t->stack[k - 1].frame != cur)
                 k--;
-            if (k)
-                d = k;
+            if (k == 0 && cur) {
+                /* The current frame is alive: reading its parent link is safe. */
+                sp_pyframe_t *parent = SP_FRAME_PREVIOUS(cur);
+                k = d;
+                while (k > 0 && t->stack[k - 1].frame != parent)
+                    k--;
+            }
+            if (k == 0)
+                return 0;
+            d = k;
         }
     }
     uint32_t first_leaf = 0, n = d;
@@ -165,19 +204,43 @@ copy_stack(sp_thread_t *t, sp_record_t *rec)
         j++;
     }
     rec->nframes = n;
+    return 1;
 }
 
-/* Hands a SIGPROF that is not ours to the handler that was there before us.
- * async-signal-safe as far as that handler is. */
+/* Hands a SIGPROF that is not ours to the disposition the program had before us: its
+ * handler, nothing for SIG_IGN, and for SIG_DFL the default action (the signal is
+ * re-raised with the default disposition: it is delivered, and kills the process, as
+ * soon as this handler returns).  async-signal-safe as far as that handler is. */
 static void
 forward(int sig, siginfo_t *info, void *ucv)
 {
     if (old_action.sa_flags & SA_SIGINFO) {
         if (old_action.sa_sigaction)
             old_action.sa_sigaction(sig, info, ucv);
-    } else if (old_action.sa_handler != SIG_DFL && old_action.sa_handler != SIG_IGN) {
+    } else if (old_action.sa_handler == SIG_DFL) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+        raise(sig);
+    } else if (old_action.sa_handler != SIG_IGN) {
         old_action.sa_handler(sig);
     }
+}
+
+/* Whether a SIGPROF was sent by one of our timers.  async-signal-safe. */
+static int
+is_ours(const siginfo_t *info)
+{
+    if (!info)
+        return 0;
+    if (info->si_code == SI_TIMER)
+        return info->si_value.sival_int == SP_TIMER_MAGIC;
+    /* setitimer's signals carry nothing of ours: while our ITIMER_PROF fallback runs
+     * (only when the program had no SIGPROF use of its own), they are ours. */
+    return info->si_code == SI_KERNEL && process_timer &&
+           process_timer_kind == PROCESS_TIMER_ITIMER;
 }
 
 /* The SIGPROF handler.  async-signal-safe; saves errno. */
@@ -185,10 +248,10 @@ static void
 on_signal(int sig, siginfo_t *info, void *ucv)
 {
     int saved_errno = errno;
-    /* Chaining: our per-thread timers' signals carry SP_TIMER_MAGIC; any other SIGPROF
-     * (the program's own ITIMER_PROF, kill) belongs to the program's handler. */
-    if (chaining && !process_timer &&
-        !(info && info->si_code == SI_TIMER && info->si_value.sival_int == SP_TIMER_MAGIC)) {
+    /* Our timers' signals carry SP_TIMER_MAGIC; any other SIGPROF (the program's own
+     * ITIMER_PROF, kill) belongs to the program, and so does every SIGPROF after stop
+     * but our timers' last ones, which are dropped. */
+    if (!is_ours(info)) {
         forward(sig, info, ucv);
         errno = saved_errno;
         return;
@@ -217,10 +280,8 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
         if (sp_hook_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
             rec->flags |= SP_SAMPLE_OVERHEAD;
-        else if (!t || t->busy || t->depth == 0 || !tstate_alive(t))
+        else if (!t || t->busy || t->depth == 0 || !tstate_alive(t) || !copy_stack(t, rec))
             rec->flags |= SP_SAMPLE_NOPY;
-        else
-            copy_stack(t, rec);
         /* --native: the interrupted thread's C stack too (native.h). */
         if (sp_native_on && !(rec->flags & SP_SAMPLE_OVERHEAD))
             rec->nnative = sp_native_capture(ucv, rec->native, SP_RING_NATIVE);
@@ -236,16 +297,24 @@ out:
     errno = saved_errno;
 }
 
-/* Gives thread t its own timer.  GIL held, or from start() for every thread. */
+/* The CPU-time clock of the thread with kernel id `tid`, as the kernel encodes it
+ * (what pthread_getcpuclockid returns for a live thread: ~tid << 3 | CPUCLOCK_SCHED |
+ * CPUCLOCK_PERTHREAD).  Checked against pthread_getcpuclockid at start. */
+static clockid_t
+thread_cpu_clock(uint64_t tid)
+{
+    return (clockid_t)((~(clockid_t)(pid_t)tid) * 8) | 6;
+}
+
+/* Gives thread t its own timer.  GIL held, or from start() for every thread.  A thread
+ * that has exited makes timer_create fail (its id is checked by the kernel). */
 static int
 thread_timer_start(sp_thread_t *t)
 {
-    if (!armed || process_timer || t->dead || t->tid == 0 ||
-        __atomic_load_n(&t->has_timer, __ATOMIC_ACQUIRE))
+    if (!armed || process_timer || t->dead || t->ignored || !t->in_session ||
+        t->tid == 0 || __atomic_load_n(&t->has_timer, __ATOMIC_ACQUIRE))
         return 0;
-    clockid_t clock = CLOCK_MONOTONIC;
-    if (cur_mode == SP_MODE_CPU && pthread_getcpuclockid(t->pthread, &clock) != 0)
-        return -1;
+    clockid_t clock = cur_mode == SP_MODE_CPU ? thread_cpu_clock(t->tid) : CLOCK_MONOTONIC;
     struct sigevent sev;
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_THREAD_ID;
@@ -255,7 +324,10 @@ thread_timer_start(sp_thread_t *t)
     if (timer_create(clock, &sev, &t->timer) < 0)
         return -1;
     struct timespec now;
-    clock_gettime(clock, &now);
+    if (clock_gettime(clock, &now) < 0) {
+        timer_delete(t->timer);
+        return -1;
+    }
     t->last_clock_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     __atomic_store_n(&t->has_timer, 1, __ATOMIC_RELEASE);
     struct itimerspec its;
@@ -277,11 +349,80 @@ thread_timer_stop(sp_thread_t *t)
         timer_delete(t->timer);
 }
 
+/* A thread attaches (GIL held): states of threads that have exited since the last
+ * attach are freed, so a long session with thread churn holds only live threads. */
 static void
 on_attach(sp_thread_t *t)
 {
+    sp_shadow_reap(&running_handlers);
     if (thread_timer_start(t) < 0)
         timer_failures++;
+}
+
+/* Arms the process-wide CPU timer: a POSIX timer on the process CPU clock (deleted by
+ * execve), else ITIMER_PROF.  Returns -1 and sets errno. */
+static int
+process_timer_arm(uint64_t interval_ns)
+{
+    struct sigevent sev;
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGPROF;
+    sev.sigev_value.sival_int = SP_TIMER_MAGIC;
+    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &process_posix_timer) == 0) {
+        struct itimerspec its;
+        its.it_interval.tv_sec = interval_ns / 1000000000u;
+        its.it_interval.tv_nsec = interval_ns % 1000000000u;
+        its.it_value = its.it_interval;
+        process_timer_kind = PROCESS_TIMER_POSIX;
+        process_timer = 1;
+        if (timer_settime(process_posix_timer, 0, &its, NULL) == 0)
+            return 0;
+        timer_delete(process_posix_timer);
+        process_timer = 0;
+        return -1;
+    }
+    struct itimerval it;
+    it.it_interval.tv_sec = interval_ns / 1000000000u;
+    it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
+    if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
+        it.it_interval.tv_usec = 1;
+    it.it_value = it.it_interval;
+    process_timer_kind = PROCESS_TIMER_ITIMER;
+    process_timer = 1;
+    if (setitimer(ITIMER_PROF, &it, NULL) == 0)
+        return 0;
+    process_timer = 0;
+    return -1;
+}
+
+static void
+process_timer_disarm(void)
+{
+    if (!process_timer)
+        return;
+    if (process_timer_kind == PROCESS_TIMER_POSIX) {
+        timer_delete(process_posix_timer);
+    } else {
+        struct itimerval zero;
+        memset(&zero, 0, sizeof(zero));
+        setitimer(ITIMER_PROF, &zero, NULL);
+    }
+    process_timer = 0;
+}
+
+static int
+is_our_handler(const struct sigaction *sa)
+{
+    return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_signal;
+}
+
+static int
+is_handler(const struct sigaction *sa)
+{
+    return (sa->sa_flags & SA_SIGINFO) ? sa->sa_sigaction != NULL
+                                       : (sa->sa_handler != SIG_DFL &&
+                                          sa->sa_handler != SIG_IGN);
 }
 
 int
@@ -292,9 +433,10 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    int has_handler = (prev.sa_flags & SA_SIGINFO) ? prev.sa_sigaction != NULL
-                                                   : (prev.sa_handler != SIG_DFL &&
-                                                      prev.sa_handler != SIG_IGN);
+    /* Our handler, left from an earlier session: the program's own disposition is
+     * still the one saved then. */
+    int ours = is_our_handler(&prev);
+    int has_handler = is_handler(ours ? &old_action : &prev);
     if (has_handler && !chain_policy) {
         PyErr_SetString(PyExc_RuntimeError,
                         "shadowprof: SIGPROF already has a handler (another profiler?); "
@@ -312,19 +454,34 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
                         "it (sigprof='chain', --sigprof chain)");
         return -1;
     }
-    chaining = has_handler;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_signal;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGPROF, &sa, &old_action) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    /* The kernel's encoding of thread CPU clocks, checked once on this live thread. */
+    clockid_t mine;
+    if (mode == SP_MODE_CPU &&
+        (pthread_getcpuclockid(pthread_self(), &mine) != 0 ||
+         mine != thread_cpu_clock((uint64_t)syscall(SYS_gettid)))) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "shadowprof: this system's thread CPU clocks are not the Linux "
+                        "kernel's; use mode='wall'");
         return -1;
+    }
+    chaining = has_handler;
+    if (!ours) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = on_signal;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        /* old_action is read by the handler: while it is being replaced no handler of
+         * ours is installed (the program's own disposition is). */
+        if (sigaction(SIGPROF, &sa, &old_action) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
     }
     cur_mode = mode;
     cur_interval_ns = interval_ns;
     timer_failures = 0;
     process_timer = 0;
+    fork_rearm = 0;
     __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&handler_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
@@ -333,14 +490,15 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
     sp_shadow_on_exit = thread_timer_stop;
     int started = 0, failed = 0;
     for (sp_thread_t *t = sp_threads; t; t = t->next) {
-        if (t->dead)
+        if (t->dead || t->ignored || !t->in_session || t->tid == 0)
             continue;
         if (thread_timer_start(t) == 0)
             started++;
         else
-            failed++;
+            failed++;   /* refused, or the thread exited since it was seeded */
     }
     timer_failures = failed;
+    /* The calling thread is live: if its timer failed, per-thread timers are missing. */
     if (started == 0 && failed) {
         if (mode != SP_MODE_CPU)
             goto fail;
@@ -354,13 +512,7 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
             return -1;
         }
         /* No per-thread timers: one process-wide CPU timer instead. */
-        process_timer = 1;
-        it.it_interval.tv_sec = interval_ns / 1000000000u;
-        it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
-        if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
-            it.it_interval.tv_usec = 1;
-        it.it_value = it.it_interval;
-        if (setitimer(ITIMER_PROF, &it, NULL) < 0)
+        if (process_timer_arm(interval_ns) < 0)
             goto fail;
     }
     return 0;
@@ -373,21 +525,43 @@ fail:
 void
 sp_sampler_after_fork_child(int keep)
 {
+    /* Only this thread exists in the child: no handler is running here, whatever the
+     * parent's threads were doing at the fork. */
+    __atomic_store_n(&running_handlers, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&handler_ns, 0, __ATOMIC_RELAXED);
+    fork_rearm = 0;
     if (!armed)
         return;
+    /* The parent's timers are not inherited (POSIX and ITIMER_PROF alike). */
+    fork_process_timer = process_timer;
+    process_timer = 0;
     if (!keep) {
         armed = 0;
         return;
     }
     __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
-    if (process_timer) {
-        struct itimerval it;
-        it.it_interval.tv_sec = cur_interval_ns / 1000000000u;
-        it.it_interval.tv_usec = (cur_interval_ns % 1000000000u) / 1000u;
-        if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
-            it.it_interval.tv_usec = 1;
-        it.it_value = it.it_interval;
-        setitimer(ITIMER_PROF, &it, NULL);
+    fork_rearm = 1;
+}
+
+int
+sp_sampler_fork_rearm_pending(void)
+{
+    return fork_rearm;
+}
+
+void
+sp_sampler_fork_rearm(void)
+{
+    if (!fork_rearm)
+        return;
+    fork_rearm = 0;
+    if (!armed)
+        return;
+    __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
+    if (fork_process_timer) {
+        if (process_timer_arm(cur_interval_ns) < 0)
+            timer_failures++;
     } else if (sp_tls && thread_timer_start(sp_tls) < 0) {
         timer_failures++;
     }
@@ -414,32 +588,17 @@ sp_sampler_set_chain(int chain)
 void
 sp_sampler_stop(void)
 {
-    if (process_timer) {
-        struct itimerval zero;
-        memset(&zero, 0, sizeof(zero));
-        setitimer(ITIMER_PROF, &zero, NULL);
-    }
+    process_timer_disarm();
     sp_shadow_on_attach = NULL;
     for (sp_thread_t *t = sp_threads; t; t = t->next)
         thread_timer_stop(t);
     armed = 0;
+    fork_rearm = 0;
     /* A handler may still be running on another thread: wait for it. */
     while (__atomic_load_n(&running_handlers, __ATOMIC_ACQUIRE))
         sched_yield();
-    /* Consume a SIGPROF that was generated before the timers stopped and is still
-     * pending here, so restoring the default action cannot kill the process. */
-    sigset_t set, oldset;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPROF);
-    pthread_sigmask(SIG_BLOCK, &set, &oldset);
-    sigset_t pending;
-    if (sigpending(&pending) == 0 && sigismember(&pending, SIGPROF)) {
-        struct timespec zero_ts = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero_ts) == SIGPROF)
-            ;
-    }
-    sigaction(SIGPROF, &old_action, NULL);
-    pthread_sigmask(SIG_SETMASK, &oldset, NULL);
+    /* The handler stays installed (see the top of this file): a signal of ours still
+     * queued to some thread is dropped when it arrives. */
 }
 
 /* Changes the interval of the running timers (the overhead budget raises it).  Threads
@@ -452,7 +611,13 @@ sp_sampler_set_interval(uint64_t interval_ns)
     if (!armed)
         return -1;
     cur_interval_ns = interval_ns;
+    struct itimerspec its;
+    its.it_interval.tv_sec = interval_ns / 1000000000u;
+    its.it_interval.tv_nsec = interval_ns % 1000000000u;
+    its.it_value = its.it_interval;
     if (process_timer) {
+        if (process_timer_kind == PROCESS_TIMER_POSIX)
+            return timer_settime(process_posix_timer, 0, &its, NULL);
         struct itimerval it;
         it.it_interval.tv_sec = interval_ns / 1000000000u;
         it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
@@ -461,10 +626,6 @@ sp_sampler_set_interval(uint64_t interval_ns)
         it.it_value = it.it_interval;
         return setitimer(ITIMER_PROF, &it, NULL);
     }
-    struct itimerspec its;
-    its.it_interval.tv_sec = interval_ns / 1000000000u;
-    its.it_interval.tv_nsec = interval_ns % 1000000000u;
-    its.it_value = its.it_interval;
     for (sp_thread_t *t = sp_threads; t; t = t->next)
         if (__atomic_load_n(&t->has_timer, __ATOMIC_ACQUIRE))
             timer_settime(t->timer, 0, &its, NULL);

@@ -24,12 +24,17 @@ int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode);
  * timer: refuse (0, the default) or chain (1): install ours, and hand every SIGPROF
  * that our timers did not send to the handler that was there.  GIL held. */
 void sp_sampler_set_chain(int chain);
-/* Disarms the timer, waits for handlers still running, restores the previous signal
- * disposition.  GIL held. */
+/* Disarms the timers and waits for handlers still running.  The handler stays
+ * installed (see sampler.c).  GIL held. */
 void sp_sampler_stop(void);
-/* In a forked child (pthread_atfork child handler): re-arm a timer for the only
- * thread left if `keep`, else stop sampling. */
+/* In a forked child (pthread_atfork child handler; async-signal-safe): forget the
+ * parent's handlers in progress and counters; if `keep`, leave the timer to be armed
+ * by sp_sampler_fork_rearm when the child first runs Python code, else stop sampling. */
 void sp_sampler_after_fork_child(int keep);
+/* Whether a forked child still has to arm its timer; arms it.  GIL held. */
+int sp_sampler_fork_rearm_pending(void);
+void sp_sampler_fork_rearm(void);
+
 /* Threads whose timer could not be created; whether the process-wide fallback
  * timer is in use. */
 uint64_t sp_sampler_timer_failures(void);

@@ -18,8 +18,11 @@ void (*sp_shadow_on_exit)(sp_thread_t *t);
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_made;
 
-/* Runs at thread exit (no GIL).  The handler can no longer find this state. */
+/* Runs at thread exit (no GIL).  The handler can no longer find this state.  `dead`
+ * is written last: once it is set, nothing here touches the state again and it may be
+ * freed (GIL held, see sp_shadow_reap). */
 static void
 thread_exited(void *arg)
 {
@@ -28,26 +31,72 @@ thread_exited(void *arg)
         sp_shadow_on_exit(t);
     sp_tls = NULL;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    t->attached = 0;
-    t->dead = 1;
+    __atomic_store_n(&t->dead, 1, __ATOMIC_RELEASE);
 }
 
 static void
 make_exit_key(void)
 {
-    pthread_key_create(&exit_key, thread_exited);
+    exit_key_made = pthread_key_create(&exit_key, thread_exited) == 0;
 }
 
+/* Kernel thread id of the thread that owns `ts` (another thread's), or 0 if unknown.
+ * 3.11+ keep it in the thread state.  3.9 and 3.10 do not: `tids` maps the thread
+ * identifiers of the threading module's threads to their native ids (see
+ * threading_tids).  GIL held. */
 static uint64_t
-tstate_tid(PyThreadState *ts)
+tstate_tid(PyThreadState *ts, PyObject *tids)
 {
 #if PY_VERSION_HEX >= 0x030B0000
+    (void)tids;
     return ts->native_thread_id;
 #else
-    (void)ts;
-    return 0;
+    if (!tids)
+        return 0;
+    PyObject *key = PyLong_FromUnsignedLong(ts->thread_id);
+    PyObject *v = key ? PyDict_GetItemWithError(tids, key) : NULL;   /* borrowed */
+    Py_XDECREF(key);
+    uint64_t tid = v ? PyLong_AsUnsignedLongLong(v) : 0;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        tid = 0;
+    }
+    return tid;
 #endif
 }
+
+#if PY_VERSION_HEX < 0x030B0000
+/* {thread ident: native id} of the threading module's live threads, or NULL (no
+ * threading module imported, or an error: cleared).  Each Thread records its native id
+ * when it starts (threading.get_native_id, 3.8+).  GIL held. */
+static PyObject *
+threading_tids(void)
+{
+    PyObject *name = PyUnicode_FromString("threading");
+    PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    PyObject *active = mod ? PyObject_GetAttrString(mod, "_active") : NULL;
+    PyObject *tids = (active && PyDict_Check(active)) ? PyDict_New() : NULL;
+    if (tids) {
+        Py_ssize_t pos = 0;
+        PyObject *ident, *thread;
+        while (PyDict_Next(active, &pos, &ident, &thread)) {
+            PyObject *nid = PyObject_GetAttrString(thread, "_native_id");
+            if (nid && PyLong_Check(nid) && PyDict_SetItem(tids, ident, nid) < 0) {
+                Py_DECREF(nid);
+                Py_CLEAR(tids);
+                break;
+            }
+            Py_XDECREF(nid);
+            PyErr_Clear();
+        }
+    }
+    Py_XDECREF(active);
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return tids;
+}
+#endif
 
 static sp_thread_t *
 state_new(PyThreadState *ts, uint64_t tid)
@@ -98,9 +147,15 @@ static void
 tstate_cleared(PyObject *capsule)
 {
     PyThreadState *ts = PyCapsule_GetPointer(capsule, SP_TSTATE_CAPSULE);
-    for (sp_thread_t *t = sp_threads; t; t = t->next)
-        if (t->live_tstate == ts)
-            t->live_tstate = NULL;
+    for (sp_thread_t *t = sp_threads; t; t = t->next) {
+        if (t->live_tstate != ts)
+            continue;
+        t->live_tstate = NULL;
+        /* Cleared by its own thread (thread exit, PyGILState_Release of a C thread):
+         * the next hook call on this thread attaches again and binds the new state. */
+        if (t == sp_tls)
+            sp_tls = NULL;
+    }
 }
 
 PyThreadState *
@@ -129,21 +184,37 @@ sp_shadow_attach(PyThreadState *ts)
 {
     pthread_once(&exit_key_once, make_exit_key);
     uint64_t tid = (uint64_t)syscall(SYS_gettid);
-    sp_thread_t *t;
-    for (t = sp_threads; t; t = t->next)
-        if (!t->dead && !t->attached && t->tstate == ts)
-            break;
+    /* This thread's own state, if it had one (a C thread that makes a new thread state
+     * per callback keeps its one state); else one seeded for `ts` at start(). */
+    sp_thread_t *t = pthread_getspecific(exit_key);
+    if (t && t->ignored)
+        return NULL;
+    if (!t) {
+        for (t = sp_threads; t; t = t->next)
+            if (!t->dead && !t->attached && !t->ignored && t->tstate == ts)
+                break;
+        if (t && t->tid != 0 && t->tid != tid) {
+            /* Seeded for a thread that has since exited; its thread state's memory now
+             * belongs to this thread.  Its timer and stack were the old thread's. */
+            if (sp_shadow_on_exit)
+                sp_shadow_on_exit(t);
+            t->depth = 0;
+            t->overflow = 0;
+            t->cur_id = SP_ID_ROOT;
+        }
+    }
     if (!t && !(t = state_new(ts, tid)))
         return NULL;
     t->tid = tid;
-    t->pthread = pthread_self();
-    t->c_stack_low = c_stack_low();
+    if (!t->c_stack_low)
+        t->c_stack_low = c_stack_low();
     if (SP_TSTATE_CURRENT(ts) == NULL) {
         /* A thread entering Python for the first time: nothing seeded can be live. */
         t->depth = 0;
         t->overflow = 0;
         t->cur_id = SP_ID_ROOT;
     }
+    t->in_session = 1;
     t->attached = 1;
     pthread_setspecific(exit_key, t);
     sp_tls = t;
@@ -153,15 +224,42 @@ sp_shadow_attach(PyThreadState *ts)
     return t;
 }
 
-/* Fills t's stack from the interpreter's frames of its thread, keeping the innermost
- * frames if there are more than the capacity.  GIL held. */
+int
+sp_shadow_ignore_self(void)
+{
+    pthread_once(&exit_key_once, make_exit_key);
+    sp_thread_t *t = pthread_getspecific(exit_key);
+    if (!t) {
+        PyThreadState *ts = SP_TSTATE_GET();
+        if (!(t = state_new(ts, (uint64_t)syscall(SYS_gettid)))) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->attached = 1;
+        pthread_setspecific(exit_key, t);
+    }
+    if (sp_shadow_on_exit)
+        sp_shadow_on_exit(t);   /* no timer for it */
+    t->ignored = 1;
+    t->in_session = 0;
+    t->depth = 0;
+    t->overflow = 0;
+    t->cur_id = SP_ID_ROOT;
+    if (sp_tls == t)
+        sp_tls = NULL;          /* the hook passes this thread's calls through */
+    sp_shadow_bind(t);          /* so that start() knows its thread state */
+    return 0;
+}
+
+/* Fills t's stack from the interpreter's frames `top` and its ancestors, keeping the
+ * innermost frames if there are more than the capacity.  GIL held. */
 static void
-seed(sp_thread_t *t)
+seed_from(sp_thread_t *t, sp_pyframe_t *top)
 {
     t->busy = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t n = 0;
-    for (sp_pyframe_t *f = SP_TSTATE_CURRENT(t->tstate); f; f = SP_FRAME_PREVIOUS(f)) {
+    for (sp_pyframe_t *f = top; f; f = SP_FRAME_PREVIOUS(f)) {
         if (SP_FRAME_IS_INCOMPLETE(f))
             continue;
         PyCodeObject *co = SP_FRAME_CODE(f);
@@ -171,7 +269,7 @@ seed(sp_thread_t *t)
     }
     uint32_t keep = n < t->cap ? n : t->cap;
     uint32_t i = keep;
-    for (sp_pyframe_t *f = SP_TSTATE_CURRENT(t->tstate); f && i; f = SP_FRAME_PREVIOUS(f)) {
+    for (sp_pyframe_t *f = top; f && i; f = SP_FRAME_PREVIOUS(f)) {
         if (SP_FRAME_IS_INCOMPLETE(f))
             continue;
         sp_code_t *e = sp_code_of(SP_FRAME_CODE(f));
@@ -186,38 +284,70 @@ seed(sp_thread_t *t)
     t->busy = 0;
 }
 
+/* Fills t's stack from its thread's running frames.  GIL held. */
+static void
+seed(sp_thread_t *t)
+{
+    seed_from(t, SP_TSTATE_CURRENT(t->tstate));
+}
+
+static void
+state_free(sp_thread_t *t)
+{
+    free(t->stack);
+    free(t);
+}
+
+/* The state bound to `ts`: one whose thread is still attached to that very thread
+ * state (CPython has not cleared it since), or NULL. */
+static sp_thread_t *
+bound_state(PyThreadState *ts)
+{
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        if (!t->dead && t->attached && t->live_tstate == ts)
+            return t;
+    return NULL;
+}
+
 int
 sp_shadow_seed_all(void)
 {
-    /* Free states of threads that have exited.  The handler is not armed yet. */
+    /* Free the states of threads that have exited, and the states seeded at an earlier
+     * start() that no thread attached to: their thread state may be gone and its
+     * memory reused.  Nothing else refers to them (no thread's TLS; the handler is not
+     * armed).  The others leave the session until seeded again below. */
     sp_thread_t **link = &sp_threads;
     while (*link) {
         sp_thread_t *t = *link;
-        if (t->dead) {
+        if (__atomic_load_n(&t->dead, __ATOMIC_ACQUIRE) || !t->attached) {
             *link = t->next;
-            free(t->stack);
-            free(t);
+            state_free(t);
         } else {
+            t->in_session = 0;
             link = &t->next;
         }
     }
     PyThreadState *self = PyThreadState_Get();
     PyInterpreterState *interp = self->interp;
+    PyObject *tids = NULL;
+#if PY_VERSION_HEX < 0x030B0000
+    tids = threading_tids();
+#endif
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
          ts = PyThreadState_Next(ts)) {
-        sp_thread_t *t;
-        for (t = sp_threads; t; t = t->next)
-            if (!t->dead && t->tstate == ts)
-                break;
+        sp_thread_t *t = bound_state(ts);
+        if (t && t->ignored)
+            continue;
         if (!t) {
             if (ts == self) {
                 t = sp_shadow_attach(ts);
+                if (!t && pthread_getspecific(exit_key))
+                    continue;   /* the calling thread is the profiler's own */
             } else {
-                t = state_new(ts, tstate_tid(ts));
-                if (t)
-                    t->pthread = (pthread_t)ts->thread_id;
+                t = state_new(ts, tstate_tid(ts, tids));
             }
             if (!t) {
+                Py_XDECREF(tids);
                 PyErr_NoMemory();
                 return -1;
             }
@@ -225,6 +355,7 @@ sp_shadow_seed_all(void)
         if (t->cap != sp_shadow_capacity) {
             sp_entry_t *s = calloc(sp_shadow_capacity, sizeof(sp_entry_t));
             if (!s) {
+                Py_XDECREF(tids);
                 PyErr_NoMemory();
                 return -1;
             }
@@ -236,9 +367,49 @@ sp_shadow_seed_all(void)
             t->depth = 0;
             free(old);
         }
+        t->tstate = ts;
+        t->in_session = 1;
         seed(t);
     }
+    Py_XDECREF(tids);
     return 0;
+}
+
+void
+sp_shadow_reap(volatile int *running_handlers)
+{
+    /* Unlink first: a handler that starts after this cannot reach the states; one
+     * that is already walking the list still can (an unlinked state keeps its next),
+     * so free only if no handler is running at all once they are unlinked. */
+    sp_thread_t *graveyard = NULL, **link = &sp_threads;
+    while (*link) {
+        sp_thread_t *t = *link;
+        if (__atomic_load_n(&t->dead, __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(link, t->next, __ATOMIC_RELEASE);
+            t->busy = 1;   /* reused below as the graveyard's link: see next_dead */
+            t->c_stack_low = (uintptr_t)graveyard;
+            graveyard = t;
+        } else {
+            link = &t->next;
+        }
+    }
+    if (!graveyard)
+        return;
+    if (__atomic_load_n(running_handlers, __ATOMIC_ACQUIRE) == 0) {
+        while (graveyard) {
+            sp_thread_t *next = (sp_thread_t *)graveyard->c_stack_low;
+            state_free(graveyard);
+            graveyard = next;
+        }
+        return;
+    }
+    /* A handler is running: put them back, dead, for a later call. */
+    while (graveyard) {
+        sp_thread_t *next = (sp_thread_t *)graveyard->c_stack_low;
+        graveyard->next = sp_threads;
+        __atomic_store_n(&sp_threads, graveyard, __ATOMIC_RELEASE);
+        graveyard = next;
+    }
 }
 
 SP_HOT uint32_t
@@ -251,8 +422,17 @@ sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent)
         uint32_t k = d;
         while (k > 0 && t->stack[k - 1].frame != parent)
             k--;
-        if (k == 0)
-            return d;   /* parent untracked: keep what we have */
+        if (k == 0) {
+            /* The parent is not on the stack (a greenlet switch, a frame entered
+             * while the hook was off): the entries may belong to another frame
+             * chain.  Rebuild from the interpreter's frames, which are the truth.  The
+             * caller of the next call stays the code that ran last (for a generator
+             * thrown into through `yield from`, the thrower, as cProfile counts it). */
+            uint32_t caller = t->cur_id;
+            seed_from(t, parent);
+            t->cur_id = caller;
+            return t->depth;
+        }
         d = k;
     }
     t->depth = d;
@@ -301,15 +481,14 @@ void
 sp_shadow_after_fork_child(void)
 {
     /* Only the forking thread exists in the child; no timer is inherited. */
+    sp_thread_t *self = sp_tls;
+    if (!self && exit_key_made)
+        self = pthread_getspecific(exit_key);   /* e.g. the profiler's own thread */
     for (sp_thread_t *t = sp_threads; t; t = t->next) {
         t->has_timer = 0;
-        if (t != sp_tls) {
+        if (t != self)
             t->dead = 1;
-            t->attached = 0;
-        }
     }
-    if (sp_tls) {
-        sp_tls->tid = (uint64_t)syscall(SYS_gettid);
-        sp_tls->pthread = pthread_self();
-    }
+    if (self)
+        self->tid = (uint64_t)syscall(SYS_gettid);
 }

@@ -15,8 +15,20 @@
  * - start() re-seeds every thread's stack from the interpreter's frames (GIL held);
  *   while it rewrites a thread's stack it sets `busy`, and the handler skips that
  *   thread's sample rather than read a torn stack.
- * - States are never freed while the profiler runs; the TLS destructor only clears
- *   sp_tls and marks the state dead; dead states are freed at the next start().
+ * - Stack invariant: below any entry lie the tracked ancestors of its frame, in order
+ *   (every push checks that the new frame's parent is on top; when it is not on the
+ *   stack at all, e.g. after a greenlet switch, the stack is rebuilt from the
+ *   interpreter's frames).  Entries above the interpreter's current frame may be stale
+ *   (frames seeded at start() that returned without the hook) and are never read
+ *   through their frame pointer.
+ * - Identity: a state is bound to one pthread (the exit key of its thread points to
+ *   it once attached) and, while that thread has a Python thread state, to that state
+ *   (live_tstate; CPython tells us when it clears it).  A thread state's address can
+ *   be reused by a new thread as soon as the old one is deleted, so nothing keeps a
+ *   pthread_t: timers are aimed by kernel thread id, which the kernel checks.
+ * - States are freed only when no handler can be reading them: dead states (the TLS
+ *   destructor marks them, last) at start(), or while running by sp_shadow_reap()
+ *   once no handler is running.
  * - Deeper than capacity: frames are counted in `overflow` and not stored; samples
  *   taken then are marked, never overflow the array.
  */
@@ -46,13 +58,14 @@ typedef struct sp_thread {
                                     sp_shadow_bind); read by monitor.c; GIL */
     uint64_t tid;            /* kernel thread id */
     uintptr_t c_stack_low;   /* below this C stack address the hook refuses to recurse */
-    pthread_t pthread;       /* for the thread's CPU clock */
     timer_t timer;           /* this thread's sampling timer (sampler.c) */
     int has_timer;           /* atomic: whoever clears it deletes the timer */
     uint64_t last_clock_ns;  /* clock at the previous sample; the thread's own handler */
     volatile int busy;       /* start() is rewriting the stack */
     volatile int attached;   /* sp_tls of the owning thread points here */
-    volatile int dead;       /* the thread exited */
+    volatile int dead;       /* the thread exited; the last write of the TLS destructor */
+    int in_session;          /* seeded or attached since the last start(): gets a timer */
+    int ignored;             /* the profiler's own thread: never tracked nor sampled */
     struct sp_thread *next;  /* all states; GIL (append at head, published atomically) */
 } sp_thread_t;
 
@@ -82,8 +95,19 @@ sp_thread_t *sp_shadow_attach(PyThreadState *ts);
 PyThreadState *sp_shadow_bind(sp_thread_t *t);
 
 /* Rebuilds every thread's stack from the interpreter's frames and frees states of
- * threads that are gone.  GIL held, hook not yet installed.  Returns -1 on failure. */
+ * threads that are gone.  GIL held, hook not yet installed, no handler armed.
+ * Returns -1 with an exception set on failure. */
 int sp_shadow_seed_all(void);
+
+/* Frees the states of threads that have exited, if no handler is running right now
+ * (else leaves them for a later call).  GIL held; callable while profiling runs.
+ * `running_handlers` is the sampler's count of handlers in progress. */
+void sp_shadow_reap(volatile int *running_handlers);
+
+/* Marks the calling thread as the profiler's own (GIL held): it is never tracked,
+ * seeded or given a timer, in this session and the next ones.  Returns -1 with an
+ * exception set if memory runs out. */
+int sp_shadow_ignore_self(void);
 
 /* Slow paths of the hook; GIL held, owner thread. */
 uint32_t sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent);
