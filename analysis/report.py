@@ -34,7 +34,9 @@ def _label(fn, roots=()) -> str:
 
 
 def _ms(ns: float) -> str:
-    return f"{ns / 1e6:.3g} ms" if ns < 1e9 else f"{ns / 1e9:.3g} s"
+    if ns >= 1e9:
+        return f"{ns / 1e9:.3g} s"
+    return f"{ns / 1e6:.2g} ms" if ns < 1e6 else f"{ns / 1e6:.3g} ms"
 
 
 def no_samples_reason(profile) -> str | None:
@@ -47,7 +49,8 @@ def no_samples_reason(profile) -> str | None:
     clock = "CPU" if profile.mode == "cpu" else "wall"
     ran = profile.cpu_ns if profile.mode == "cpu" else profile.duration_ns
     calls = sum(profile.calls.values())
-    counted = f"; {calls:,} calls were counted exactly" if calls else ""
+    counted = (f"; {calls:,} call{'s were' if calls != 1 else ' was'} counted "
+               "exactly" if calls else "")
     if profile.lost:
         why = (f"all {profile.lost:,} samples were lost (the ring was full); "
                "sample less often (-i 10ms)")

@@ -172,9 +172,10 @@ def binomial_test(x: int, n: int, p: float) -> float:
 
     cutoff = logpmf(x) + math.log1p(1e-7)
     # The pmf is unimodal: walk out from the mode on each side until the terms are
-    # too small to matter (e^-60 of the mode's), so a large n stays cheap.
+    # too small to matter (below e^-40 of the observed outcome's, which is in the
+    # sum), so a large n stays cheap.
     mode = min(n, int((n + 1) * p))
-    floor = logpmf(mode) - 60.0
+    floor = cutoff - 40.0
     total = 0.0
     for ks in (range(mode, n + 1), range(mode - 1, -1, -1)):
         for k in ks:
