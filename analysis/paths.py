@@ -97,8 +97,10 @@ class PathMapper:
         if got is not None:
             return got
         out = None
-        if filename.startswith("<") or not os.path.isabs(filename):
+        if filename.startswith("<"):
             out = filename
+        elif not os.path.isabs(filename):
+            out = self._relative(filename)
         else:
             for root in self.roots:
                 out = _under(filename, root)
@@ -113,6 +115,19 @@ class PathMapper:
         out = out.replace("\\", "/")
         self._cache[filename] = out
         return out
+
+
+    def _relative(self, filename: str) -> str:
+        """A file named relative to the profiled process's working directory (a
+        script run as ``python -m shadowprof releases/v1/app.py``): its directory
+        part names the end of the root it is in (``.../releases/v1``)."""
+        norm = os.path.normpath(filename)
+        head = os.path.dirname(norm)
+        if head and not head.startswith(os.pardir):
+            for root in self.roots:
+                if root == head or root.endswith(os.sep + head):
+                    return norm[len(head) + 1:]
+        return norm
 
 
 def display_path(filename: str, roots=(), cwd: str | None = None) -> str:

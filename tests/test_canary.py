@@ -36,32 +36,40 @@ def _profile(app: str, out: str, requests: int) -> subprocess.CompletedProcess:
     return r
 
 
-def _fleet(tmp_path, side: str, cost: int, every: int, requests: int) -> str:
-    """Two hosts of one side, each with the release in a folder of its own; their
-    profiles merged into SIDE.pb.gz."""
-    files = []
+def _fleets(tmp_path, requests: int) -> tuple:
+    """Two hosts per side, each with its release in a folder of its own (named
+    relative to the working directory on host-b, as a deployment script might); the
+    runs of both sides interleaved, so that both see the same machine load; each
+    side's profiles merged into SIDE.pb.gz."""
+    sides = {"v1": (1, 1), "v2": (3, 3)}     # (cost, every): see pricing.py
+    files = {side: [] for side in sides}
     for host in ("host-a", "host-b"):
-        app = _deploy(str(tmp_path / host / "releases" / f"{side}-{requests}"), cost,
-                      every)
-        files.append(str(tmp_path / f"{side}-{host}-{requests}.pb.gz"))
-        _profile(app, files[-1], requests)
-    merged = str(tmp_path / f"{side}-{requests}.pb.gz")
-    r = run_shadowprof("merge", *files, "-o", merged)
-    assert r.returncode == 0, r.stderr
-    assert "relative to the import root" in r.stderr, r.stderr
-    return merged
+        for side, (cost, every) in sides.items():
+            app = _deploy(str(tmp_path / host / "releases" / f"{side}-{requests}"),
+                          cost, every)
+            if host == "host-b":
+                app = os.path.relpath(app)
+            files[side].append(str(tmp_path / f"{side}-{host}-{requests}.pb.gz"))
+            _profile(app, files[side][-1], requests)
+    merged = []
+    for side in sides:
+        merged.append(str(tmp_path / f"{side}-{requests}.pb.gz"))
+        r = run_shadowprof("merge", *files[side], "-o", merged[-1])
+        assert r.returncode == 0, r.stderr
+        assert "relative to the import root" in r.stderr, r.stderr
+    return tuple(merged)
 
 
 def test_three_times_costlier_canary_fails_the_gate_across_release_folders(tmp_path):
     for requests in (600, 1500):     # retry once with a longer run
-        base = _fleet(tmp_path, "v1", cost=1, every=1, requests=requests)
-        canary = _fleet(tmp_path, "v2", cost=3, every=3, requests=requests)
+        base, canary = _fleets(tmp_path, requests)
         r = run_shadowprof("diff", "--json", base, canary)
         assert r.returncode in (0, 1), r.stderr
         verdict = json.loads(r.stdout)
         rows = {(f["function"], f["file"]): f for f in verdict["functions"]}
         price = rows.get(("price", "pricing.py"))
         assert price is not None, sorted(rows)   # matched across release folders
+        assert ("other", "app.py") in rows, sorted(rows)   # absolute and relative
         ratio = price["per_call_ratio"]
         if r.returncode == 1 and 2.4 <= ratio <= 3.6:
             break
