@@ -48,6 +48,8 @@ def no_samples_reason(profile) -> str | None:
         return None
     clock = "CPU" if profile.mode == "cpu" else "wall"
     ran = profile.cpu_ns if profile.mode == "cpu" else profile.duration_ns
+    if profile.samples and not profile.lost and ran >= profile.interval_ns:
+        return None    # a few samples, all shadowprof's: its tables say so
     calls = sum(profile.calls.values())
     counted = (f"; {calls:,} call{'s were' if calls != 1 else ' was'} counted "
                "exactly" if calls else "")
@@ -58,9 +60,8 @@ def no_samples_reason(profile) -> str | None:
         why = (f"the program ran {_ms(ran)} of {clock} time, less than one sampling "
                f"interval ({_ms(profile.interval_ns)}); try -i 1ms or a longer run")
     elif profile.samples:
-        why = (f"the {profile.samples:,} samples all fell in shadowprof's own code, "
-               f"not the program's ({_ms(ran)} of {clock} time); try -i 1ms or a "
-               "longer run")
+        why = (f"the {profile.samples:,} samples all fell in shadowprof's own code "
+               f"in {_ms(ran)} of {clock} time; try -i 1ms or a longer run")
     else:
         why = (f"no sampling interval elapsed in {_ms(ran)} of {clock} time; "
                "try -i 1ms or a longer run")
