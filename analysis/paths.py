@@ -120,13 +120,28 @@ class PathMapper:
     def _relative(self, filename: str) -> str:
         """A file named relative to the profiled process's working directory (a
         script run as ``python -m shadowprof releases/v1/app.py``): its directory
-        part names the end of the root it is in (``.../releases/v1``)."""
+        part names the end of the root it is in (``.../releases/v1``); a path that
+        climbs (``../v1/app.py``) is read from each root in turn."""
         norm = os.path.normpath(filename)
         head = os.path.dirname(norm)
         if head and not head.startswith(os.pardir):
             for root in self.roots:
                 if root == head or root.endswith(os.sep + head):
                     return norm[len(head) + 1:]
+        elif head:
+            # ../../srv/v1/app.py: the working directory was one of the roots (the
+            # command line's is); take the reading that lands deepest in a root.
+            best = None
+            for cwd in self.roots:
+                path = os.path.normpath(os.path.join(cwd, norm))
+                for root in self.roots:
+                    got = _under(path, root)
+                    if got is not None:
+                        if best is None or len(root) > best[0]:
+                            best = (len(root), got)
+                        break
+            if best is not None:
+                return best[1]
         return norm
 
 
