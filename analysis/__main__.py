@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default 1024)")
     p.add_argument("--top", type=int, default=20, metavar="N",
                    help="functions listed per table in the report (default 20)")
+    p.add_argument("--machinery", action="store_true",
+                   help="also list the import system, threading's bootstrap and "
+                        "shadowprof itself among the most called functions")
     p.add_argument("--fork", choices=("continue", "stop"), default="continue",
                    help="in a forked child: continue profiling it into its own output "
                         "FILE with .PID before the extension (default), or stop")
@@ -309,7 +312,8 @@ def run(argv: list) -> int:
     try:
         text = None
         if not opts.quiet or fmt == "text":
-            text = profile.report(top=opts.top)   # rendered once for both uses
+            text = profile.report(top=opts.top,   # rendered once for both uses
+                                  machinery=opts.machinery)
         if opts.output:
             if fmt == "text":
                 formats.write_bytes(text.encode("utf-8"), opts.output)

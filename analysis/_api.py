@@ -21,6 +21,7 @@ _active: list = []
 _lock = threading.RLock()
 _calibrated_ns: float | None = None
 _calibrated_share: float = 0.5
+_calibrated_err_ns: float = 0.0   # half the interquartile range of the rounds, per call
 _calibrated_hook: str = "auto"   # the mechanism _calibrated_ns was measured with
 
 HOOKS = ("auto", "eval", "monitoring")
@@ -34,7 +35,7 @@ def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False,
     call's time that the hook is (the cap of the correction).  About 5 ms; cached for
     the life of the process.  With *refresh*, measure again and keep the lower value:
     a busy or still-cold machine only ever makes the measurement too high."""
-    global _calibrated_ns, _calibrated_share, _calibrated_hook
+    global _calibrated_ns, _calibrated_share, _calibrated_hook, _calibrated_err_ns
     if hook != _calibrated_hook:   # each mechanism costs its own
         _calibrated_ns, _calibrated_hook = None, hook
     if _calibrated_ns is not None and not refresh:
@@ -76,6 +77,8 @@ def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False,
     if _calibrated_ns is None or added < _calibrated_ns:
         _calibrated_ns = added
         _calibrated_share = added / (added + off_call) if added + off_call > 0 else 0.0
+        k = len(diffs)
+        _calibrated_err_ns = (diffs[(3 * k) // 4] - diffs[k // 4]) / 2 / calls
     return _calibrated_ns
 
 
@@ -203,6 +206,7 @@ class Profiler:
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
                                              per_call_overhead_cap=_calibrated_share,
+                                             per_call_overhead_err_ns=_calibrated_err_ns,
                                              correct=self.correct_overhead)
         return self.profile
 
@@ -215,6 +219,7 @@ class Profiler:
         return Profile.from_snapshot(snap, self._base,
                                      per_call_overhead_ns=_calibrated_ns or 0.0,
                                      per_call_overhead_cap=_calibrated_share,
+                                     per_call_overhead_err_ns=_calibrated_err_ns,
                                      correct=self.correct_overhead)
 
     def _resolve(self, snap: dict) -> dict:

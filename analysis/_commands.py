@@ -108,28 +108,31 @@ def _select_threads(profile: Profile, thread: str | None) -> Profile:
 
 # --------------------------------------------------------------------------- report
 
-def _short(path: str) -> str:
-    from .report import _short as short
-    return short(path)
+def _short(path: str, roots=()) -> str:
+    from .paths import display_path
+    return display_path(path, roots)
 
 
-def _where(fn) -> str:
-    return "" if fn.synthetic else f"  {_short(fn.filename)}:{fn.firstlineno}"
+def _where(fn, roots=()) -> str:
+    return "" if fn.synthetic else f"  {_short(fn.filename, roots)}:{fn.firstlineno}"
 
 
 def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
                   confidence: float = 0.95, file: str | None = None,
                   function: str | None = None, match: str | None = None,
-                  tree_threshold: float = 0.01) -> str:
+                  tree_threshold: float = 0.01, machinery: bool = False) -> str:
     """The report with a confidence interval on every share, filtered and sorted.
 
     Shares are of sample counts, each with its Wilson score interval (stats.py says
     why); seconds are the time the samples stand for.  file, function and match are
     regular expressions (searched in the file name, the qualified name, and
     ``name file:line``) selecting the functions listed and the call-tree paths shown;
-    shares stay shares of all samples.
+    shares stay shares of all samples.  Sorted by calls, the interpreter's machinery
+    (paths.is_machinery) is left out unless *machinery*.  A profile without a sample
+    of the program gives one line saying why.
     """
-    from .report import _tree, render
+    from .paths import PathMapper, is_machinery
+    from .report import _tree, header, no_samples_reason
     keys = {"self": "self", "total": "total", "cumulative": "total", "calls": "calls"}
     if sort not in keys:
         raise _Error(f"--sort {sort!r}: choose self, cumulative (total) or calls")
@@ -146,6 +149,9 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
             return False
         return True
 
+    empty = no_samples_reason(profile)
+    if empty:
+        return empty + "\n"
     count = _counts_of(profile)
     n = sum(count(s) for s in profile.stacks if s.frames)
     self_n: dict = {}
@@ -160,15 +166,18 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
             total_n[fid] = total_n.get(fid, 0) + c
     fstats = profile.function_stats()
     pct = f"{100 * confidence:g}%"
-    head = render(profile, top=0, tree_threshold=2.0).split("\n")[0]
-    lines = [head,
+    lines = [header(profile, confidence),
              f"shares are of {n:,} samples, each with its {pct} Wilson score interval; "
              "calls are exact"]
-    if n == 0:
-        lines.append("shadowprof: no samples: no shares to estimate")
     rows = [st for st in fstats.values() if wanted(st.function)
             and (self_n.get(st.function.id) or total_n.get(st.function.id)
                  or st.calls)]
+    hidden = 0
+    if sort == "calls" and not machinery:
+        paths = PathMapper(profile)
+        kept = [st for st in rows if not is_machinery(
+            st.function, paths.module_path(st.function.filename))]
+        hidden, rows = len(rows) - len(kept), kept
     order = {"self": lambda st: (-self_n.get(st.function.id, 0), -st.self_ns),
              "total": lambda st: (-total_n.get(st.function.id, 0), -st.total_ns),
              "calls": lambda st: (-st.calls, -st.self_ns)}[sort]
@@ -179,7 +188,9 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
     filters = ", ".join(f"{k} ~ {v!r}" for k, v in
                         (("file", file), ("function", function), ("match", match)) if v)
     lines += ["", f"Top functions by {title}" + (f" ({filters})" if filters else "")
-              + (f", {len(shown)} of {len(rows)}" if len(rows) > len(shown) else ""),
+              + (f", {len(shown)} of {len(rows)}" if len(rows) > len(shown) else "")
+              + (f" ({hidden} functions of the import system, threading and "
+                 "shadowprof left out: --machinery)" if hidden else ""),
               f"{'self%':>6} {pct + ' CI':>15} {'total%':>6} {pct + ' CI':>15} "
               f"{'self s':>7} {'total s':>7} {'samples':>8} {'calls':>11}  function"]
     for st in shown:
@@ -192,7 +203,7 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
             f"{100 * xs / max(n, 1):5.1f}% [{100 * ls:5.1f}, {100 * hs:5.1f}]% "
             f"{100 * xt / max(n, 1):5.1f}% [{100 * lt:5.1f}, {100 * ht:5.1f}]% "
             f"{st.self_ns / 1e9:7.3f} {st.total_ns / 1e9:7.3f} {xt:>8} {calls:>11}  "
-            f"{st.function.name}{_where(st.function)}")
+            f"{st.function.name}{_where(st.function, profile.roots)}")
     if not shown:
         lines.append("  (no function matches the filters)")
 
@@ -202,12 +213,12 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
         tree_profile = Profile(profile.functions,
                                [s for s in profile.stacks
                                 if any(f in hit for f, _ in s.frames)],
-                               profile.calls, profile.edges)
+                               profile.calls, profile.edges, roots=profile.roots)
     total_ns = profile.total_ns or 1
     lines += ["", f"Call tree (paths with at least {100 * tree_threshold:g}% of the "
                   "time" + (f", through functions with {filters}" if filters else "")
               + "; calls are exact)"]
-    lines.extend(_tree(tree_profile, total_ns, tree_threshold, 40))
+    lines.extend(_tree(tree_profile, total_ns, tree_threshold, 40, profile.roots))
     return "\n".join(lines) + "\n"
 
 
@@ -241,7 +252,7 @@ def render_lines(profile: Profile, function: str, *, confidence: float = 0.95,
                 acc[1] += c
                 if i == len(s.frames) - 1:
                     acc[0] += c
-        out += ["", f"{fn.name}  {_short(fn.filename)}:{fn.firstlineno}  "
+        out += ["", f"{fn.name}  {_short(fn.filename, profile.roots)}:{fn.firstlineno}  "
                     f"(shares of {n:,} samples, {pct} Wilson intervals)",
                 f"{'line':>6} {'self%':>6} {pct + ' CI':>15} {'total%':>6} "
                 f"{pct + ' CI':>15} {'samples':>8}  source"]
@@ -309,6 +320,9 @@ def cmd_report(argv: list) -> int:
                    help="confidence level of the intervals (default 0.95)")
     p.add_argument("--tree-threshold", type=float, default=1.0, metavar="PERCENT",
                    help="smallest share of the time a call-tree path needs (default 1)")
+    p.add_argument("--machinery", action="store_true",
+                   help="with --sort calls, also list the interpreter's machinery "
+                        "(import system, threading bootstrap, shadowprof itself)")
     opts = p.parse_args(argv)
     try:
         prof = _select_threads(_load(opts.profiles), opts.thread)
@@ -318,7 +332,8 @@ def cmd_report(argv: list) -> int:
             text = render_report(prof, top=opts.top, sort=opts.sort,
                                  confidence=opts.confidence, file=opts.file,
                                  function=opts.function, match=opts.match,
-                                 tree_threshold=opts.tree_threshold / 100)
+                                 tree_threshold=opts.tree_threshold / 100,
+                                 machinery=opts.machinery)
     except _Error as e:
         return _error(str(e))
     sys.stdout.write(text)
@@ -366,7 +381,8 @@ def cmd_merge(argv: list) -> int:
         return _error(f"cannot write {opts.output!r}: {e}")
     print(f"shadowprof: merged {merger.files} profiles: {merged.samples:,} samples, "
           f"{len(merged.stacks):,} distinct stacks, {len(merged.functions):,} "
-          f"functions -> {opts.output}", file=sys.stderr)
+          f"functions -> {opts.output}; functions matched by {merger.matched_by}",
+          file=sys.stderr)
     return 0
 
 
@@ -377,10 +393,12 @@ def cmd_diff(argv: list) -> int:
         prog="shadowprof diff",
         description="Compare a canary's profile with a baseline's: which functions' "
                     "shares of the samples changed, by how much (points, Newcombe "
-                    "interval, Cohen's h), and how sure (two-proportion tests, "
-                    "corrected for the number of functions).  Exit status 1 when a "
-                    "function grew by at least --threshold points significantly, 0 "
-                    "otherwise, 2 on bad input.")
+                    "interval, Cohen's h), whose cost per call (sampled time / exact "
+                    "calls) changed, by what factor (with its interval), and how sure "
+                    "(tests corrected for their number).  Exit status 1 when a "
+                    "function's share grew by at least --threshold points or its "
+                    "cost per call by at least --per-call-threshold times, "
+                    "significantly; 0 otherwise; 2 on bad input.")
     p.add_argument("baseline", metavar="BASELINE", help="profile file or directory")
     p.add_argument("canary", metavar="CANARY", help="profile file or directory")
     p.add_argument("--by", choices=("self", "total"), default="self",
@@ -388,6 +406,9 @@ def cmd_diff(argv: list) -> int:
     p.add_argument("--threshold", type=float, default=1.0, metavar="POINTS",
                    help="smallest growth of a share, in percentage points, that fails "
                         "the comparison (default 1.0)")
+    p.add_argument("--per-call-threshold", type=float, default=1.25, metavar="RATIO",
+                   help="smallest growth of a function's cost per call, as a factor, "
+                        "that fails the comparison (default 1.25)")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="significance level after correction (default 0.05)")
     p.add_argument("--correction", choices=("holm", "bh"), default="holm",
@@ -397,11 +418,16 @@ def cmd_diff(argv: list) -> int:
                    help="confidence level of the intervals (default 0.95)")
     p.add_argument("--limit", type=_positive, default=30, metavar="N",
                    help="functions listed (default 30)")
-    p.add_argument("--match-functions", dest="match", choices=("file", "line", "name"),
-                   default="file",
+    p.add_argument("--match-functions", dest="match",
+                   choices=("path", "line", "name", "absolute", "file"), default="path",
                    help="recognise a function in the other profile by its qualified "
-                        "name and file (default), also its first line (line), or name "
-                        "and the file's base name (name: other install directories)")
+                        "name and its file's path relative to the import root "
+                        "(path, the default; file is the same), also its first line "
+                        "(line), name and the file's base name (name), or name and "
+                        "absolute path (absolute)")
+    p.add_argument("--json", action="store_true",
+                   help="print the comparison as one JSON object (its 'functions' "
+                        "list has shares, costs per call, p-values and verdicts)")
     p.add_argument("--flamegraph", metavar="FILE.html",
                    help="also write a differential flame graph page")
     opts = p.parse_args(argv)
@@ -410,6 +436,9 @@ def cmd_diff(argv: list) -> int:
                       "0.05")
     if opts.threshold < 0:
         return _error(f"--threshold {opts.threshold:g}: give a growth in points >= 0")
+    if not opts.per_call_threshold > 0:
+        return _error(f"--per-call-threshold {opts.per_call_threshold:g}: give a factor "
+                      "> 0, e.g. 1.25 (25% costlier per call)")
     from . import diff, formats
     try:
         base = _load([opts.baseline])
@@ -421,9 +450,14 @@ def cmd_diff(argv: list) -> int:
         return _error(str(e))
     cmp = diff.compare(base, canary, by=opts.by, confidence=opts.confidence,
                        correction=opts.correction, match=opts.match)
-    sys.stdout.write(diff.render(cmp, threshold=opts.threshold, alpha=opts.alpha,
-                                 limit=opts.limit,
-                                 names=(opts.baseline, opts.canary)))
+    gate = dict(threshold=opts.threshold, alpha=opts.alpha,
+                per_call_threshold=opts.per_call_threshold,
+                names=(opts.baseline, opts.canary))
+    if opts.json:
+        import json
+        sys.stdout.write(json.dumps(diff.to_json(cmp, **gate), indent=1) + "\n")
+    else:
+        sys.stdout.write(diff.render(cmp, limit=opts.limit, **gate))
     if opts.flamegraph:
         from .flamegraph import render_diff_html
         try:
@@ -432,7 +466,8 @@ def cmd_diff(argv: list) -> int:
                                 opts.flamegraph)
         except OSError as e:
             return _error(f"cannot write {opts.flamegraph!r}: {e}")
-    return 1 if diff.regressions(cmp, opts.threshold, opts.alpha) else 0
+    return 1 if diff.regressions(cmp, opts.threshold, opts.alpha,
+                                 opts.per_call_threshold) else 0
 
 
 # --------------------------------------------------------------------------- flamegraph

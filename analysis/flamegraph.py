@@ -11,11 +11,13 @@ and see their share of the total; hover for the numbers.  The search can also be
 in the URL, ``flame.html#search=parse`` (and a zoom, ``&zoom=NAME``, to the
 shallowest frame of that name), and the page keeps the URL in step.
 
-The differential page (``shadowprof diff --flamegraph``) draws the canary's tree with
-widths from its samples and colours each frame by the change of its *self* share from
-the baseline: red grew, blue shrank, white unchanged, the most changed frame at full
-colour.  Frames that only the baseline has are not drawn (their share is listed by
-``shadowprof diff``).
+The differential page (``shadowprof diff --flamegraph``) draws both trees, the
+baseline's above the canary's, each with widths from its own samples, from one tree
+that holds the frames of both (functions matched as ``shadowprof diff`` matches them:
+by name and path relative to the import root).  Every frame is coloured by the change
+of its *self* share from the baseline to the canary: red grew, blue shrank, white
+unchanged, the most changed frame at full colour; so a frame the canary lost is blue
+in the baseline's tree, a new one red in the canary's.  Zoom and search act on both.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ def _keep_all(stack) -> bool:
 
 
 def build_tree(profile: Profile, *, use: str = "auto", keep=_keep_all,
-               match: str = "line") -> dict:
+               match: str = "line", paths=None) -> dict:
     """The profile's stacks merged into a tree of nested dicts: ``n`` name, ``f``
     file:line, ``v`` value (ns of time, or samples), ``s`` samples, ``c`` children.
     use: ``time``, ``samples``, or ``auto`` (time if the profile has times).  keep: a
-    predicate on stacks (for filters).  match: which functions are one node (see
-    diff.function_key)."""
+    predicate on stacks (for filters).  match, paths: which functions are one node
+    (see diff.function_key)."""
     from .diff import function_key
     if use == "auto":
         use = "time" if any(s.weight_ns for s in profile.stacks) else "samples"
@@ -60,7 +62,7 @@ def build_tree(profile: Profile, *, use: str = "auto", keep=_keep_all,
             if lab is None:
                 fn = profile.functions.get(fid)
                 lab = labels[fid] = (
-                    (function_key(fn, match), fn.name,
+                    (function_key(fn, match, paths), fn.name,
                      "" if fn.synthetic else f"{fn.filename}:{fn.firstlineno}")
                     if fn else ((f"<id {fid}>",), f"<id {fid}>", ""))
             child = node["c"].get(lab[0])
@@ -74,15 +76,26 @@ def build_tree(profile: Profile, *, use: str = "auto", keep=_keep_all,
     return root
 
 
-def diff_tree(baseline: Profile, canary: Profile, match: str = "file") -> dict:
-    """The canary's tree (by samples) with each node's baseline samples as ``b``."""
-    base = build_tree(baseline, use="samples", match=match)
-    tree = build_tree(canary, use="samples", match=match)
+def diff_tree(baseline: Profile, canary: Profile, match: str = "path") -> dict:
+    """One tree holding the frames of both profiles (by samples): ``v`` the canary's
+    samples, ``b`` the baseline's; a frame only one side has is 0 on the other."""
+    from .paths import PathMapper
+    base = build_tree(baseline, use="samples", match=match,
+                      paths=PathMapper(baseline))
+    tree = build_tree(canary, use="samples", match=match, paths=PathMapper(canary))
 
     def walk(node: dict, other: dict | None) -> None:
         node["b"] = other["v"] if other else 0
-        for key, child in node["c"].items():
+        kids = node["c"]
+        for key, child in kids.items():
             walk(child, other["c"].get(key) if other else None)
+        for key, only in (other["c"].items() if other else ()):
+            if key not in kids:
+                kids[key] = _baseline_only(only)
+
+    def _baseline_only(node: dict) -> dict:
+        return {"n": node["n"], "f": node["f"], "v": 0, "s": 0, "b": node["v"],
+                "c": {k: _baseline_only(c) for k, c in node["c"].items()}}
 
     walk(tree, base)
     return tree
@@ -92,7 +105,8 @@ def _plain(node: dict) -> dict:
     """Children as lists, widest first; values rounded for a smaller page."""
     out = {k: (round(v) if isinstance(v, float) else v)
            for k, v in node.items() if k != "c"}
-    kids = sorted(node["c"].values(), key=lambda c: (-c["v"], c["n"]))
+    kids = sorted(node["c"].values(),
+                  key=lambda c: (-c["v"], -c.get("b", 0), c["n"]))
     if kids:
         out["c"] = [_plain(c) for c in kids]
     return out
@@ -115,8 +129,9 @@ def render_html(profile: Profile, title: str = "shadowprof flame graph", **kw) -
 
 def render_diff_html(baseline: Profile, canary: Profile,
                      title: str = "shadowprof differential flame graph",
-                     match: str = "file") -> str:
-    """A self-contained differential flame graph page (canary against baseline)."""
+                     match: str = "path") -> str:
+    """A self-contained differential flame graph page: the baseline's tree above the
+    canary's, coloured by the change of each frame's self share."""
     return _page(diff_tree(baseline, canary, match), title, diff=True)
 
 

@@ -19,6 +19,8 @@ body { font: 13px sans-serif; margin: 8px; background: #fff; color: #000; }
 .fr.anc { opacity: 0.5; }
 .fr.match { background: #d04ce8 !important; color: #fff; }
 .fr:hover { border: 1px solid #000; }
+.lbl { position: absolute; left: 0; height: 17px; line-height: 17px;
+       font: bold 12px sans-serif; color: #333; }
 #tip { position: fixed; display: none; background: #fffff0; border: 1px solid #888;
        padding: 4px 6px; font: 12px monospace; pointer-events: none;
        white-space: pre; z-index: 10; }
@@ -83,34 +85,51 @@ body { font: 13px sans-serif; margin: 8px; background: #fff; color: #000; }
     return "hsl(" + (h % 50) + "," + (70 + (h >> 8) % 25) + "%," + (55 + (h >> 16) % 12) + "%)";
   }
 
-  function frame(n, x, w, cls) {
+  // The panels drawn: one tree, or (diff) the baseline's above the canary's.  Each
+  // panel takes its widths from one value of the nodes: v (canary), b (baseline).
+  var panels = diff ? [{key: "b", label: "baseline"}, {key: "v", label: "canary"}]
+                    : [{key: "v", label: ""}];
+  function frame(n, x, w, cls, top) {
     var e = document.createElement("div");
     e.className = cls ? "fr " + cls : "fr";
     e.style.left = x.toFixed(2) + "px";
     e.style.width = w.toFixed(2) + "px";
-    e.style.top = (n.d * ROW) + "px";
+    e.style.top = (top + n.d * ROW) + "px";
     e.style.background = color(n);
     e.textContent = n.n;
     e.setAttribute("data-name", n.n);
     e.node = n;
     return e;
   }
-  function layout(n, x, w, out) {
+  function layout(n, x, w, out, key, top) {
     if (w < 0.5) return;             // narrower than half a pixel: not drawn
-    out.appendChild(frame(n, x, w, ""));
+    out.appendChild(frame(n, x, w, "", top));
     var cx = x;
     for (var i = 0; i < n.c.length; i++) {
-      var cw = n.v ? w * n.c[i].v / n.v : 0;
-      layout(n.c[i], cx, cw, out);
+      var cw = n[key] ? w * (n.c[i][key] || 0) / n[key] : 0;
+      layout(n.c[i], cx, cw, out, key, top);
       cx += cw;
     }
   }
   function render() {
     var W = chart.clientWidth || 1200, out = document.createDocumentFragment();
-    for (var a = zoomed.p; a; a = a.p) out.appendChild(frame(a, 0, W, "anc"));
-    layout(zoomed, 0, W, out);
+    var top = 0, height = (maxDepth + 1) * ROW;
+    for (var k = 0; k < panels.length; k++) {
+      var key = panels[k].key;
+      if (panels[k].label) {
+        var l = document.createElement("div");
+        l.className = "lbl";
+        l.style.top = top + "px";
+        l.textContent = panels[k].label + " (" + num(root[key] || 0) + ")";
+        out.appendChild(l);
+        top += ROW;
+      }
+      for (var a = zoomed.p; a; a = a.p) out.appendChild(frame(a, 0, W, "anc", top));
+      if (zoomed[key]) layout(zoomed, 0, W, out, key, top);
+      top += height + (k + 1 < panels.length ? ROW : 0);
+    }
     chart.textContent = "";
-    chart.style.height = ((maxDepth + 1) * ROW) + "px";
+    chart.style.height = top + "px";
     chart.appendChild(out);
     highlight();
   }
@@ -123,6 +142,7 @@ body { font: 13px sans-serif; margin: 8px; background: #fff; color: #000; }
   function highlight() {
     var frames = chart.children, re = query ? matcher(query) : null, shown = 0;
     for (var i = 0; i < frames.length; i++) {
+      if (!frames[i].node) continue;   // a panel's label
       var on = !!(re && frames[i].node.d > 0 && matches(frames[i].node, re));
       frames[i].classList.toggle("match", on);
       if (on) shown++;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 
 __all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile", "write_bytes"]
 
@@ -94,9 +95,35 @@ def write_bytes(data: bytes, path: str) -> None:
     _write_atomic(path, lambda f: f.write(data))
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it
+    (/proc/self/status, 4.7+): setting it to read it would, for a moment, apply to
+    files the program's other threads create."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: str) -> int:
+    """The mode a plain open(path, "w") would give: an existing file's own, else
+    0o666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _write_atomic(path: str, write) -> None:
     """Write to a temporary file in the same directory, then rename, so an
-    interrupted write never leaves a truncated profile under *path*."""
+    interrupted write never leaves a truncated profile under *path*.  The file gets
+    the mode open() would give it (mkstemp's temporary files are 0600)."""
     if path == "-":
         import sys
         sys.stdout.flush()
@@ -112,6 +139,7 @@ def _write_atomic(path: str, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _file_mode(path))
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -2,9 +2,12 @@
 
 Profiles are folded one at a time into a :class:`Merger`, so memory is bounded by what
 the merged profile holds (its distinct functions, stacks, threads and call edges), not
-by the number of files.  Functions are matched across files by (qualified name, file,
-first line), since each file numbers its functions in its own way; stacks by thread id
-and those frames.
+by the number of files.  Functions are matched across files by qualified name, first
+line and the file's path relative to its import root (paths.py), not its absolute
+path: hosts that deployed the same release into different folders
+(``/srv/releases/2024-05-01/app.py``, ``/opt/app/app.py``) still merge into one
+function, which keeps the first file's absolute name.  Stacks are matched by thread
+id and those frames.  The merged profile's import roots are all the files' roots.
 
 Counters add up: samples, time, lost samples, overhead, durations and CPU time (the
 merged duration is the total profiled time, which for the periodic files of one run is
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 
 from .model import Function, Profile, Stack
+from .paths import PathMapper
 
 __all__ = ["Merger", "load_profile", "merge_files"]
 
@@ -44,7 +48,7 @@ class Merger:
     """Accumulates profiles; :meth:`profile` returns the merged one."""
 
     def __init__(self) -> None:
-        self._ids: dict = {}          # (name, filename, firstlineno) -> merged id
+        self._ids: dict = {}          # (name, module path, firstlineno) -> merged id
         self._functions: dict = {}    # merged id -> Function
         self._stacks: dict = {}       # (thread id, frames) -> [count, weight]
         self._calls: dict = {}
@@ -54,14 +58,23 @@ class Merger:
         self._mode = None
         self._interval = None
         self._start = 0
-        self._overhead_calls = [0, 0.0]   # for the calls-weighted per-call overhead
+        self._overhead_calls = [0, 0.0, 0.0]   # for the calls-weighted per-call overhead
         self._cap = None
         self._next_id = 0
         self._next_synthetic = 0
+        self._roots: list = []
+        self._how: set = set()
         self.files = 0
 
-    def _id(self, fn: Function) -> int:
-        key = (fn.name, fn.filename, fn.firstlineno)
+    @property
+    def matched_by(self) -> str:
+        """How functions were matched across the files, in words."""
+        return ("qualified name, first line and file path relative to the import "
+                "root (" + "; ".join(sorted(self._how)) + ")") if self._how else \
+            "qualified name, first line and file path relative to the import root"
+
+    def _id(self, fn: Function, paths: PathMapper) -> int:
+        key = (fn.name, paths.module_path(fn.filename), fn.firstlineno)
         fid = self._ids.get(key)
         if fid is None:
             # Synthetic frames keep ids < 0, as the model expects.
@@ -84,6 +97,11 @@ class Merger:
             raise ValueError(f"{name}: a {profile.mode}-time profile cannot be merged "
                              f"with {self._mode}-time ones; merge each mode separately")
         remap: dict = {}
+        paths = PathMapper(profile)
+        self._how.add(paths.how)
+        for root in profile.roots:
+            if root not in self._roots:
+                self._roots.append(root)
 
         def rid(fid: int) -> int:
             r = remap.get(fid)
@@ -91,7 +109,7 @@ class Merger:
                 if fid == 0:
                     return 0
                 fn = profile.functions.get(fid) or Function(fid, f"<id {fid}>", "?", 0)
-                r = remap[fid] = self._id(fn)
+                r = remap[fid] = self._id(fn, paths)
             return r
 
         stacks = self._stacks
@@ -120,23 +138,25 @@ class Merger:
         n_calls = sum(profile.calls.values())
         self._overhead_calls[0] += n_calls
         self._overhead_calls[1] += n_calls * profile.per_call_overhead_ns
+        self._overhead_calls[2] += n_calls * profile.per_call_overhead_err_ns
         if self._cap is None:
             self._cap = profile.per_call_overhead_cap
         self.files += 1
 
     def profile(self) -> Profile:
         """The merged profile (an empty one if nothing was added)."""
-        n_calls, weighted = self._overhead_calls
+        n_calls, weighted, weighted_err = self._overhead_calls
         return Profile(
             functions=dict(self._functions),
             stacks=[Stack(tid, frames, c, w)
                     for (tid, frames), (c, w) in self._stacks.items()],
             calls=dict(self._calls), edges=dict(self._edges),
-            threads=dict(self._threads),
+            threads=dict(self._threads), roots=list(self._roots),
             mode=self._mode or "cpu",
             interval_ns=self._interval if self._interval is not None else 10_000_000,
             start_unix_ns=self._start,
             per_call_overhead_ns=weighted / n_calls if n_calls else 0.0,
+            per_call_overhead_err_ns=weighted_err / n_calls if n_calls else 0.0,
             per_call_overhead_cap=self._cap if self._cap is not None else 0.5,
             **self._scalars)
 

@@ -65,17 +65,18 @@ _PROFILE_DEFAULTS = {
     "mode": "cpu", "interval_ns": 10_000_000, "samples": 0, "weight_ns": 0, "lost": 0,
     "lost_weight_ns": 0, "overhead": 0, "overhead_weight_ns": 0, "table_full": 0,
     "start_unix_ns": 0, "duration_ns": 0, "cpu_ns": 0, "per_call_overhead_ns": 0.0,
-    "per_call_overhead_cap": 0.5, "corrected_ns": 0.0,
+    "per_call_overhead_cap": 0.5, "corrected_ns": 0.0, "per_call_overhead_err_ns": 0.0,
 }
 
 
 class Profile:
     """functions {id: Function}, stacks [Stack], exact calls {id: n} and caller->callee
     edges {(caller id, callee id): n} (caller 0: no Python caller), threads
-    {thread id: name}, and the scalars in _PROFILE_DEFAULTS."""
+    {thread id: name}, roots (the profiled process's import roots, its sys.path
+    directories: see paths.py), and the scalars in _PROFILE_DEFAULTS."""
 
     def __init__(self, functions, stacks, calls, edges, threads=None, native=None,
-                 **scalars):
+                 roots=None, **scalars):
         unknown = set(scalars) - set(_PROFILE_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown Profile fields: {', '.join(sorted(unknown))}")
@@ -86,6 +87,7 @@ class Profile:
         self.threads = {} if threads is None else threads
         # {function id: native.NativeInfo} of native (C) functions (--native).
         self.native = {} if native is None else native
+        self.roots = [] if roots is None else list(roots)
         for key, default in _PROFILE_DEFAULTS.items():
             setattr(self, key, scalars.get(key, default))
 
@@ -104,9 +106,12 @@ class Profile:
     def from_snapshot(cls, snap: dict, base: dict | None = None, *,
                       per_call_overhead_ns: float = 0.0,
                       per_call_overhead_cap: float = 0.5,
+                      per_call_overhead_err_ns: float = 0.0,
                       correct: bool = True) -> "Profile":
         """Build a profile from ``_core.snapshot()``; with *base*, only what happened
-        after *base* was taken (snapshots are cumulative within one session)."""
+        after *base* was taken (snapshots are cumulative within one session).  The
+        import roots are this process's (paths.import_roots)."""
+        from .paths import import_roots
         functions = {fid: Function(fid, name, filename, line)
                      for fid, (name, filename, line) in snap["functions"].items()}
         counts = {}
@@ -141,7 +146,9 @@ class Profile:
                    mode=snap["mode"], interval_ns=snap["interval_ns"],
                    start_unix_ns=snap["start_unix_ns"], threads=threads,
                    per_call_overhead_ns=per_call_overhead_ns,
-                   per_call_overhead_cap=per_call_overhead_cap, **scalars)
+                   per_call_overhead_cap=per_call_overhead_cap,
+                   per_call_overhead_err_ns=per_call_overhead_err_ns,
+                   roots=import_roots(), **scalars)
         prof.native = dict(snap.get("native_info") or {})
         if correct and per_call_overhead_ns > 0:
             prof._correct_per_call_overhead()
@@ -237,6 +244,29 @@ class Profile:
         total = self.total_ns
         return (self.overhead_weight_ns + self.corrected_ns) / total if total else 0.0
 
+    def overhead_interval(self, confidence: float = 0.95) -> tuple:
+        """(low, high) around overhead_share.  Its two parts are uncertain in two
+        ways: the samples that landed in the hook's code are a binomial count (Wilson
+        interval), and the calibrated per-call cost has the spread of its
+        calibration rounds (per_call_overhead_err_ns); the half-widths add in
+        quadrature."""
+        from .stats import wilson_interval, z_for
+        total = self.total_ns
+        share = self.overhead_share
+        if not total or not self.samples:
+            return (share, share)
+        lo, hi = wilson_interval(min(self.overhead, self.samples), self.samples,
+                                 confidence)
+        p = self.overhead / self.samples
+        down, up = p - lo, hi - p
+        calibrated = 0.0
+        if self.corrected_ns and self.per_call_overhead_ns > 0:
+            rel = self.per_call_overhead_err_ns / self.per_call_overhead_ns
+            calibrated = z_for(confidence) * rel * self.corrected_ns / total
+        down = (down ** 2 + calibrated ** 2) ** 0.5
+        up = (up ** 2 + calibrated ** 2) ** 0.5
+        return (max(0.0, share - down), min(1.0, share + up))
+
     def function_stats(self) -> dict:
         """Per-function self and total (inclusive) samples and time, and exact calls."""
         stats: dict[int, FunctionStats] = {}
@@ -289,11 +319,12 @@ class Profile:
             "calls": [[k, v] for k, v in self.calls.items()],
             "edges": [[a, b, n] for (a, b), n in self.edges.items()],
             "threads": [[k, v] for k, v in self.threads.items()],
+            "roots": list(self.roots),
             **{k: getattr(self, k) for k in (
                 "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
                 "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
                 "duration_ns", "cpu_ns", "per_call_overhead_ns", "per_call_overhead_cap",
-                "corrected_ns")},
+                "corrected_ns", "per_call_overhead_err_ns")},
         }
 
     @classmethod
@@ -308,11 +339,13 @@ class Profile:
             calls={k: v for k, v in d["calls"]},
             edges={(a, b): n for a, b, n in d["edges"]},
             threads={k: v for k, v in d["threads"]},
+            roots=d.get("roots", []),
             **{k: d[k] for k in (
                 "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
                 "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
                 "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")},
-            per_call_overhead_cap=d.get("per_call_overhead_cap", 0.5))
+            per_call_overhead_cap=d.get("per_call_overhead_cap", 0.5),
+            per_call_overhead_err_ns=d.get("per_call_overhead_err_ns", 0.0))
 
     def to_json(self) -> str:
         import json

@@ -26,8 +26,10 @@ protobuf runtime needed), the schema is google/pprof's ``proto/profile.proto``
 - period_type ``cpu/nanoseconds`` (``wall/nanoseconds``), period the requested
   interval, time_nanos the start (Unix ns), duration_nanos the elapsed time.
 - comments: a human-readable summary, then ``shadowprof.meta {JSON}`` with the
-  profile's counters (samples, lost, overhead ...) and the names of threads without
-  samples, which the reader restores.
+  profile's counters (samples, lost, overhead ...), the names of threads without
+  samples and the import roots (``roots``, the profiled process's sys.path
+  directories, by which diff and merge match files across deployments), which the
+  reader restores.
 
 ``write_pprof(profile, file)`` writes the gzipped bytes, ``encode(profile)`` returns the
 raw (uncompressed) message.  ``decode(data)`` reads any pprof file into a
@@ -128,7 +130,7 @@ MAPPING = 1
 # Scalars of Profile carried in "shadowprof.KEY=VALUE" comments.
 _META_KEYS = ("samples", "weight_ns", "lost", "lost_weight_ns", "overhead",
               "overhead_weight_ns", "table_full", "cpu_ns", "per_call_overhead_ns",
-              "corrected_ns")
+              "corrected_ns", "per_call_overhead_err_ns")
 _META_PREFIX = "shadowprof.meta "
 
 _MASK64 = (1 << 64) - 1
@@ -368,6 +370,8 @@ def encode(profile: Profile) -> bytes:
             if tid not in sampled_threads}
     if idle:
         meta["threads"] = idle
+    if profile.roots:
+        meta["roots"] = list(profile.roots)
     comments.append(_META_PREFIX + json.dumps(meta, ensure_ascii=False))
     out.append(_packed_field(PROFILE_COMMENT, [strings(c) for c in comments]))
     out.append(_int_field(PROFILE_DEFAULT_SAMPLE_TYPE, strings(time_type)))
@@ -749,6 +753,7 @@ def to_profile(pp: PprofProfile) -> Profile:
         stacks.append(Stack(tid, tuple(frames), count, weight))
 
     meta = {}
+    roots: list = []
     for c in pp.comments:
         if c.startswith(_META_PREFIX):
             try:
@@ -757,6 +762,7 @@ def to_profile(pp: PprofProfile) -> Profile:
                 continue
             for tid, name in found.pop("threads", {}).items():
                 threads[int(tid)] = name
+            roots = found.pop("roots", roots)
             meta.update((k, v) for k, v in found.items() if k in _META_KEYS)
     meta.setdefault("samples", sum(s.count for s in stacks))
     meta.setdefault("weight_ns", sum(s.weight_ns for s in stacks))
@@ -764,7 +770,7 @@ def to_profile(pp: PprofProfile) -> Profile:
         meta.setdefault("cpu_ns", meta["weight_ns"])
     return Profile(functions=functions, stacks=stacks, calls=calls, edges=edges,
                    mode=mode, interval_ns=period, start_unix_ns=pp.time_nanos,
-                   duration_ns=pp.duration_nanos, threads=threads, **meta)
+                   duration_ns=pp.duration_nanos, threads=threads, roots=roots, **meta)
 
 
 def read_pprof(src) -> Profile:

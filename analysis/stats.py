@@ -27,6 +27,17 @@ landed in one function is Binomial(N, p), and everything here follows from that:
   that blocks a deployment.  ``bh`` (Benjamini-Hochberg) controls the expected share
   of false discoveries among those reported: more power for exploring, but a gate
   using it would fire on A/A comparisons more often than alpha.
+* **Did the cost per call change?**  shadowprof also knows each function's exact
+  number of calls c, so its time per call is estimated by (samples in it x time per
+  sample) / c.  The samples x landing in a function are close to Poisson with mean
+  E * tau, where tau is its time per call and the *exposure* E = c / (time per
+  sample).  Given x1 + x2 = s, x2 is Binomial(s, pi) with
+  pi = E2 R / (E1 + E2 R), R = tau2 / tau1 the ratio of the costs per call (the
+  classical conditional test for a ratio of Poisson rates).  So the interval of R is
+  the Wilson interval of pi mapped through that relation, and R = 1 is tested by a
+  binomial test of x2 against pi0 = E2 / (E1 + E2): exact below EXACT_LIMIT, the score
+  z-test above.  Calls are exact, so all the uncertainty is in the samples; a share
+  near 1 makes the Poisson model a little conservative (the binomial varies less).
 
 Caveat: the binomial model assumes independent samples.  Samples from one run are
 close to that for CPU-bound code sampled far more slowly than it changes phase, but
@@ -40,7 +51,8 @@ import math
 from statistics import NormalDist
 
 __all__ = ["z_for", "wilson_interval", "diff_interval", "cohens_h",
-           "two_proportion_test", "fisher_exact", "adjust_pvalues"]
+           "two_proportion_test", "fisher_exact", "binomial_test",
+           "rate_ratio_interval", "rate_ratio_test", "adjust_pvalues"]
 
 # Below this many samples in the function (or in the rest), use the exact test.
 EXACT_LIMIT = 500
@@ -138,6 +150,66 @@ def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> float:
         return 1.0
     z = (x2 / n2 - x1 / n1) / se
     return math.erfc(abs(z) / math.sqrt(2))
+
+
+def binomial_test(x: int, n: int, p: float) -> float:
+    """Two-sided p-value that *x* successes in *n* trials come from Binomial(n, p):
+    exact (summing the outcomes no more likely than *x*) for small counts, the score
+    z-test when both n*p and n*(1-p) exceed EXACT_LIMIT."""
+    if n <= 0:
+        return 1.0
+    if p <= 0.0:
+        return 1.0 if x == 0 else 0.0
+    if p >= 1.0:
+        return 1.0 if x == n else 0.0
+    if min(n * p, n * (1 - p)) > EXACT_LIMIT:
+        z = (x - n * p) / math.sqrt(n * p * (1 - p))
+        return math.erfc(abs(z) / math.sqrt(2))
+    log_p, log_q = math.log(p), math.log1p(-p)
+
+    def logpmf(k: int) -> float:
+        return _log_choose(n, k) + k * log_p + (n - k) * log_q
+
+    cutoff = logpmf(x) + math.log1p(1e-7)
+    # The pmf is unimodal: walk out from the mode on each side until the terms are
+    # too small to matter (below e^-40 of the observed outcome's, which is in the
+    # sum), so a large n stays cheap.
+    mode = min(n, int((n + 1) * p))
+    floor = cutoff - 40.0
+    total = 0.0
+    for ks in (range(mode, n + 1), range(mode - 1, -1, -1)):
+        for k in ks:
+            lp = logpmf(k)
+            if lp < floor:
+                break
+            if lp <= cutoff:
+                total += math.exp(lp)
+    return min(1.0, total)
+
+
+def rate_ratio_interval(x1: int, e1: float, x2: int, e2: float,
+                        confidence: float = 0.95) -> tuple:
+    """The interval (low, high) of R = (x2 / e2) / (x1 / e1), the ratio of two Poisson
+    rates with counts x1, x2 and exposures e1, e2 (see the module docstring): the
+    Wilson interval of x2 in x1 + x2, mapped to R.  high is math.inf when x1 is 0;
+    with no count at all nothing is known: (0.0, math.inf)."""
+    s = x1 + x2
+    if s <= 0 or e1 <= 0 or e2 <= 0:
+        return (0.0, math.inf)
+    lo, hi = wilson_interval(x2, s, confidence)
+
+    def ratio(pi: float) -> float:
+        return math.inf if pi >= 1.0 else pi * e1 / ((1.0 - pi) * e2)
+
+    return (ratio(lo), ratio(hi) if x1 > 0 else math.inf)
+
+
+def rate_ratio_test(x1: int, e1: float, x2: int, e2: float) -> float:
+    """Two-sided p-value that two Poisson rates are equal (R = 1): x2 of x1 + x2
+    tested against e2 / (e1 + e2)."""
+    if e1 <= 0 or e2 <= 0:
+        return 1.0
+    return binomial_test(x2, x1 + x2, e2 / (e1 + e2))
 
 
 def adjust_pvalues(pvalues: list, method: str = "holm") -> list:

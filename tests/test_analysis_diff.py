@@ -126,3 +126,88 @@ def test_functions_moved_by_an_edit_are_still_matched():
     strict = diff.compare(base, canary, match="line")
     assert len(strict.changes) == 2 * len(SHARES)     # every function "new"
     assert diff.regressions(strict, threshold=1.0)
+
+
+def _poisson(rng, lam):
+    """A Poisson draw (normal approximation; the means here are in the hundreds)."""
+    return max(0, round(rng.gauss(lam, lam ** 0.5)))
+
+
+def _per_call_profile(rng, rate, cost, calls):
+    """A run with leaf 'work' (called *calls* times, *cost* ms each) and leaf 'rest'
+    (1000 ms in all), sampled at *rate* samples per ms: each leaf's samples are
+    Poisson with mean rate x its time, each sample standing for 1/rate ms."""
+    from shadowprof.model import Function, Profile, Stack
+    x = _poisson(rng, rate * cost * calls)
+    y = _poisson(rng, rate * 1000)
+    w = round(1_000_000 / rate)
+    fns = {1: Function(1, "work", "/srv/a/app.py", 10),
+           2: Function(2, "rest", "/srv/a/app.py", 20)}
+    stacks = [Stack(1, ((1, 11),), x, x * w), Stack(1, ((2, 21),), y, y * w)]
+    return Profile(fns, stacks, {1: calls, 2: 100}, {(0, 1): calls, (0, 2): 100},
+                   samples=x + y, weight_ns=(x + y) * w, interval_ns=w,
+                   roots=["/srv/a"])
+
+
+def test_per_call_ratio_interval_covers_and_finds_a_threefold_cost():
+    # The canary's 'work' costs 3x per call but is called a third as often: its
+    # share is unchanged, its cost per call is not.
+    rng = random.Random(5)
+    covered = flagged = 0
+    for seed in range(200):
+        base = _per_call_profile(rng, 1.0, 1.0, 600)
+        canary = _per_call_profile(rng, 1.0, 3.0, 200)
+        cmp = diff.compare(base, canary)
+        work = cmp.find("work")
+        covered += work.ratio_low <= 3.0 <= work.ratio_high
+        flagged += work in diff.per_call_regressions(cmp)
+        assert not diff.share_regressions(cmp, threshold=5.0)
+        assert 2.4 <= work.ratio <= 3.6, work
+    assert covered >= 200 * 0.92, covered       # a 95% interval: 190 expected
+    assert flagged == 200
+
+
+def test_per_call_false_alarms_on_equal_costs_stay_below_alpha():
+    # A/A with traffic differing: the canary calls 'work' twice as often at the same
+    # cost per call.  The gate (shares and costs per call, Holm over both) fires at
+    # most alpha of the time, and the per-call tests alone are near alpha raw.
+    rng = random.Random(6)
+    seeds, gate, raw = 400, 0, 0
+    for seed in range(seeds):
+        base = _per_call_profile(rng, 1.0, 1.0, 500)
+        canary = _per_call_profile(rng, 0.5, 1.0, 1000)    # and sampled half as often
+        cmp = diff.compare(base, canary)
+        gate += bool(diff.per_call_regressions(cmp, per_call_threshold=1.0))
+        raw += cmp.find("work").p_call < 0.05
+    band = 0.05 + 3 * (0.05 * 0.95 / seeds) ** 0.5
+    assert gate / seeds <= band, gate
+    assert 0.02 <= raw / seeds <= 0.08, raw
+
+
+def test_release_folders_match_by_import_root_and_json_has_the_fields(tmp_path):
+    import json
+    rng = random.Random(8)
+    base = _per_call_profile(rng, 1.0, 1.0, 600)
+    canary = _per_call_profile(rng, 1.0, 3.0, 600)
+    # The canary was deployed to another folder.
+    canary.functions = {f: fn._replace(filename=fn.filename.replace("/srv/a/",
+                                                                     "/srv/b/"))
+                        for f, fn in canary.functions.items()}
+    canary.roots = ["/srv/b"]
+    cmp = diff.compare(base, canary)
+    assert len(cmp.changes) == 2 and cmp.find("work").ratio > 2
+    assert len(diff.compare(base, canary, match="absolute").changes) == 4
+    # Without recorded roots (foreign files) the common folder is the root.
+    base.roots, canary.roots = [], []
+    assert len(diff.compare(base, canary).changes) == 2
+    out = diff.to_json(cmp)
+    json.dumps(out, allow_nan=False)           # strict JSON: no NaN or Infinity
+    work = next(f for f in out["functions"] if f["function"] == "work")
+    assert work["file"] == "app.py"
+    assert work["ns_per_call_canary"] > 2 * work["ns_per_call_baseline"]
+    assert work["significant"] is True and work["per_call_regression"] is True
+    assert out["regression"] is True and out["regressions"] == ["work"]
+    base.calls = {}
+    nocalls = diff.to_json(diff.compare(base, canary))
+    w = next(f for f in nocalls["functions"] if f["function"] == "work")
+    assert w["ns_per_call_baseline"] is None and w["per_call_ratio"] is None

@@ -139,6 +139,10 @@ def test_chromium_renders_the_differential_flame_graph(tmp_path):
     assert r.returncode == 1, r.stdout       # the gate fails on the regression
     dom = _browser(tmp_path, page.as_uri(), "--dump-dom").stdout
     colours = {name: _rgb(bg) for _, name, _, _, bg in _frames(dom)}
+    # Both trees are drawn: the baseline's above the canary's.
+    names = [name for _, name, *_ in _frames(dom)]
+    assert names.count("query_db") == 2 and names.count("all") == 2, names
+    assert "baseline (" in dom and "canary (" in dom
     red, blue = colours["query_db"], colours["parse_request"]
     assert red[0] == 255 and red[1] < 150 and red[2] < 150, red      # grew: red
     assert blue[2] == 255 and blue[0] < 150, blue                    # shrank: blue
@@ -164,3 +168,21 @@ def test_static_svg(tmp_path):
     assert abs(rects["parse_request"] - WIDTH * share) < 0.5
     r = run_shadowprof("flamegraph", _save(prof, tmp_path), "-o", str(tmp_path / "f.png"))
     assert r.returncode == 2 and ".svg" in r.stderr
+
+
+def test_differential_tree_holds_both_profiles_frames():
+    from shadowprof.model import Function, Profile, Stack
+    fns = {1: Function(1, "main", "/v1/app.py", 1),
+           2: Function(2, "old", "/v1/app.py", 5),
+           3: Function(3, "new", "/v1/app.py", 9)}
+    base = Profile(fns, [Stack(1, ((1, 2), (2, 6)), 30, 0)], {}, {}, roots=["/v1"])
+    fns2 = {k: f._replace(filename=f.filename.replace("/v1/", "/v2/"))
+            for k, f in fns.items()}
+    canary = Profile(fns2, [Stack(1, ((1, 2), (3, 10)), 20, 0)], {}, {},
+                     roots=["/v2"])
+    tree = flamegraph.diff_tree(base, canary)
+    (main,) = tree["c"].values()           # one main: matched across v1/ and v2/
+    kids = {c["n"]: (c["v"], c["b"]) for c in main["c"].values()}
+    assert kids == {"old": (0, 30), "new": (20, 0)}
+    page = flamegraph.render_diff_html(base, canary)
+    assert '"label": "baseline"' not in page and 'label: "baseline"' in page

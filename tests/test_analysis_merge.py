@@ -150,3 +150,26 @@ def test_merge_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "m.xyz" in r.stderr
     r = run_shadowprof("merge", str(tmp_path), "-o", str(tmp_path / "m.json"))
     assert r.returncode == 2   # the directory includes bad.pb.gz
+
+
+def test_hosts_with_other_release_folders_merge_function_by_function():
+    # Two hosts deployed one release into different folders; each profile records
+    # its import roots.  The merged profile has each function once.
+    from shadowprof.model import Function
+    profiles = []
+    for folder in ("/srv/releases/2024-05-01-a", "/opt/app"):
+        fns = {1: Function(1, "main", f"{folder}/app.py", 1),
+               2: Function(2, "price", f"{folder}/lib/pricing.py", 5)}
+        profiles.append(Profile(fns, [Stack(7, ((1, 2), (2, 6)), 10, 10_000_000)],
+                                {1: 1, 2: 50}, {(0, 1): 1, (1, 2): 50},
+                                roots=[folder, "/usr/lib/python3.11"], samples=10,
+                                weight_ns=10_000_000))
+    m = Merger()
+    for p in profiles:
+        m.add(p)
+    merged = m.profile()
+    assert sorted(f.name for f in merged.functions.values()) == ["main", "price"]
+    assert sorted(merged.calls.values()) == [2, 100]
+    assert len(merged.stacks) == 1 and merged.stacks[0].count == 20
+    assert "/opt/app" in merged.roots and "/srv/releases/2024-05-01-a" in merged.roots
+    assert "relative to the import root" in m.matched_by
