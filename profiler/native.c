@@ -5,15 +5,37 @@
  * handler reads them), the on/off flag, and the skip/failure counters (atomic).
  *
  * Loader lock.  On a cache miss libunwind finds a frame's unwind table with
- * dl_iterate_phdr, which takes the dynamic loader's lock.  A handler that interrupts a
- * thread inside dlopen/dlclose while the loader rewrites its list of objects would walk
- * a half-linked list (same thread: the lock is recursive) or wait for a thread that may
- * itself wait on us.  The loader marks those windows in _r_debug.r_state (RT_ADD,
- * RT_DELETE; RT_CONSISTENT otherwise), so the handler reads that word and skips the
- * native part of the sample while it is not consistent, counting the skip.  It also
- * skips it when the thread was interrupted inside the C library or the loader
- * (in_syslib): a dlopen in progress, or an allocation, may hold a lock the unwind
- * would wait for (a CI run once hung here with only the r_state check).
+ * dl_iterate_phdr, which takes the dynamic loader's write lock (a recursive mutex in
+ * ld.so's _rtld_global), and it does so holding its own cache lock.  Three hazards,
+ * three guards:
+ *  - Self-deadlock, or a half-linked list: the interrupted thread itself is in the
+ *    middle of taking or releasing the loader lock (owner field not yet set or
+ *    already cleared: a recursive lock by the handler would wait for itself), or
+ *    holds it while the loader edits its list of objects.  sp_native_enable finds the
+ *    lock once (inside a dl_iterate_phdr callback it is the one mutex in
+ *    _rtld_global that this thread owns, once per nesting level), and the handler
+ *    unwinds only while it is free, or held by this very thread in a steady state
+ *    (count >= 1) outside the loader's own code; _r_debug.r_state must read
+ *    RT_CONSISTENT too (a dlopen/dlclose in progress: RT_ADD, RT_DELETE).
+ *  - Another thread holds the loader lock, for instance inside a dl_iterate_phdr
+ *    callback (libgcc's unwinder, a C++ exception, a program's own walk): the
+ *    handler does not wait for it; the sample keeps its Python stack only.
+ *  - A cycle between handlers: thread A's handler holds libunwind's cache lock and
+ *    waits for the loader lock (taken by thread B after A checked it), while B,
+ *    interrupted inside its callback, would wait for the cache lock.  So at most one
+ *    handler is inside libunwind at a time (`unwinding`), and a handler that finds
+ *    it busy spins for at most SP_UNWIND_SPIN_NS, then gives the native part of its
+ *    sample up: B's handler returns, B leaves its callback, A gets the lock.
+ * Every sample whose native part is given up is counted (sp_native_skipped); the
+ * Python part is kept.  Samples interrupted inside the C library (memcpy, malloc,
+ * a system call's return) are unwound like any other: the handler's unwind never
+ * allocates and never takes the allocator's lock (libunwind's local path has only
+ * its own locks, taken with every signal blocked, and the loader's, guarded above),
+ * so time in libc counts for the C function that called it.  Skipping them, as an
+ * earlier version did, took that time away from whichever function called libc
+ * more, and biased the shares between C functions (issue 12).  Only when the loader
+ * lock could not be found (not glibc, an unknown layout) does the handler fall back
+ * to skipping every sample inside the C library and the loader.
  *
  * Thread-local storage.  A dlopen'ed library's TLS (libunwind's is general-dynamic)
  * is allocated lazily, with malloc, the first time each thread touches it, which must
@@ -31,8 +53,12 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #if defined(__has_include)
 #  if __has_include(<libunwind.h>)
@@ -90,21 +116,23 @@ find_eval_loop(void)
     }
 }
 
-/* Text ranges of the C library and the dynamic loader, found once at enable time.
- * Written with the GIL held before sampling starts; read by the handler. */
+/* Text ranges of the C library and the dynamic loader, found once at enable time;
+ * ranges [0, nldso) belong to the loader.  Written with the GIL held before sampling
+ * starts; read by the handler. */
 #define SP_SYSLIB_RANGES 8
 static uint64_t syslib_lo[SP_SYSLIB_RANGES], syslib_hi[SP_SYSLIB_RANGES];
-static int nsyslib;
+static int nsyslib, nldso;
 
 static int
 note_syslib(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    (void)arg;
+    int want_ldso = *(int *)arg;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     const char *base = strrchr(name, '/');
     base = base ? base + 1 : name;
-    if (strncmp(base, "libc.so", 7) != 0 && strncmp(base, "ld-linux", 8) != 0)
+    int is_ldso = strncmp(base, "ld-linux", 8) == 0 || strncmp(base, "ld64.so", 7) == 0;
+    if (want_ldso ? !is_ldso : strncmp(base, "libc.so", 7) != 0)
         return 0;
     for (int i = 0; i < info->dlpi_phnum && nsyslib < SP_SYSLIB_RANGES; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -115,6 +143,153 @@ note_syslib(struct dl_phdr_info *info, size_t size, void *arg)
         }
     }
     return 0;
+}
+
+static void
+find_syslibs(void)
+{
+    int want_ldso = 1;
+    nsyslib = 0;
+    dl_iterate_phdr(note_syslib, &want_ldso);
+    nldso = nsyslib;
+    want_ldso = 0;
+    dl_iterate_phdr(note_syslib, &want_ldso);
+}
+
+/* The loader's write lock (glibc's GL(dl_load_write_lock), the recursive mutex
+ * dl_iterate_phdr takes), or NULL if it could not be found.  Set at enable time (GIL),
+ * before sampling starts; the handler reads the mutex's public fields. */
+#ifdef __GLIBC__
+static pthread_mutex_t *loader_lock;
+
+struct lock_probe {
+    unsigned char *lo;     /* _rtld_global */
+    size_t len;
+    int tid;
+    unsigned char *cand[8];
+    int ncand;
+};
+
+static int
+probe_inner(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)info;
+    (void)size;
+    struct lock_probe *p = arg;
+    int kept = 0;
+    for (int i = 0; i < p->ncand; i++) {
+        pthread_mutex_t *m = (pthread_mutex_t *)(void *)p->cand[i];
+        if (m->__data.__owner == p->tid && m->__data.__count == 2)
+            p->cand[kept++] = p->cand[i];
+    }
+    p->ncand = kept;
+    return 1;
+}
+
+static int
+probe_outer(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)info;
+    (void)size;
+    struct lock_probe *p = arg;
+    /* Inside the callback the loader lock is held once by this thread: a mutex owned
+     * by us with count 1, whose count is 2 one level deeper. */
+    for (size_t off = 0; off + sizeof(pthread_mutex_t) <= p->len; off += sizeof(void *)) {
+        pthread_mutex_t *m = (pthread_mutex_t *)(void *)(p->lo + off);
+        if (m->__data.__lock != 0 && m->__data.__owner == p->tid &&
+            m->__data.__count == 1 && p->ncand < 8)
+            p->cand[p->ncand++] = p->lo + off;
+    }
+    if (p->ncand)
+        dl_iterate_phdr(probe_inner, p);
+    return 1;
+}
+
+static void
+find_loader_lock(void)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    void *g = dlsym(RTLD_DEFAULT, "_rtld_global");
+    loader_lock = NULL;
+    if (!g || !dladdr1(g, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
+        return;
+    struct lock_probe p = {(unsigned char *)g, sym->st_size, (int)syscall(SYS_gettid),
+                           {0}, 0};
+    dl_iterate_phdr(probe_outer, &p);
+    if (p.ncand == 1)
+        loader_lock = (pthread_mutex_t *)(void *)p.cand[0];
+}
+
+/* 1: the loader lock is free, or held by this thread in a steady state; 0: held by
+ * another thread or changing hands; -1: unknown.  async-signal-safe (plain loads of
+ * the mutex's public fields, and gettid only when the lock is taken). */
+static int
+loader_lock_state(int *held_by_self)
+{
+    *held_by_self = 0;
+    if (!loader_lock)
+        return -1;
+    if (__atomic_load_n(&loader_lock->__data.__lock, __ATOMIC_ACQUIRE) == 0)
+        return 1;
+    int owner = __atomic_load_n(&loader_lock->__data.__owner, __ATOMIC_RELAXED);
+    if (owner != (int)syscall(SYS_gettid))
+        return 0;
+    /* Ours: count 0 is the middle of its release (the owner field is cleared after). */
+    if (__atomic_load_n(&loader_lock->__data.__count, __ATOMIC_RELAXED) == 0)
+        return 0;
+    *held_by_self = 1;
+    return 1;
+}
+#else
+static void find_loader_lock(void) {}
+static int
+loader_lock_state(int *held_by_self)
+{
+    *held_by_self = 0;
+    return -1;
+}
+#endif
+
+/* At most one handler inside libunwind at a time (see the top of the file): 0 or 1,
+ * atomic.  A handler that finds it taken spins at most SP_UNWIND_SPIN_NS. */
+static int unwinding;
+#define SP_UNWIND_SPIN_NS 100000u
+
+static uint64_t
+mono_ns(void)   /* async-signal-safe */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Takes `unwinding`; returns 0 if it stayed busy too long.  async-signal-safe. */
+static int
+unwinder_acquire(void)
+{
+    if (!__atomic_exchange_n(&unwinding, 1, __ATOMIC_ACQUIRE))
+        return 1;
+    uint64_t start = mono_ns();
+    do {
+        for (int i = 0; i < 64; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ volatile("yield");
+#endif
+            if (!__atomic_load_n(&unwinding, __ATOMIC_RELAXED) &&
+                !__atomic_exchange_n(&unwinding, 1, __ATOMIC_ACQUIRE))
+                return 1;
+        }
+    } while (mono_ns() - start < SP_UNWIND_SPIN_NS);
+    return 0;
+}
+
+static void
+unwinder_release(void)   /* async-signal-safe */
+{
+    __atomic_store_n(&unwinding, 0, __ATOMIC_RELEASE);
 }
 
 /* The interrupted program counter.  async-signal-safe. */
@@ -131,16 +306,11 @@ interrupted_pc(void *ucontext)
 #endif
 }
 
-/* Whether the thread was interrupted inside the C library or the dynamic loader.
- * There it may hold a lock that unwinding needs: the allocator's (libunwind may
- * allocate, and dlopen allocates all the time), or the loader's while it edits its
- * list of objects, which another thread's handler, holding libunwind's cache lock,
- * may be waiting for.  Such samples keep their Python stack only.
- * async-signal-safe. */
+/* Whether pc lies in the dynamic loader (ldso) or the C library.  async-signal-safe. */
 static int
-in_syslib(uint64_t pc)
+in_syslib(uint64_t pc, int ldso_only)
 {
-    for (int i = 0; i < nsyslib; i++)
+    for (int i = 0; i < (ldso_only ? nldso : nsyslib); i++)
         if (pc >= syslib_lo[i] && pc < syslib_hi[i])
             return 1;
     return 0;
@@ -201,8 +371,8 @@ sp_native_enable(void)
         return -1;
     }
     p_set_caching_policy(*p_local_as, UNW_CACHE_GLOBAL);
-    nsyslib = 0;
-    dl_iterate_phdr(note_syslib, NULL);
+    find_syslibs();
+    find_loader_lock();
     find_eval_loop();
     /* Warm up: the first unwind runs libunwind's one-time initialisation (which may
      * allocate) and fills the cache with the frames that lead here. */
@@ -220,11 +390,18 @@ sp_native_capture(void *ucontext, uint64_t *pcs, uint32_t max)
 {
     if (!sp_native_on || !ready || !ucontext)
         return 0;
-    if (!loader_consistent() || in_syslib(interrupted_pc(ucontext))) {
+    /* The guards of the top of the file, cheapest first. */
+    uint64_t pc = interrupted_pc(ucontext);
+    int self_held, lock_state = loader_lock_state(&self_held);
+    int safe = loader_consistent() &&
+               (lock_state < 0 ? !in_syslib(pc, 0)
+                               : lock_state == 1 && !(self_held && in_syslib(pc, 1)));
+    if (!safe || !unwinder_acquire()) {
         __atomic_fetch_add(&skipped, 1, __ATOMIC_RELAXED);
         return 0;
     }
     uint32_t n = walk((unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME, pcs, max);
+    unwinder_release();
     if (n == 0)
         __atomic_fetch_add(&failed, 1, __ATOMIC_RELAXED);
     return n;
