@@ -6,36 +6,38 @@
  *
  * Loader lock.  On a cache miss libunwind finds a frame's unwind table with
  * dl_iterate_phdr, which takes the dynamic loader's write lock (a recursive mutex in
- * ld.so's _rtld_global), and it does so holding its own cache lock.  Three hazards,
- * three guards:
- *  - Self-deadlock, or a half-linked list: the interrupted thread itself is in the
- *    middle of taking or releasing the loader lock (owner field not yet set or
- *    already cleared: a recursive lock by the handler would wait for itself), or
- *    holds it while the loader edits its list of objects.  sp_native_enable finds the
- *    lock once (inside a dl_iterate_phdr callback it is the one mutex in
- *    _rtld_global that this thread owns, once per nesting level), and the handler
- *    unwinds only while it is free, or held by this very thread in a steady state
- *    (count >= 1) outside the loader's own code; _r_debug.r_state must read
- *    RT_CONSISTENT too (a dlopen/dlclose in progress: RT_ADD, RT_DELETE).
- *  - Another thread holds the loader lock, for instance inside a dl_iterate_phdr
- *    callback (libgcc's unwinder, a C++ exception, a program's own walk): the
- *    handler does not wait for it; the sample keeps its Python stack only.
- *  - A cycle between handlers: thread A's handler holds libunwind's cache lock and
- *    waits for the loader lock (taken by thread B after A checked it), while B,
- *    interrupted inside its callback, would wait for the cache lock.  So at most one
- *    handler is inside libunwind at a time (`unwinding`), and a handler that finds
- *    it busy spins for at most SP_UNWIND_SPIN_NS, then gives the native part of its
- *    sample up: B's handler returns, B leaves its callback, A gets the lock.
- * Every sample whose native part is given up is counted (sp_native_skipped); the
- * Python part is kept.  Samples interrupted inside the C library (memcpy, malloc,
- * a system call's return) are unwound like any other: the handler's unwind never
- * allocates and never takes the allocator's lock (libunwind's local path has only
- * its own locks, taken with every signal blocked, and the loader's, guarded above),
- * so time in libc counts for the C function that called it.  Skipping them, as an
- * earlier version did, took that time away from whichever function called libc
- * more, and biased the shares between C functions (issue 12).  Only when the loader
- * lock could not be found (not glibc, an unknown layout) does the handler fall back
- * to skipping every sample inside the C library and the loader.
+ * ld.so's _rtld_global), and it does so holding its own cache lock.  A handler that
+ * waited for that lock could wait forever: for itself, if its thread was interrupted
+ * in the middle of taking or releasing it (a recursive lock by the handler then waits
+ * for its own thread); or for another thread that holds it inside a dl_iterate_phdr
+ * callback (libgcc's unwinder for a C++ exception, a program's own walk) and whose
+ * handler waits for the cache lock that the first handler holds (issue 12, item 9:
+ * tests/data/native_phdr.py hung every run), or whose callback waits for a lock
+ * (the allocator's, a program's) held by the first handler's interrupted thread.
+ * So the handler never waits for the loader lock.  sp_native_enable finds it once
+ * (inside a dl_iterate_phdr callback it is the one mutex in _rtld_global that this
+ * thread owns, once per nesting level), and the handler takes it itself with
+ * pthread_mutex_trylock (a compare-and-swap, or a count increment when its thread
+ * already owns it in a steady state) before it unwinds, and releases it after:
+ * libunwind's own dl_iterate_phdr then re-enters a lock its thread holds and never
+ * blocks.  If the lock is taken elsewhere or changing hands, if the interrupted
+ * thread owns it inside the loader (which may be editing its list of objects), or
+ * if _r_debug.r_state is not RT_CONSISTENT (a dlopen/dlclose in progress), the
+ * sample keeps its Python stack only, counted (sp_native_skipped).  Libunwind's cache
+ * lock is only ever taken with all signals blocked, and its holder (a handler)
+ * waits for nothing, so handlers never wait for each other for long.
+ *
+ * The C library.  Samples interrupted inside the C library (memcpy, malloc, a system
+ * call's return) are unwound like any other: the unwind allocates nothing and takes
+ * no lock of the C library's other than the loader's (libunwind's local path has
+ * only its own locks, taken with every signal blocked), so time in libc counts for
+ * the C function that called it.  Skipping them, as an earlier version did, took that
+ * time from whichever function called libc more and biased the shares between C
+ * functions (issue 12, item 2: 55% read for 70%).  Only when the loader lock could not
+ * be found (not glibc, an unknown layout) does the handler fall back to skipping
+ * every sample inside the C library and the loader, and to letting one handler at a
+ * time into libunwind (`unwinding`: a handler that finds it busy spins for at most
+ * SP_UNWIND_SPIN_NS, then gives up), which breaks the cycle between two handlers.
  *
  * Thread-local storage.  A dlopen'ed library's TLS (libunwind's is general-dynamic)
  * is allocated lazily, with malloc, the first time each thread touches it, which must
@@ -156,6 +158,16 @@ find_syslibs(void)
     dl_iterate_phdr(note_syslib, &want_ldso);
 }
 
+/* Whether pc lies in the dynamic loader (ldso) or the C library.  async-signal-safe. */
+static int
+in_syslib(uint64_t pc, int ldso_only)
+{
+    for (int i = 0; i < (ldso_only ? nldso : nsyslib); i++)
+        if (pc >= syslib_lo[i] && pc < syslib_hi[i])
+            return 1;
+    return 0;
+}
+
 /* The loader's write lock (glibc's GL(dl_load_write_lock), the recursive mutex
  * dl_iterate_phdr takes), or NULL if it could not be found.  Set at enable time (GIL),
  * before sampling starts; the handler reads the mutex's public fields. */
@@ -221,38 +233,47 @@ find_loader_lock(void)
         loader_lock = (pthread_mutex_t *)(void *)p.cand[0];
 }
 
-/* 1: the loader lock is free, or held by this thread in a steady state; 0: held by
- * another thread or changing hands; -1: unknown.  async-signal-safe (plain loads of
- * the mutex's public fields, and gettid only when the lock is taken). */
+/* Takes the loader lock for an unwind, without waiting: 1 if taken (release it with
+ * loader_lock_release), 0 if the sample must skip its native part, -1 if the lock is
+ * unknown.  async-signal-safe (pthread_mutex_trylock on a recursive mutex is a
+ * compare-and-swap or a count increment; gettid only when the lock is taken). */
 static int
-loader_lock_state(int *held_by_self)
+loader_lock_take(uint64_t pc)
 {
-    *held_by_self = 0;
     if (!loader_lock)
         return -1;
-    if (__atomic_load_n(&loader_lock->__data.__lock, __ATOMIC_ACQUIRE) == 0)
-        return 1;
-    int owner = __atomic_load_n(&loader_lock->__data.__owner, __ATOMIC_RELAXED);
-    if (owner != (int)syscall(SYS_gettid))
-        return 0;
-    /* Ours: count 0 is the middle of its release (the owner field is cleared after). */
-    if (__atomic_load_n(&loader_lock->__data.__count, __ATOMIC_RELAXED) == 0)
-        return 0;
-    *held_by_self = 1;
-    return 1;
+    if (__atomic_load_n(&loader_lock->__data.__lock, __ATOMIC_ACQUIRE) != 0) {
+        /* Taken.  By us in a steady state (count >= 1; count 0 is the middle of our
+         * own release, before the owner field is cleared) and outside the loader, we
+         * may take it once more; otherwise trylock would fail or lie. */
+        if (__atomic_load_n(&loader_lock->__data.__owner, __ATOMIC_RELAXED) !=
+                (int)syscall(SYS_gettid) ||
+            __atomic_load_n(&loader_lock->__data.__count, __ATOMIC_RELAXED) == 0 ||
+            in_syslib(pc, 1))
+            return 0;
+    }
+    return pthread_mutex_trylock(loader_lock) == 0;
+}
+
+static void
+loader_lock_release(void)   /* async-signal-safe */
+{
+    pthread_mutex_unlock(loader_lock);
 }
 #else
 static void find_loader_lock(void) {}
 static int
-loader_lock_state(int *held_by_self)
+loader_lock_take(uint64_t pc)
 {
-    *held_by_self = 0;
+    (void)pc;
     return -1;
 }
+static void loader_lock_release(void) {}
 #endif
 
-/* At most one handler inside libunwind at a time (see the top of the file): 0 or 1,
- * atomic.  A handler that finds it taken spins at most SP_UNWIND_SPIN_NS. */
+/* Without a known loader lock: at most one handler inside libunwind at a time (see
+ * the top of the file), 0 or 1, atomic.  A handler that finds it taken spins at most
+ * SP_UNWIND_SPIN_NS. */
 static int unwinding;
 #define SP_UNWIND_SPIN_NS 100000u
 
@@ -304,16 +325,6 @@ interrupted_pc(void *ucontext)
     (void)ucontext;
     return 0;
 #endif
-}
-
-/* Whether pc lies in the dynamic loader (ldso) or the C library.  async-signal-safe. */
-static int
-in_syslib(uint64_t pc, int ldso_only)
-{
-    for (int i = 0; i < (ldso_only ? nldso : nsyslib); i++)
-        if (pc >= syslib_lo[i] && pc < syslib_hi[i])
-            return 1;
-    return 0;
 }
 
 /* Whether the loader's list of objects is consistent.  async-signal-safe (one load). */
@@ -384,24 +395,30 @@ sp_native_enable(void)
     return 0;
 }
 
-/* async-signal-safe; re-entrant. */
+/* async-signal-safe; re-entrant (state on the caller's stack; the loader lock, or
+ * in the fallback `unwinding`, is held only for the walk). */
 uint32_t
 sp_native_capture(void *ucontext, uint64_t *pcs, uint32_t max)
 {
     if (!sp_native_on || !ready || !ucontext)
         return 0;
-    /* The guards of the top of the file, cheapest first. */
+    /* The guards of the top of the file. */
     uint64_t pc = interrupted_pc(ucontext);
-    int self_held, lock_state = loader_lock_state(&self_held);
-    int safe = loader_consistent() &&
-               (lock_state < 0 ? !in_syslib(pc, 0)
-                               : lock_state == 1 && !(self_held && in_syslib(pc, 1)));
-    if (!safe || !unwinder_acquire()) {
+    int locked = 0;
+    if (loader_consistent()) {
+        locked = loader_lock_take(pc);
+        if (locked < 0 && !in_syslib(pc, 0) && unwinder_acquire())
+            locked = -2;   /* fallback: no loader lock known */
+    }
+    if (locked <= 0 && locked != -2) {
         __atomic_fetch_add(&skipped, 1, __ATOMIC_RELAXED);
         return 0;
     }
     uint32_t n = walk((unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME, pcs, max);
-    unwinder_release();
+    if (locked == 1)
+        loader_lock_release();
+    else
+        unwinder_release();
     if (n == 0)
         __atomic_fetch_add(&failed, 1, __ATOMIC_RELAXED);
     return n;

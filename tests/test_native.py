@@ -324,3 +324,20 @@ def test_python_called_back_from_c_sits_between_the_c_frames(tmp_path, ext_dir,
             good += s.count
     assert good >= 0.95 * sum(s.count for s in leaf), [
         [name[f] for f, _ in s.frames] for s in leaf[:3]]
+
+
+@pytest.mark.parametrize("mode", ["cpu", "wall"])
+def test_threads_inside_dl_iterate_phdr_callbacks_do_not_hang_the_handlers(
+        tmp_path, ext_dir, mode):
+    # Two threads hold the loader lock in dl_iterate_phdr callbacks outside libc;
+    # two run varied Python code whose unwinds miss libunwind's cache.  This hung
+    # every run when a handler could wait for the loader lock while holding
+    # libunwind's cache lock (faulthandler exits non-zero after 60 s).
+    r = subprocess.run([sys.executable, PHDR_STRESS, ext_dir, "3.0", mode],
+                       capture_output=True, text=True, timeout=150)
+    assert r.returncode == 0, r.stdout + r.stderr[-5000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["walks"] > 100 and out["python_rounds"] > 20, out
+    # Samples while another thread held the loader lock kept only their Python
+    # stack and were counted; the others were unwound.
+    assert out["skipped"] > 0 and out["native_samples"] > 20, out
