@@ -5,15 +5,39 @@
  * handler reads them), the on/off flag, and the skip/failure counters (atomic).
  *
  * Loader lock.  On a cache miss libunwind finds a frame's unwind table with
- * dl_iterate_phdr, which takes the dynamic loader's lock.  A handler that interrupts a
- * thread inside dlopen/dlclose while the loader rewrites its list of objects would walk
- * a half-linked list (same thread: the lock is recursive) or wait for a thread that may
- * itself wait on us.  The loader marks those windows in _r_debug.r_state (RT_ADD,
- * RT_DELETE; RT_CONSISTENT otherwise), so the handler reads that word and skips the
- * native part of the sample while it is not consistent, counting the skip.  It also
- * skips it when the thread was interrupted inside the C library or the loader
- * (in_syslib): a dlopen in progress, or an allocation, may hold a lock the unwind
- * would wait for (a CI run once hung here with only the r_state check).
+ * dl_iterate_phdr, which takes the dynamic loader's write lock (a recursive mutex in
+ * ld.so's _rtld_global), and it does so holding its own cache lock.  A handler that
+ * waited for that lock could wait forever: for itself, if its thread was interrupted
+ * in the middle of taking or releasing it (a recursive lock by the handler then waits
+ * for its own thread); or for another thread that holds it inside a dl_iterate_phdr
+ * callback (libgcc's unwinder for a C++ exception, a program's own walk) and whose
+ * handler waits for the cache lock that the first handler holds (issue 12, item 9:
+ * tests/data/native_phdr.py hung every run), or whose callback waits for a lock
+ * (the allocator's, a program's) held by the first handler's interrupted thread.
+ * So the handler never waits for the loader lock.  sp_native_enable finds it once
+ * (inside a dl_iterate_phdr callback it is the one mutex in _rtld_global that this
+ * thread owns, once per nesting level), and the handler takes it itself with
+ * pthread_mutex_trylock (a compare-and-swap, or a count increment when its thread
+ * already owns it in a steady state) before it unwinds, and releases it after:
+ * libunwind's own dl_iterate_phdr then re-enters a lock its thread holds and never
+ * blocks.  If the lock is taken elsewhere or changing hands, if the interrupted
+ * thread owns it inside the loader (which may be editing its list of objects), or
+ * if _r_debug.r_state is not RT_CONSISTENT (a dlopen/dlclose in progress), the
+ * sample keeps its Python stack only, counted (sp_native_skipped).  Libunwind's cache
+ * lock is only ever taken with all signals blocked, and its holder (a handler)
+ * waits for nothing, so handlers never wait for each other for long.
+ *
+ * The C library.  Samples interrupted inside the C library (memcpy, malloc, a system
+ * call's return) are unwound like any other: the unwind allocates nothing and takes
+ * no lock of the C library's other than the loader's (libunwind's local path has
+ * only its own locks, taken with every signal blocked), so time in libc counts for
+ * the C function that called it.  Skipping them, as an earlier version did, took that
+ * time from whichever function called libc more and biased the shares between C
+ * functions (issue 12, item 2: 55% read for 70%).  Only when the loader lock could not
+ * be found (not glibc, an unknown layout) does the handler fall back to skipping
+ * every sample inside the C library and the loader, and to letting one handler at a
+ * time into libunwind (`unwinding`: a handler that finds it busy spins for at most
+ * SP_UNWIND_SPIN_NS, then gives up), which breaks the cycle between two handlers.
  *
  * Thread-local storage.  A dlopen'ed library's TLS (libunwind's is general-dynamic)
  * is allocated lazily, with malloc, the first time each thread touches it, which must
@@ -31,8 +55,12 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #if defined(__has_include)
 #  if __has_include(<libunwind.h>)
@@ -90,21 +118,23 @@ find_eval_loop(void)
     }
 }
 
-/* Text ranges of the C library and the dynamic loader, found once at enable time.
- * Written with the GIL held before sampling starts; read by the handler. */
+/* Text ranges of the C library and the dynamic loader, found once at enable time;
+ * ranges [0, nldso) belong to the loader.  Written with the GIL held before sampling
+ * starts; read by the handler. */
 #define SP_SYSLIB_RANGES 8
 static uint64_t syslib_lo[SP_SYSLIB_RANGES], syslib_hi[SP_SYSLIB_RANGES];
-static int nsyslib;
+static int nsyslib, nldso;
 
 static int
 note_syslib(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    (void)arg;
+    int want_ldso = *(int *)arg;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     const char *base = strrchr(name, '/');
     base = base ? base + 1 : name;
-    if (strncmp(base, "libc.so", 7) != 0 && strncmp(base, "ld-linux", 8) != 0)
+    int is_ldso = strncmp(base, "ld-linux", 8) == 0 || strncmp(base, "ld64.so", 7) == 0;
+    if (want_ldso ? !is_ldso : strncmp(base, "libc.so", 7) != 0)
         return 0;
     for (int i = 0; i < info->dlpi_phnum && nsyslib < SP_SYSLIB_RANGES; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -115,6 +145,172 @@ note_syslib(struct dl_phdr_info *info, size_t size, void *arg)
         }
     }
     return 0;
+}
+
+static void
+find_syslibs(void)
+{
+    int want_ldso = 1;
+    nsyslib = 0;
+    dl_iterate_phdr(note_syslib, &want_ldso);
+    nldso = nsyslib;
+    want_ldso = 0;
+    dl_iterate_phdr(note_syslib, &want_ldso);
+}
+
+/* Whether pc lies in the dynamic loader (ldso) or the C library.  async-signal-safe. */
+static int
+in_syslib(uint64_t pc, int ldso_only)
+{
+    for (int i = 0; i < (ldso_only ? nldso : nsyslib); i++)
+        if (pc >= syslib_lo[i] && pc < syslib_hi[i])
+            return 1;
+    return 0;
+}
+
+/* The loader's write lock (glibc's GL(dl_load_write_lock), the recursive mutex
+ * dl_iterate_phdr takes), or NULL if it could not be found.  Set at enable time (GIL),
+ * before sampling starts; the handler reads the mutex's public fields. */
+#ifdef __GLIBC__
+static pthread_mutex_t *loader_lock;
+
+struct lock_probe {
+    unsigned char *lo;     /* _rtld_global */
+    size_t len;
+    int tid;
+    unsigned char *cand[8];
+    int ncand;
+};
+
+static int
+probe_inner(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)info;
+    (void)size;
+    struct lock_probe *p = arg;
+    int kept = 0;
+    for (int i = 0; i < p->ncand; i++) {
+        pthread_mutex_t *m = (pthread_mutex_t *)(void *)p->cand[i];
+        if (m->__data.__owner == p->tid && m->__data.__count == 2)
+            p->cand[kept++] = p->cand[i];
+    }
+    p->ncand = kept;
+    return 1;
+}
+
+static int
+probe_outer(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)info;
+    (void)size;
+    struct lock_probe *p = arg;
+    /* Inside the callback the loader lock is held once by this thread: a mutex owned
+     * by us with count 1, whose count is 2 one level deeper. */
+    for (size_t off = 0; off + sizeof(pthread_mutex_t) <= p->len; off += sizeof(void *)) {
+        pthread_mutex_t *m = (pthread_mutex_t *)(void *)(p->lo + off);
+        if (m->__data.__lock != 0 && m->__data.__owner == p->tid &&
+            m->__data.__count == 1 && p->ncand < 8)
+            p->cand[p->ncand++] = p->lo + off;
+    }
+    if (p->ncand)
+        dl_iterate_phdr(probe_inner, p);
+    return 1;
+}
+
+static void
+find_loader_lock(void)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    void *g = dlsym(RTLD_DEFAULT, "_rtld_global");
+    loader_lock = NULL;
+    if (!g || !dladdr1(g, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
+        return;
+    struct lock_probe p = {(unsigned char *)g, sym->st_size, (int)syscall(SYS_gettid),
+                           {0}, 0};
+    dl_iterate_phdr(probe_outer, &p);
+    if (p.ncand == 1)
+        loader_lock = (pthread_mutex_t *)(void *)p.cand[0];
+}
+
+/* Takes the loader lock for an unwind, without waiting: 1 if taken (release it with
+ * loader_lock_release), 0 if the sample must skip its native part, -1 if the lock is
+ * unknown.  async-signal-safe (pthread_mutex_trylock on a recursive mutex is a
+ * compare-and-swap or a count increment; gettid only when the lock is taken). */
+static int
+loader_lock_take(uint64_t pc)
+{
+    if (!loader_lock)
+        return -1;
+    if (__atomic_load_n(&loader_lock->__data.__lock, __ATOMIC_ACQUIRE) != 0) {
+        /* Taken.  By us in a steady state (count >= 1; count 0 is the middle of our
+         * own release, before the owner field is cleared) and outside the loader, we
+         * may take it once more; otherwise trylock would fail or lie. */
+        if (__atomic_load_n(&loader_lock->__data.__owner, __ATOMIC_RELAXED) !=
+                (int)syscall(SYS_gettid) ||
+            __atomic_load_n(&loader_lock->__data.__count, __ATOMIC_RELAXED) == 0 ||
+            in_syslib(pc, 1))
+            return 0;
+    }
+    return pthread_mutex_trylock(loader_lock) == 0;
+}
+
+static void
+loader_lock_release(void)   /* async-signal-safe */
+{
+    pthread_mutex_unlock(loader_lock);
+}
+#else
+static void find_loader_lock(void) {}
+static int
+loader_lock_take(uint64_t pc)
+{
+    (void)pc;
+    return -1;
+}
+static void loader_lock_release(void) {}
+#endif
+
+/* Without a known loader lock: at most one handler inside libunwind at a time (see
+ * the top of the file), 0 or 1, atomic.  A handler that finds it taken spins at most
+ * SP_UNWIND_SPIN_NS. */
+static int unwinding;
+#define SP_UNWIND_SPIN_NS 100000u
+
+static uint64_t
+mono_ns(void)   /* async-signal-safe */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Takes `unwinding`; returns 0 if it stayed busy too long.  async-signal-safe. */
+static int
+unwinder_acquire(void)
+{
+    if (!__atomic_exchange_n(&unwinding, 1, __ATOMIC_ACQUIRE))
+        return 1;
+    uint64_t start = mono_ns();
+    do {
+        for (int i = 0; i < 64; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ volatile("yield");
+#endif
+            if (!__atomic_load_n(&unwinding, __ATOMIC_RELAXED) &&
+                !__atomic_exchange_n(&unwinding, 1, __ATOMIC_ACQUIRE))
+                return 1;
+        }
+    } while (mono_ns() - start < SP_UNWIND_SPIN_NS);
+    return 0;
+}
+
+static void
+unwinder_release(void)   /* async-signal-safe */
+{
+    __atomic_store_n(&unwinding, 0, __ATOMIC_RELEASE);
 }
 
 /* The interrupted program counter.  async-signal-safe. */
@@ -129,21 +325,6 @@ interrupted_pc(void *ucontext)
     (void)ucontext;
     return 0;
 #endif
-}
-
-/* Whether the thread was interrupted inside the C library or the dynamic loader.
- * There it may hold a lock that unwinding needs: the allocator's (libunwind may
- * allocate, and dlopen allocates all the time), or the loader's while it edits its
- * list of objects, which another thread's handler, holding libunwind's cache lock,
- * may be waiting for.  Such samples keep their Python stack only.
- * async-signal-safe. */
-static int
-in_syslib(uint64_t pc)
-{
-    for (int i = 0; i < nsyslib; i++)
-        if (pc >= syslib_lo[i] && pc < syslib_hi[i])
-            return 1;
-    return 0;
 }
 
 /* Whether the loader's list of objects is consistent.  async-signal-safe (one load). */
@@ -201,8 +382,8 @@ sp_native_enable(void)
         return -1;
     }
     p_set_caching_policy(*p_local_as, UNW_CACHE_GLOBAL);
-    nsyslib = 0;
-    dl_iterate_phdr(note_syslib, NULL);
+    find_syslibs();
+    find_loader_lock();
     find_eval_loop();
     /* Warm up: the first unwind runs libunwind's one-time initialisation (which may
      * allocate) and fills the cache with the frames that lead here. */
@@ -214,17 +395,30 @@ sp_native_enable(void)
     return 0;
 }
 
-/* async-signal-safe; re-entrant. */
+/* async-signal-safe; re-entrant (state on the caller's stack; the loader lock, or
+ * in the fallback `unwinding`, is held only for the walk). */
 uint32_t
 sp_native_capture(void *ucontext, uint64_t *pcs, uint32_t max)
 {
     if (!sp_native_on || !ready || !ucontext)
         return 0;
-    if (!loader_consistent() || in_syslib(interrupted_pc(ucontext))) {
+    /* The guards of the top of the file. */
+    uint64_t pc = interrupted_pc(ucontext);
+    int locked = 0;
+    if (loader_consistent()) {
+        locked = loader_lock_take(pc);
+        if (locked < 0 && !in_syslib(pc, 0) && unwinder_acquire())
+            locked = -2;   /* fallback: no loader lock known */
+    }
+    if (locked <= 0 && locked != -2) {
         __atomic_fetch_add(&skipped, 1, __ATOMIC_RELAXED);
         return 0;
     }
     uint32_t n = walk((unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME, pcs, max);
+    if (locked == 1)
+        loader_lock_release();
+    else
+        unwinder_release();
     if (n == 0)
         __atomic_fetch_add(&failed, 1, __ATOMIC_RELAXED);
     return n;

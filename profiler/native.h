@@ -7,8 +7,8 @@
  * lazy initialisation up, so the handler never runs libunwind's first-time setup.
  *
  * Signal contract: sp_native_capture is async-signal-safe (libunwind's local unwinder is
- * documented signal-safe; it allocates nothing; see native.c for the loader lock) and
- * writes only the caller's buffer and two atomic counters.  It unwinds from the
+ * documented signal-safe; it allocates nothing; it never waits for the loader lock, see
+ * native.c) and writes only the caller's buffer and two atomic counters.  It unwinds from the
  * interrupted context, so the first frame is the interrupted instruction.
  */
 #ifndef SP_NATIVE_H
@@ -42,9 +42,10 @@ int sp_native_is_eval(uint64_t pc);
  * async-signal-safe; re-entrant (state on the caller's stack). */
 uint32_t sp_native_capture(void *ucontext, uint64_t *pcs, uint32_t max);
 
-/* Samples whose native stack was skipped because the dynamic loader was changing its
- * list of objects (a thread inside dlopen/dlclose), and unwinds that failed at the
- * first frame.  Atomic reads. */
+/* Samples whose native stack was skipped because unwinding could have waited for the
+ * dynamic loader's lock (held by another thread, changing hands, or the loader
+ * changing its list of objects: see native.c), and unwinds that failed at the first
+ * frame.  Atomic reads. */
 uint64_t sp_native_skipped(void);
 uint64_t sp_native_failed(void);
 void sp_native_reset_counts(void);
