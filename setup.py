@@ -35,7 +35,8 @@ core = Extension(
         "-fno-omit-frame-pointer",
         "-Wall",
     ],
-    libraries=["pthread", "dl"],   # dl: libunwind is dlopen'ed for --native
+    libraries=["pthread", "dl", "z"],   # dl: libunwind is dlopen'ed for --native;
+                                        # z: gzip of pprof files (pprof_enc.c)
 )
 
 

@@ -127,6 +127,19 @@ def _is_our_frame(fn) -> bool:
             or fn.filename.startswith("<frozen runpy"))
 
 
+def _write_profile(profiler, profile, path: str, fmt: str) -> None:
+    """Write *profile* (*profiler*'s, with the command line's own frames stripped) to
+    *path*; pprof straight from the core's tables in C (pprof_writer), which strips
+    the same frames."""
+    if fmt == "pprof":
+        from . import pprof_writer
+        ours = [fid for fid, fn in profile.functions.items()
+                if fid > 0 and _is_our_frame(fn)]
+        if pprof_writer.write_profiler(profiler, path, strip=ours):
+            return
+    formats.write_profile(profile, path, fmt)
+
+
 class _ForkedChildExit:
     """Writes the profile of a forked child that ends through multiprocessing, which
     leaves with os._exit (no atexit, no return through run()): a finalizer that
@@ -158,7 +171,7 @@ class _ForkedChildExit:
             if profile is None:
                 return
             path = formats.path_for_pid(output, os.getpid())
-            formats.write_profile(strip_outer_frames(profile, _is_our_frame), path, fmt)
+            _write_profile(profiler, strip_outer_frames(profile, _is_our_frame), path, fmt)
         except (OSError, RuntimeError) as e:
             print(f"shadowprof: error: cannot write the profile of process "
                   f"{os.getpid()}: {e}", file=sys.stderr)
@@ -303,7 +316,7 @@ def run(argv: list) -> int:
             _ForkedChildExit.written_pid = os.getpid()
             path = formats.path_for_pid(opts.output, os.getpid())
             try:
-                formats.write_profile(profile, path, fmt)
+                _write_profile(profiler, profile, path, fmt)
             except OSError as e:
                 print(f"shadowprof: error: cannot write {path}: {e}", file=sys.stderr)
         if pending is not None:
@@ -318,7 +331,7 @@ def run(argv: list) -> int:
             if fmt == "text":
                 formats.write_bytes(text.encode("utf-8"), opts.output)
             else:
-                formats.write_profile(profile, opts.output, fmt)
+                _write_profile(profiler, profile, opts.output, fmt)
         if not opts.quiet:
             sys.stderr.write(text)
     except OSError as e:

@@ -147,6 +147,11 @@ class Profiler:
         self.native_internals = bool(native_internals)
         self.profile: Profile | None = None
         self._base = None
+        # Marks of the core's counters at start (nested only) and stop, and the
+        # correction the profile got: pprof_writer writes the same profile from them.
+        self._base_mark = None
+        self._end_mark = None
+        self._correction = (0.0, 0.5)
         self._running = False
 
     @classmethod
@@ -176,8 +181,9 @@ class Profiler:
         with _lock:
             if self._running:
                 raise RuntimeError("this Profiler is already running")
+            self._end_mark = None
             if _active:
-                self._base = self._resolve(_core.snapshot())
+                self._base_mark, self._base = self._mark_and_snapshot()
             else:
                 if self.correct_overhead:
                     _calibrate(hook=self.hook)
@@ -185,7 +191,7 @@ class Profiler:
                 _core.start(interval_ns=self.interval_ns, mode=self.mode,
                             max_depth=self.max_depth, fork=self.fork, hook=self.hook,
                             **({"native": True} if self.native else {}))
-                self._base = None
+                self._base = self._base_mark = None
             _active.append(self)
             self._running = True
         return self
@@ -199,10 +205,11 @@ class Profiler:
             stopped = not _active and _core.is_running()
             if stopped:
                 _core.stop()
-            snap = self._resolve(_core.snapshot())
+            self._end_mark, snap = self._mark_and_snapshot()
             if stopped and self.correct_overhead:
                 _calibrate(refresh=True, hook=self.hook)   # again, warm, after the run
         per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
+        self._correction = (per_call, _calibrated_share)
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
                                              per_call_overhead_cap=_calibrated_share,
@@ -221,6 +228,30 @@ class Profiler:
                                      per_call_overhead_cap=_calibrated_share,
                                      per_call_overhead_err_ns=_calibrated_err_ns,
                                      correct=self.correct_overhead)
+
+    def save(self, path, format: str | None = None) -> None:
+        """Write this profiler's profile (from its start to its stop, or to now while
+        it runs) to *path*, in *format* or the one its extension names (see
+        shadowprof.formats).  pprof files are encoded from the core's own tables in C,
+        compressed and written without holding the GIL: milliseconds where encoding
+        the Profile in Python takes seconds."""
+        from . import formats
+        fmt = formats.format_for(os.fspath(path), format)
+        if fmt == "pprof":
+            from . import pprof_writer
+            if pprof_writer.write_profiler(self, os.fspath(path)):
+                return
+        profile = self.snapshot() if self._running else self.profile
+        if profile is None:
+            raise RuntimeError("this Profiler has not been started")
+        formats.write_profile(profile, os.fspath(path), fmt)
+
+    def _mark_and_snapshot(self) -> tuple:
+        """A mark of the core's counters (None with native frames, which only the
+        Python layer names) and the snapshot of the same moment."""
+        if self.native:
+            return None, self._resolve(_core.snapshot())
+        return _core.mark(True)
 
     def _resolve(self, snap: dict) -> dict:
         # Native frames are named here, in the profiled process, while its objects
@@ -258,7 +289,7 @@ def _after_fork_in_child() -> None:
     # The core started a fresh profile for the child (or stopped): differences
     # against snapshots taken in the parent no longer mean anything.
     for prof in _active:
-        prof._base = None
+        prof._base = prof._base_mark = None
     if _active and not _core.is_running():
         _core.stop()   # fork="stop": also detach the hook (sys.monitoring callbacks)
 

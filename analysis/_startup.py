@@ -193,7 +193,9 @@ class Session:
             if self.writer._thread is not None:
                 self.writer._thread.join(timeout=max(5.0, 2 * self.writer.period_s))
             self.profiler.stop()
-            self.writer.close(_core.snapshot())
+            # The end of the last period: the core's counters when it stopped (not
+            # the calls of the calibration that stop() runs afterwards).
+            self.writer.close(self.profiler._end_mark)
             if not opts["quiet"]:
                 _message(f"{self.writer.files_written} periodic profiles in "
                          f"{self.writer.directory} ({self.writer.samples_written} "
@@ -206,14 +208,14 @@ class Session:
                 path = _expand(out, opts["start_stamp"])
                 if "{pid}" not in out:
                     path = formats.path_for_pid(path, os.getpid())
-                formats.write_profile(profile, path, opts["format"])
+                self.profiler.save(path, opts["format"])
             return
         if out:
             path = _expand(out, opts["start_stamp"])
             if opts["format"] == "text":
                 formats.write_bytes(profile.report(top=opts["top"]).encode(), path)
             else:
-                formats.write_profile(profile, path, opts["format"])
+                self.profiler.save(path, opts["format"])
             if not opts["quiet"] and path != "-":
                 _message(f"profile written to {path} ({profile.samples} samples)")
         elif not opts["quiet"]:

@@ -24,14 +24,12 @@ Thread contract: the writer thread and the exiting main thread take ``_lock`` ar
 
 from __future__ import annotations
 
-import gzip
 import os
 import socket
 import threading
 import time
 
-from . import _api, _core, formats, pprof
-from .model import Profile
+from . import _core, pprof_writer
 
 __all__ = ["PeriodicWriter", "file_prefix", "add_comments"]
 
@@ -179,12 +177,6 @@ class PeriodicWriter:
     def write_period(self, snap: dict | None = None) -> str | None:
         """Write what happened since the previous file; returns its path."""
         with self._lock:
-            if snap is None:
-                snap = _core.snapshot()
-            base, self._base = self._base, snap
-            prof = Profile.from_snapshot(
-                snap, base, per_call_overhead_ns=_api._calibrated_ns or 0.0,
-                per_call_overhead_cap=_api._calibrated_share)
             self.seq += 1
             name = f"{self.prefix}{self.seq:05d}.pb.gz"
             path = os.path.join(self.directory, name)
@@ -192,12 +184,14 @@ class PeriodicWriter:
                      f"host={self.host} start={self.start_stamp} "
                      f"period_s={self.period_s:g}"] + self.comments + self._notes
             self._notes = []
-            data = add_comments(pprof.encode(prof), notes)
-            formats.write_bytes(gzip.compress(data, compresslevel=6, mtime=0), path)
+            # The core's counters from the previous file's end to now, encoded,
+            # compressed and written in C (pprof_writer.py).
+            period = pprof_writer.write_period(path, self._base, notes, end=snap)
+            self._base = period.base
             self.files_written += 1
-            self.samples_written += prof.samples
+            self.samples_written += period.samples
             self._prune()
-            self._check_budget(prof, snap, base)
+            self._check_budget(period)
             return path
 
     def _prune(self) -> None:
@@ -214,13 +208,11 @@ class PeriodicWriter:
             except OSError:
                 pass
 
-    def _check_budget(self, prof: Profile, snap: dict, base: dict | None) -> None:
-        if self.budget <= 0 or not snap.get("running") or prof.cpu_ns <= 0:
+    def _check_budget(self, period: "pprof_writer.Period") -> None:
+        if self.budget <= 0 or not period.running or period.cpu_ns <= 0:
             return
-        sampling_ns = sum(snap.get(k, 0) - (base.get(k, 0) if base else 0)
-                          for k in ("handler_ns", "drain_ns"))
-        share = sampling_ns / prof.cpu_ns
-        interval = snap["interval_ns"]
+        share = period.sampling_ns / period.cpu_ns
+        interval = period.interval_ns
         if share <= self.budget or interval >= MAX_BUDGET_INTERVAL_NS:
             return
         new = min(2 * interval, MAX_BUDGET_INTERVAL_NS)

@@ -208,15 +208,33 @@ def _model_function_id(pid: int) -> int:
     return pid if pid < SYNTHETIC_ID_BASE else SYNTHETIC_ID_BASE - pid
 
 
-def _summary(profile: Profile) -> str:
+def _summary(profile, total_ns) -> str:
+    """The human-readable first comment.  *profile*: a Profile, or any object with its
+    scalars (the live writer's totals); *total_ns*: the sum of its stacks' times."""
+    overhead = ((profile.overhead_weight_ns + profile.corrected_ns) / total_ns
+                if total_ns else 0.0)
     return (f"shadowprof profile: {profile.mode} mode, {profile.samples} samples "
-            f"({profile.effective_rate_hz:.0f} Hz effective, "
+            f"({Profile.effective_rate_hz.fget(profile):.0f} Hz effective, "
             f"{profile.interval_ns / 1e6:g} ms requested), {profile.lost} lost, "
-            f"profiler overhead {100 * profile.overhead_share:.1f}%")
+            f"profiler overhead {100 * overhead:.1f}%")
 
 
-def encode(profile: Profile) -> bytes:
-    """The uncompressed perftools.profiles.Profile message for *profile*."""
+def comments(profile, total_ns, idle_threads=None, extra=()) -> list:
+    """The Profile.comment strings: the summary, ``shadowprof.meta {JSON}`` with the
+    scalars in _META_KEYS (and *idle_threads*, {id: name} of threads without samples,
+    and the import roots, if any), then *extra*.  Shared by encode() and the live writer (pprof_writer.py)."""
+    meta = {k: getattr(profile, k) for k in _META_KEYS}
+    if idle_threads:
+        meta["threads"] = {str(tid): name for tid, name in idle_threads.items()}
+    if profile.roots:
+        meta["roots"] = list(profile.roots)
+    return [_summary(profile, total_ns),
+            _META_PREFIX + json.dumps(meta, ensure_ascii=False), *extra]
+
+
+def encode(profile: Profile, extra_comments=()) -> bytes:
+    """The uncompressed perftools.profiles.Profile message for *profile*, with
+    *extra_comments* after its own."""
     strings = _Strings()
     out = []
     time_type = "wall" if profile.mode == "wall" else "cpu"
@@ -364,16 +382,10 @@ def encode(profile: Profile) -> bytes:
     out.append(_len_field(PROFILE_PERIOD_TYPE,
                           _value_type(strings, time_type, "nanoseconds")))
     out.append(_int_field(PROFILE_PERIOD, profile.interval_ns))
-    comments = [_summary(profile)]
-    meta = {k: getattr(profile, k) for k in _META_KEYS}
-    idle = {str(tid): name for tid, name in profile.threads.items()
+    idle = {tid: name for tid, name in profile.threads.items()
             if tid not in sampled_threads}
-    if idle:
-        meta["threads"] = idle
-    if profile.roots:
-        meta["roots"] = list(profile.roots)
-    comments.append(_META_PREFIX + json.dumps(meta, ensure_ascii=False))
-    out.append(_packed_field(PROFILE_COMMENT, [strings(c) for c in comments]))
+    lines = comments(profile, profile.total_ns, idle, extra_comments)
+    out.append(_packed_field(PROFILE_COMMENT, [strings(c) for c in lines]))
     out.append(_int_field(PROFILE_DEFAULT_SAMPLE_TYPE, strings(time_type)))
     # The string table last: every string has been interned by now.
     out.extend(_len_field(PROFILE_STRING_TABLE, s.encode("utf-8", "surrogateescape"))

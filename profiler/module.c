@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "drain.h"
 #include "dumpsig.h"
+#include "export.h"
 #include "hook.h"
 #include "native.h"
 #include "options.h"
@@ -30,6 +31,22 @@ static uint64_t stop_wall_ns, stop_cpu_ns;
 static size_t ring_records = 4096;
 static int session_native;   /* start(native=True): native stacks captured */
 static int fork_keep = 1;   /* a forked child keeps profiling (1) or stops (0) */
+/* Bumped by start() and in a forked child: marks (export.c) of another session are
+ * refused. */
+static uint64_t session_generation;
+
+void
+sp_session_get(sp_session_t *out)
+{
+    out->generation = session_generation;
+    out->running = running;
+    out->native = session_native;
+    out->wall = session_mode == SP_MODE_WALL;
+    out->interval_ns = session_interval_ns;
+    out->start_unix_ns = start_unix_ns;
+    out->duration_ns = (running ? sp_clock_wall_ns() : stop_wall_ns) - start_wall_ns;
+    out->cpu_ns = (running ? sp_clock_cpu_ns() : stop_cpu_ns) - start_cpu_ns;
+}
 
 static uint64_t
 unix_ns(void)
@@ -69,6 +86,7 @@ after_fork_child(void)
         sp_ring_reset(sp_sampler_ring);
     sp_drain_reset();
     sp_registry_reset_counts();
+    session_generation++;
     start_wall_ns = sp_clock_wall_ns();
     start_cpu_ns = sp_clock_cpu_ns();
     start_unix_ns = unix_ns();
@@ -198,6 +216,7 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
         return NULL;
     session_mode = m;
     session_interval_ns = interval;
+    session_generation++;
     fork_keep = strcmp(fork_mode, "continue") == 0;
     start_wall_ns = sp_clock_wall_ns();
     start_cpu_ns = sp_clock_cpu_ns();
@@ -727,6 +746,7 @@ static PyMethodDef core_methods[] = {
     {"thread_stacks", core_thread_stacks, METH_NOARGS, thread_stacks_doc},
     {"_dump_signal", core_dump_signal, METH_O, dump_signal_doc},
     {"_set_interval", core_set_interval, METH_O, set_interval_doc},
+    SP_EXPORT_METHODS
     {NULL, NULL, 0, NULL},
 };
 

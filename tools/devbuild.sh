@@ -12,5 +12,5 @@ mkdir -p "$DEST/shadowprof"
 cp "$ROOT"/analysis/*.py "$DEST/shadowprof/"
 gcc -O2 -g -fPIC -shared -fvisibility=hidden -fno-omit-frame-pointer -Wall \
     ${EXTRA_CFLAGS:-} -I"$INC" "$ROOT"/profiler/*.c -o "$DEST/shadowprof/_core$SUF" \
-    -lpthread
+    -lpthread -lz
 echo "$DEST"

@@ -1,0 +1,179 @@
+"""pprof files straight from the running profiler, at next to no cost.
+
+pprof.py encodes a Profile, the in-memory model, in Python: right for profiles read
+from files (merge, conversion), but seconds at the core's table cap once
+``_core.snapshot()`` and ``Profile.from_snapshot()`` have turned every stack into
+Python objects.  For the profile of the running session, ``_core.write_pprof`` reads
+the core's table and registry directly, encodes the same profile.proto in C (the
+bytes pprof.encode() writes for the same Profile), and compresses and writes the
+file with the GIL released.
+
+Two functions:
+
+- ``write_period(path, base, comments)``: the profile of what happened since *base*
+  (the previous call's ``Period.base``; None: since the session started), written to
+  *path*.  Continuous mode calls it once per period.
+- ``write_profiler(profiler, path, strip=None)``: a Profiler's own profile (from its
+  start to its stop, or to now while it runs): ``Profiler.save()`` and the command
+  line call it.
+
+Contract with the core (export.h): a *mark* is a copy of the session's counters;
+the profile between two marks is their difference, so nothing is reset and nested
+profilers, continuous mode and snapshot() can share one session.  A mark of an
+earlier session (start() again, or a forked child) is refused with ValueError:
+callers start from None there.  Sessions with native frames (native=True) need the
+Python layer to name their C functions, so they go through Profile and pprof.encode()
+here, with the same results and the Python encoder's cost.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import threading
+import time
+
+from . import _core, formats, pprof
+from .model import Profile
+
+__all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
+
+# zlib level of the live writer: Go's runtime/pprof writes with BestSpeed (1) too.
+# Level 6 (gzip's default) costs about three times the CPU for files a fifth smaller.
+GZIP_LEVEL = 1
+
+
+class _Totals:
+    """The scalars pprof.comments() reads, from the writer's info dict."""
+
+    def __init__(self, info: dict):
+        self.__dict__.update(info)
+
+
+def _comment_fn(extra):
+    def comments(info: dict) -> list:
+        return pprof.comments(_Totals(info), info["total_ns"], None, extra)
+    return comments
+
+
+def _thread_names() -> dict:
+    return {t.native_id: t.name for t in threading.enumerate()
+            if getattr(t, "native_id", None)}
+
+
+class Period:
+    """What write_period() wrote: *samples*, *cpu_ns* and *duration_ns* of the
+    period; *running* and *interval_ns* of the session; *sampling_ns*, the time the
+    signal handler and the drain took in the period; *writer_ns*, what writing this
+    file cost (encode, compress, write); *base*, the start of the next period."""
+
+    def __init__(self, base, samples: int, cpu_ns: int, duration_ns: int,
+                 running: bool, interval_ns: int, sampling_ns: int, writer_ns: int):
+        self.base = base
+        self.samples = samples
+        self.cpu_ns = cpu_ns
+        self.duration_ns = duration_ns
+        self.running = running
+        self.interval_ns = interval_ns
+        self.sampling_ns = sampling_ns
+        self.writer_ns = writer_ns
+
+
+def _calibration():
+    from . import _api
+    return _api._calibrated_ns or 0.0, _api._calibrated_share
+
+
+class _Base:
+    """The opaque start of a next period: the core's mark, and the handler's and the
+    drain's cumulative times at it."""
+    __slots__ = ("mark", "sampling_ns")
+
+    def __init__(self, mark, sampling_ns: int):
+        self.mark = mark
+        self.sampling_ns = sampling_ns
+
+
+def _write(path: str, base, end, **kwargs) -> tuple:
+    """_core.write_pprof to *path*; '-' (stdout) and the null device through
+    formats.write_bytes."""
+    if path in ("-", os.devnull):
+        info, mark, data = _core.write_pprof(None, base, end, **kwargs)
+        formats.write_bytes(data, path)
+        return info, mark
+    info, mark, _ = _core.write_pprof(path, base, end, **kwargs)
+    return info, mark
+
+
+def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
+    """Write the profile of the session from *base* to *end* (None: now) to *path*
+    (gzipped profile.proto, written atomically), with *comments* after its own.
+    *base*: None, or a previous call's ``Period.base``.  *end*: None, a mark
+    (``_core.mark()``), or the snapshot dict of the stopped core.  The hook's
+    calibrated per-call cost is moved into [shadowprof overhead] as
+    Profile.from_snapshot() does."""
+    per_call, cap = _calibration()
+    if not _core._session()["native"]:
+        if isinstance(end, dict):
+            end = None    # the stopped core still holds what that snapshot shows
+        mark = base.mark if isinstance(base, _Base) else None
+        try:
+            info, new = _write(path, mark, end, threads=_thread_names(),
+                               per_call_overhead_ns=per_call, per_call_overhead_cap=cap,
+                               comments=_comment_fn(list(comments)), level=GZIP_LEVEL)
+        except ValueError:
+            if mark is None:
+                raise
+            # a base of an earlier session (forked since): start afresh
+            return write_period(path, None, comments, end=end)
+        sampling = info["handler_ns"] + info["drain_ns"]
+        return Period(_Base(new, sampling), info["samples"], info["cpu_ns"],
+                      info["duration_ns"], info["running"], info["interval_ns"],
+                      sampling - (base.sampling_ns if mark is not None else 0),
+                      info["encode_ns"] + info["compress_ns"] + info["write_ns"])
+    # Native frames: named by the Python layer (native.resolve_snapshot).
+    t0 = time.perf_counter_ns()
+    snap = end if isinstance(end, dict) else _core.snapshot()
+    from .native import resolve_snapshot
+    resolve_snapshot(snap)
+    base_snap = base if isinstance(base, dict) else None
+    prof = Profile.from_snapshot(snap, base_snap, per_call_overhead_ns=per_call,
+                                 per_call_overhead_cap=cap)
+    data = pprof.encode(prof, list(comments))
+    formats.write_bytes(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), path)
+    sampling = sum(snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)
+                   for k in ("handler_ns", "drain_ns"))
+    return Period(snap, prof.samples, prof.cpu_ns, prof.duration_ns,
+                  bool(snap.get("running")), snap["interval_ns"], sampling,
+                  time.perf_counter_ns() - t0)
+
+
+def write_profiler(profiler, path: str, strip=None) -> bool:
+    """Write *profiler*'s profile (see Profiler.save) to *path* with the C writer.
+    *strip*: code ids removed from the root end of stacks (the command line's own
+    frames).  Returns False, having written nothing, when the C writer cannot stand
+    for the profiler's Profile (native frames, or marks of an earlier session): the
+    caller then writes the Profile with pprof.write_pprof."""
+    session = _core._session()
+    if session["native"] or not session["started"]:
+        return False
+    if profiler.running:
+        end = None
+        per_call, cap = _calibration()
+        if not profiler.correct_overhead:
+            per_call = 0.0
+    else:
+        end = profiler._end_mark
+        if end is None:
+            return False
+        per_call, cap = profiler._correction
+    base = profiler._base_mark
+    if base is None and profiler._base is not None:
+        return False   # nested, without a mark of its start
+    try:
+        _write(path, base, end, threads=_thread_names(), per_call_overhead_ns=per_call,
+               per_call_overhead_cap=cap, strip=strip, comments=_comment_fn([]),
+               level=GZIP_LEVEL)
+    except ValueError:
+        return False   # a mark of an earlier session: the Profile has the data
+    return True

@@ -1,0 +1,1298 @@
+/* export.c: the live profile straight to a pprof file (see export.h).
+ *
+ * The order of everything written follows analysis/pprof.py's encode() step by step
+ * (its comments name the step), so that the two encoders' bytes can be compared:
+ *   sample types; one Sample per stack (table order; locations leaf first, created
+ *   on first use); one per call edge; one per callee with calls on no edge
+ *   (caller=unknown); the interpreter's Mapping; Locations; Functions (ids in order,
+ *   then the synthetic overhead function if this writer made one); times and period;
+ *   comments; default sample type; the string table.
+ * Numbers follow Profile.from_snapshot() and Profile._correct_per_call_overhead() in
+ * analysis/model.py, in the same floating-point operations in the same order.
+ */
+#include "export.h"
+
+#include "drain.h"
+#include "native.h"
+#include "pprof_enc.h"
+#include "registry.h"
+#include "sampler.h"
+#include "table.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The synthetic "[shadowprof overhead]" function a writer adds when the registry's
+ * own (SP_ID_OVERHEAD) is not in the profile: the model's id -1.  Registry ids stay
+ * below UINT32_MAX / 2 (sp_registry_set_max). */
+#define EXTRA_ID UINT32_MAX
+/* pprof ids of synthetic model ids (<= 0): SYNTHETIC_ID_BASE - id (pprof.py). */
+#define SYNTHETIC_ID_BASE (1ull << 62)
+
+static inline uint64_t
+loc_key(uint32_t id, int32_t line)
+{
+    return (uint64_t)id << 32 | (uint32_t)line;
+}
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ marks */
+
+typedef struct {
+    uint64_t generation;
+    size_t nstacks;
+    uint64_t *count, *weight;       /* by table entry */
+    uint32_t nids;
+    uint64_t *calls;                /* by code id */
+    size_t nedges;
+    uint64_t *edge_key, *edge_n;    /* caller << 32 | callee, in registry visit order */
+    sp_u64map_t edge_index;         /* edge key -> calls */
+    sp_drain_stats_t stats;
+    uint64_t handler_ns, duration_ns, cpu_ns, interval_ns;
+    int running;
+} mark_t;
+
+static const char MARK_NAME[] = "shadowprof._core.mark";
+
+static void
+mark_free(mark_t *m)
+{
+    if (!m)
+        return;
+    free(m->count);
+    free(m->weight);
+    free(m->calls);
+    free(m->edge_key);
+    free(m->edge_n);
+    sp_u64map_free(&m->edge_index);
+    free(m);
+}
+
+static void
+mark_capsule_free(PyObject *cap)
+{
+    mark_free(PyCapsule_GetPointer(cap, MARK_NAME));
+}
+
+typedef struct {
+    mark_t *m;
+    size_t cap;
+    int oom;
+} edge_collect_t;
+
+static int
+collect_edge(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
+{
+    edge_collect_t *c = arg;
+    mark_t *m = c->m;
+    if (m->nedges == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        uint64_t *k = realloc(m->edge_key, cap * sizeof(uint64_t));
+        if (k)
+            m->edge_key = k;
+        uint64_t *v = realloc(m->edge_n, cap * sizeof(uint64_t));
+        if (v)
+            m->edge_n = v;
+        if (!k || !v) {
+            c->oom = 1;
+            return -1;
+        }
+        c->cap = cap;
+    }
+    uint64_t key = (uint64_t)caller << 32 | callee;
+    int created;
+    uint64_t *slot = sp_u64map_put(&m->edge_index, key, &created);
+    if (!slot) {
+        c->oom = 1;
+        return -1;
+    }
+    *slot += n;
+    m->edge_key[m->nedges] = key;
+    m->edge_n[m->nedges++] = n;
+    return 0;
+}
+
+/* A copy of every counter now (after draining the ring if drain).  NULL with an
+ * exception set on failure.  GIL held. */
+static mark_t *
+mark_take(int drain)
+{
+    if (!sp_drain_table) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
+        return NULL;
+    }
+    if (drain)
+        sp_drain();
+    mark_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return (mark_t *)PyErr_NoMemory();
+    sp_session_t s;
+    sp_session_get(&s);
+    m->generation = s.generation;
+    m->running = s.running;
+    m->duration_ns = s.duration_ns;
+    m->cpu_ns = s.cpu_ns;
+    m->interval_ns = s.interval_ns;
+    m->stats = sp_drain_stats;
+    m->handler_ns = sp_sampler_handler_ns();
+    m->nstacks = sp_table_size(sp_drain_table);
+    m->nids = sp_registry_size();
+    m->count = malloc((m->nstacks ? m->nstacks : 1) * sizeof(uint64_t));
+    m->weight = malloc((m->nstacks ? m->nstacks : 1) * sizeof(uint64_t));
+    m->calls = malloc((m->nids ? m->nids : 1) * sizeof(uint64_t));
+    if (!m->count || !m->weight || !m->calls)
+        goto oom;
+    for (size_t i = 0; i < m->nstacks; i++) {
+        sp_stack_view_t v;
+        sp_table_get(sp_drain_table, i, &v);
+        m->count[i] = v.count;
+        m->weight[i] = v.weight_ns;
+    }
+    for (uint32_t id = 0; id < m->nids; id++)
+        m->calls[id] = sp_registry_get(id)->calls;
+    edge_collect_t c = {m, 0, 0};
+    sp_registry_visit_edges(collect_edge, &c);
+    if (c.oom)
+        goto oom;
+    return m;
+oom:
+    mark_free(m);
+    return (mark_t *)PyErr_NoMemory();
+}
+
+static PyObject *
+mark_capsule(mark_t *m)
+{
+    PyObject *cap = PyCapsule_New(m, MARK_NAME, mark_capsule_free);
+    if (!cap)
+        mark_free(m);
+    return cap;
+}
+
+static int
+u64_item(PyObject *d, const char *key, uint64_t *out)
+{
+    PyObject *v = PyDict_GetItemString(d, key);   /* borrowed */
+    if (!v) {
+        PyErr_Format(PyExc_KeyError, "snapshot has no %s", key);
+        return -1;
+    }
+    *out = PyLong_AsUnsignedLongLong(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+const char sp_export_mark_doc[] =
+    "mark(snapshot=False) -> mark, or (mark, snapshot dict)\n--\n\n"
+    "A copy of every counter of the session now (stack counts and times, calls, edges,\n"
+    "totals, clocks): the base or the end of a profile for write_pprof().  With\n"
+    "snapshot, also snapshot() of the same moment (same samples, calls and clocks).";
+
+PyObject *
+sp_export_mark(PyObject *mod, PyObject *args)
+{
+    int with_snapshot = 0;
+    if (args && !PyArg_ParseTuple(args, "|p:mark", &with_snapshot))
+        return NULL;
+    if (!with_snapshot) {
+        mark_t *m = mark_take(1);
+        return m ? mark_capsule(m) : NULL;
+    }
+    /* snapshot() drains; with the GIL held nothing reaches the table or the registry
+     * until we return, and the clocks and the handler's time are the snapshot's. */
+    PyObject *snap = PyObject_CallMethod(mod, "snapshot", NULL);
+    if (!snap)
+        return NULL;
+    mark_t *m = mark_take(0);
+    if (!m || u64_item(snap, "duration_ns", &m->duration_ns) < 0 ||
+        u64_item(snap, "cpu_ns", &m->cpu_ns) < 0 ||
+        u64_item(snap, "handler_ns", &m->handler_ns) < 0 ||
+        u64_item(snap, "interval_ns", &m->interval_ns) < 0) {
+        mark_free(m);
+        Py_DECREF(snap);
+        return NULL;
+    }
+    PyObject *cap = mark_capsule(m);
+    PyObject *res = cap ? PyTuple_Pack(2, cap, snap) : NULL;
+    Py_XDECREF(cap);
+    Py_DECREF(snap);
+    return res;
+}
+
+/* The mark in a capsule of this session; NULL with an exception set otherwise. */
+static mark_t *
+mark_arg(PyObject *obj, const char *what)
+{
+    mark_t *m = PyCapsule_IsValid(obj, MARK_NAME) ? PyCapsule_GetPointer(obj, MARK_NAME)
+                                                   : NULL;
+    if (!m) {
+        PyErr_Format(PyExc_TypeError, "shadowprof: %s must come from _core.mark() or "
+                     "write_pprof(), not %.100s", what, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    sp_session_t s;
+    sp_session_get(&s);
+    if (m->generation != s.generation) {
+        PyErr_Format(PyExc_ValueError, "shadowprof: %s belongs to an earlier profiling "
+                     "session (restarted, or forked since); take a new mark", what);
+        return NULL;
+    }
+    return m;
+}
+
+static inline uint64_t
+base_count(const mark_t *b, size_t i)
+{
+    return b && i < b->nstacks ? b->count[i] : 0;
+}
+
+static inline uint64_t
+base_weight(const mark_t *b, size_t i)
+{
+    return b && i < b->nstacks ? b->weight[i] : 0;
+}
+
+static inline uint64_t
+base_calls(const mark_t *b, uint32_t id)
+{
+    return b && id < b->nids ? b->calls[id] : 0;
+}
+
+static inline uint64_t
+base_edge(const mark_t *b, uint64_t key)
+{
+    const uint64_t *n = b ? sp_u64map_get(&b->edge_index, key) : NULL;
+    return n ? *n : 0;
+}
+
+/* ------------------------------------------------------------------ the profile */
+
+typedef struct {
+    const uint64_t *locs;   /* root first */
+    uint32_t nlocs;
+    uint64_t tid;
+    uint64_t count;
+    int64_t weight;         /* exact, while !is_float */
+    double weight_f;        /* after the per-call overhead correction moved time */
+    int is_float;
+} stack_t;
+
+typedef struct {
+    uint32_t caller, callee;
+    int64_t n;
+} edge_t;
+
+typedef struct {
+    uint32_t id;
+    int64_t n;
+} calls_t;
+
+typedef struct {
+    stack_t *stacks;
+    size_t nstacks, stacks_cap;
+    calls_t *calls;
+    size_t ncalls;
+    edge_t *edges;
+    size_t nedges;
+    unsigned char *used;    /* by code id: in the profile's function table */
+    uint32_t nids;
+    int extra_overhead;     /* the writer added "[shadowprof overhead]" as EXTRA_ID */
+    uint64_t overhead_loc;  /* the location of that function's synthetic stack */
+    double corrected_ns;
+    /* delta of the totals */
+    sp_drain_stats_t stats;
+    uint64_t duration_ns, cpu_ns, handler_ns;
+    sp_u64map_t named_tids; /* threads of the profile's stacks (they get a name) */
+} prof_t;
+
+static void
+prof_free(prof_t *p)
+{
+    free(p->stacks);
+    free(p->calls);
+    free(p->edges);
+    free(p->used);
+    sp_u64map_free(&p->named_tids);
+}
+
+static int
+push_stack(prof_t *p, stack_t s)
+{
+    if (p->nstacks == p->stacks_cap) {
+        size_t cap = p->stacks_cap ? p->stacks_cap * 2 : 256;
+        stack_t *n = realloc(p->stacks, cap * sizeof(stack_t));
+        if (!n)
+            return -1;
+        p->stacks = n;
+        p->stacks_cap = cap;
+    }
+    p->stacks[p->nstacks++] = s;
+    return 0;
+}
+
+/* Model.from_snapshot(cur, base): stacks, calls and edges with a positive difference,
+ * the functions a cumulative snapshot of cur names.  -1 when out of memory, or -2 if
+ * the table holds native frames (named by the Python layer only). */
+static int
+prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
+{
+    memset(p, 0, sizeof(*p));
+    sp_u64map_init(&p->named_tids);
+    p->nids = cur->nids;
+    p->used = calloc(cur->nids ? cur->nids : 1, 1);
+    if (!p->used)
+        return -1;
+    for (size_t i = 0; i < cur->nstacks; i++) {
+        if (!cur->count[i])
+            continue;
+        sp_stack_view_t v;
+        sp_table_get(sp_drain_table, i, &v);
+        for (uint32_t k = 0; k < v.nlocs; k++) {
+            if (v.locs[k] & SP_NATIVE_LOC_TAG)
+                return -2;
+            uint32_t id = (uint32_t)(v.locs[k] >> 32);
+            if (id < p->nids)
+                p->used[id] = 1;
+        }
+        int64_t c = (int64_t)(cur->count[i] - base_count(base, i));
+        if (c <= 0)
+            continue;
+        stack_t s = {v.locs, v.nlocs, v.tid, (uint64_t)c,
+                     (int64_t)(cur->weight[i] - base_weight(base, i)), 0.0, 0};
+        int created;
+        if (push_stack(p, s) < 0 || !sp_u64map_put(&p->named_tids, v.tid, &created))
+            return -1;
+    }
+    p->calls = malloc((cur->nids ? cur->nids : 1) * sizeof(calls_t));
+    if (!p->calls)
+        return -1;
+    for (uint32_t id = SP_ID_OTHER; id < cur->nids; id++) {
+        if (!cur->calls[id])
+            continue;
+        p->used[id] = 1;
+        int64_t n = (int64_t)(cur->calls[id] - base_calls(base, id));
+        if (n > 0)
+            p->calls[p->ncalls++] = (calls_t){id, n};
+    }
+    p->edges = malloc((cur->nedges ? cur->nedges : 1) * sizeof(edge_t));
+    if (!p->edges)
+        return -1;
+    for (size_t j = 0; j < cur->nedges; j++) {
+        uint64_t key = cur->edge_key[j];
+        uint32_t caller = (uint32_t)(key >> 32), callee = (uint32_t)key;
+        if (caller < p->nids)
+            p->used[caller] = 1;
+        if (callee < p->nids)
+            p->used[callee] = 1;
+        int64_t n = (int64_t)(cur->edge_n[j] - base_edge(base, key));
+        if (n > 0)
+            p->edges[p->nedges++] = (edge_t){caller, callee, n};
+    }
+#define DELTA(f) p->stats.f = cur->stats.f - (base ? base->stats.f : 0)
+    DELTA(samples);
+    DELTA(weight_ns);
+    DELTA(lost);
+    DELTA(lost_weight_ns);
+    DELTA(overhead);
+    DELTA(overhead_weight_ns);
+    DELTA(table_full);
+    DELTA(drain_ns);
+#undef DELTA
+    p->duration_ns = cur->duration_ns - (base ? base->duration_ns : 0);
+    p->cpu_ns = cur->cpu_ns - (base ? base->cpu_ns : 0);
+    p->handler_ns = cur->handler_ns - (base ? base->handler_ns : 0);
+    return 0;
+}
+
+/* Profile._function_id("[shadowprof overhead]"): the registry's synthetic function if
+ * the profile names it, else one the writer adds. */
+static uint32_t
+overhead_id(prof_t *p)
+{
+    if (SP_ID_OVERHEAD < p->nids && p->used[SP_ID_OVERHEAD])
+        return SP_ID_OVERHEAD;
+    p->extra_overhead = 1;
+    return EXTRA_ID;
+}
+
+static inline uint32_t
+leaf_id(const stack_t *s)
+{
+    return (uint32_t)(s->locs[s->nlocs - 1] >> 32);
+}
+
+/* Profile._correct_per_call_overhead(), operation for operation. */
+static int
+prof_correct(prof_t *p, double per_call_ns, double cap)
+{
+    int64_t total_calls = 0;
+    for (size_t i = 0; i < p->ncalls; i++)
+        total_calls += p->calls[i].n;
+    if (!total_calls)
+        return 0;
+    double budget = (double)total_calls * per_call_ns - (double)p->stats.overhead_weight_ns;
+    if (budget <= 0)
+        return 0;
+    uint32_t n_ids = p->nids;
+    int64_t *leaf_weight = calloc(n_ids ? n_ids : 1, sizeof(int64_t));
+    double *removed = calloc(n_ids ? n_ids : 1, sizeof(double));
+    unsigned char *has_removed = calloc(n_ids ? n_ids : 1, 1);
+    size_t *first = calloc((size_t)n_ids + 1, sizeof(size_t));
+    edge_t *by_callee = malloc((p->nedges ? p->nedges : 1) * sizeof(edge_t));
+    int rc = -1;
+    if (!leaf_weight || !removed || !has_removed || !first || !by_callee)
+        goto done;
+    for (size_t i = 0; i < p->nstacks; i++)
+        if (p->stacks[i].nlocs)
+            leaf_weight[leaf_id(&p->stacks[i])] += p->stacks[i].weight;
+    /* callers[callee]: its edges in edge order (a stable counting sort). */
+    for (size_t j = 0; j < p->nedges; j++)
+        first[p->edges[j].callee + 1]++;
+    for (uint32_t id = 0; id < n_ids; id++)
+        first[id + 1] += first[id];
+    {
+        size_t *fill = malloc(((size_t)n_ids + 1) * sizeof(size_t));
+        if (!fill)
+            goto done;
+        memcpy(fill, first, ((size_t)n_ids + 1) * sizeof(size_t));
+        for (size_t j = 0; j < p->nedges; j++)
+            by_callee[fill[p->edges[j].callee]++] = p->edges[j];
+        free(fill);
+    }
+#define TAKE(fid, amount, got)                                                   \
+    do {                                                                         \
+        double avail_ = cap * (double)leaf_weight[fid] - removed[fid];           \
+        double m_ = avail_ < (amount) ? avail_ : (amount);                       \
+        got = m_ > 0.0 ? m_ : 0.0;                                               \
+        if (got != 0.0) {                                                        \
+            removed[fid] = has_removed[fid] ? removed[fid] + got : got;          \
+            has_removed[fid] = 1;                                                \
+        }                                                                        \
+    } while (0)
+    for (size_t i = 0; i < p->ncalls; i++) {
+        uint32_t fid = p->calls[i].id;
+        int64_t n = p->calls[i].n;
+        double want = budget * (double)n / (double)total_calls, got;
+        TAKE(fid, want, got);
+        double left = want - got;
+        if (left > 0) {
+            for (size_t j = first[fid]; j < first[fid + 1]; j++) {
+                double amount = left * (double)by_callee[j].n / (double)n, ignored;
+                TAKE(by_callee[j].caller, amount, ignored);
+                (void)ignored;
+            }
+        }
+    }
+#undef TAKE
+    double moved = 0.0;
+    for (size_t i = 0; i < p->nstacks; i++) {
+        stack_t *s = &p->stacks[i];
+        if (!s->nlocs)
+            continue;
+        uint32_t fid = leaf_id(s);
+        if (has_removed[fid] && leaf_weight[fid]) {
+            double cut = (double)s->weight * removed[fid] / (double)leaf_weight[fid];
+            moved += cut;
+            s->weight_f = (double)s->weight - cut;
+            s->is_float = 1;
+        }
+    }
+    if (moved != 0.0) {
+        p->overhead_loc = loc_key(overhead_id(p), 0);
+        stack_t s = {&p->overhead_loc, 1, 0, 0, 0, moved, 1};
+        if (push_stack(p, s) < 0)
+            goto done;
+    }
+    p->corrected_ns = moved;
+    rc = 0;
+done:
+    free(leaf_weight);
+    free(removed);
+    free(has_removed);
+    free(first);
+    free(by_callee);
+    return rc;
+}
+
+/* model.strip_outer_frames(): outer[id] marks the functions to strip. */
+static int
+prof_strip(prof_t *p, const unsigned char *outer)
+{
+    for (size_t i = 0; i < p->nstacks; i++) {
+        stack_t *s = &p->stacks[i];
+        uint32_t k = 0;
+        while (k < s->nlocs && (uint32_t)(s->locs[k] >> 32) < p->nids &&
+               outer[s->locs[k] >> 32])
+            k++;
+        if (s->nlocs && k == s->nlocs) {
+            if (!p->overhead_loc)
+                p->overhead_loc = loc_key(overhead_id(p), 0);
+            s->locs = &p->overhead_loc;
+            s->nlocs = 1;
+        } else {
+            s->locs += k;
+            s->nlocs -= k;
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < p->ncalls; i++)
+        if (!outer[p->calls[i].id])
+            p->calls[n++] = p->calls[i];
+    p->ncalls = n;
+    /* Edges: drop those into outer functions, calls from them come from the root;
+     * merged in first-seen order. */
+    sp_u64map_t pos;
+    sp_u64map_init(&pos);
+    n = 0;
+    for (size_t j = 0; j < p->nedges; j++) {
+        edge_t e = p->edges[j];
+        if (e.callee < p->nids && outer[e.callee])
+            continue;
+        if (e.caller < p->nids && outer[e.caller])
+            e.caller = 0;
+        int created;
+        uint64_t *slot = sp_u64map_put(&pos, (uint64_t)e.caller << 32 | e.callee, &created);
+        if (!slot) {
+            sp_u64map_free(&pos);
+            return -1;
+        }
+        if (created) {
+            *slot = n;
+            p->edges[n++] = e;
+        } else {
+            p->edges[*slot].n += e.n;
+        }
+    }
+    p->nedges = n;
+    sp_u64map_free(&pos);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ encoding */
+
+typedef struct {
+    sp_buf_t out;           /* the Profile message */
+    sp_buf_t locs;          /* Location messages, appended after the mappings */
+    sp_buf_t scratch;
+    sp_strtab_t *strings;
+    sp_u64map_t loc_ids;    /* location key -> location id */
+    sp_u64map_t thread_labels;  /* tid -> offset + 1 of its encoded labels in labels */
+    sp_buf_t labels;
+    PyObject *names_py, *names_core;   /* {tid: name}: the caller's, then the drain's */
+} enc_t;
+
+/* The string table index of a str (UTF-8, lone surrogates as with surrogateescape);
+ * -1 out of memory, -2 with a Python exception set. */
+static int64_t
+intern_str(enc_t *e, PyObject *s)
+{
+    if (!PyUnicode_Check(s))
+        return sp_strtab_intern(e->strings, "?", 1);
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u)
+        return sp_strtab_intern(e->strings, u, (size_t)n);
+    PyErr_Clear();
+    PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
+    if (!b)
+        return -2;
+    int64_t i = sp_strtab_intern(e->strings, PyBytes_AS_STRING(b),
+                                 (size_t)PyBytes_GET_SIZE(b));
+    Py_DECREF(b);
+    return i;
+}
+
+static inline int64_t
+intern_c(enc_t *e, const char *s)
+{
+    return sp_strtab_intern(e->strings, s, strlen(s));
+}
+
+static inline uint64_t
+pprof_function_id(uint32_t id)
+{
+    if (id == EXTRA_ID)
+        return SYNTHETIC_ID_BASE + 1;   /* model id -1 */
+    return id > 0 ? id : SYNTHETIC_ID_BASE;
+}
+
+static inline int
+first_line(uint32_t id)
+{
+    if (id == EXTRA_ID)
+        return 0;
+    sp_code_t *c = sp_registry_get(id);
+    return c ? c->firstlineno : 0;
+}
+
+/* The id of the location (function id, line), created on first use: pprof.py's
+ * location(). */
+static uint64_t
+location(enc_t *e, uint64_t key)
+{
+    int created;
+    uint64_t *slot = sp_u64map_put(&e->loc_ids, key, &created);
+    if (!slot) {
+        e->out.oom = 1;
+        return 0;
+    }
+    if (!created)
+        return *slot;
+    uint64_t id = *slot = e->loc_ids.n;
+    uint32_t fid = (uint32_t)(key >> 32);
+    int32_t line = (int32_t)(uint32_t)key;
+    size_t loc = sp_pb_begin(&e->locs, SP_PROFILE_LOCATION);
+    sp_pb_int(&e->locs, SP_LOCATION_ID, id);
+    sp_pb_int(&e->locs, SP_LOCATION_MAPPING_ID, 1);
+    size_t ln = sp_pb_begin(&e->locs, SP_LOCATION_LINE);
+    sp_pb_key(&e->locs, SP_LINE_FUNCTION_ID, SP_WT_VARINT);
+    sp_buf_varint(&e->locs, pprof_function_id(fid));
+    sp_pb_int(&e->locs, SP_LINE_LINE, (uint64_t)(int64_t)line);
+    sp_pb_end(&e->locs, ln);
+    sp_pb_end(&e->locs, loc);
+    return id;
+}
+
+/* The encoded thread labels of tid (pprof.py's labels()): "thread" with its name if
+ * the profile names the thread, and "thread_id".  Returns -1 with an exception set. */
+static int
+thread_labels(enc_t *e, const prof_t *p, uint64_t tid, const uint8_t **lab, size_t *len)
+{
+    int created;
+    uint64_t *slot = sp_u64map_put(&e->thread_labels, tid, &created);
+    if (!slot) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (created) {
+        size_t start = e->labels.len;
+        int64_t k_thread = intern_c(e, "thread"), k_thread_id = intern_c(e, "thread_id");
+        if (sp_u64map_get(&p->named_tids, tid)) {
+            PyObject *key = PyLong_FromUnsignedLongLong(tid);
+            if (!key)
+                return -1;
+            PyObject *name = e->names_py ? PyDict_GetItemWithError(e->names_py, key) : NULL;
+            if (!name && !PyErr_Occurred() && e->names_core)
+                name = PyDict_GetItemWithError(e->names_core, key);
+            Py_DECREF(key);
+            if (!name && PyErr_Occurred())
+                return -1;
+            int64_t s;
+            if (name) {
+                s = intern_str(e, name);
+            } else {
+                char buf[48];
+                snprintf(buf, sizeof(buf), "thread-%llu", (unsigned long long)tid);
+                s = intern_c(e, buf);
+            }
+            if (s == -2)
+                return -1;
+            size_t m = sp_pb_begin(&e->labels, SP_SAMPLE_LABEL);
+            sp_pb_int(&e->labels, SP_LABEL_KEY, (uint64_t)k_thread);
+            sp_pb_int(&e->labels, SP_LABEL_STR, (uint64_t)s);
+            sp_pb_end(&e->labels, m);
+        }
+        size_t m = sp_pb_begin(&e->labels, SP_SAMPLE_LABEL);
+        sp_pb_int(&e->labels, SP_LABEL_KEY, (uint64_t)k_thread_id);
+        sp_pb_int(&e->labels, SP_LABEL_NUM, tid);
+        sp_pb_end(&e->labels, m);
+        /* offset << 20 | length: labels of one thread are far below 1 MiB */
+        *slot = (uint64_t)start << 20 | (e->labels.len - start);
+    }
+    *lab = e->labels.p + (*slot >> 20);
+    *len = (size_t)(*slot & ((1u << 20) - 1));
+    return 0;
+}
+
+static void
+value_type(enc_t *e, int field, const char *type, const char *unit)
+{
+    size_t m = sp_pb_begin(&e->out, field);
+    sp_pb_int(&e->out, SP_VALUETYPE_TYPE, (uint64_t)intern_c(e, type));
+    sp_pb_int(&e->out, SP_VALUETYPE_UNIT, (uint64_t)intern_c(e, unit));
+    sp_pb_end(&e->out, m);
+}
+
+/* The function table entry of id (pprof.py's Function message: name, system name,
+ * file name interned in that order).  -1 with an exception set. */
+static int
+encode_function(enc_t *e, uint32_t id)
+{
+    int64_t name_i, sys_i = 0, file_i;
+    int firstlineno = 0;
+    if (id == EXTRA_ID) {
+        name_i = intern_c(e, "[shadowprof overhead]");
+        file_i = intern_c(e, "<shadowprof>");
+    } else {
+        sp_code_t *c = sp_registry_get(id);
+        PyObject *qualname = c->qualname, *filename = c->filename;
+        firstlineno = c->firstlineno;
+        int synthetic = PyUnicode_Check(filename) &&
+                        PyUnicode_CompareWithASCIIString(filename, "<shadowprof>") == 0;
+        if ((name_i = intern_str(e, qualname)) == -2)
+            return -1;
+        if (!synthetic) {
+            /* cProfile's label, file:first line(co_name) */
+            Py_ssize_t fn_len, q_len;
+            const char *fn = PyUnicode_Check(filename)
+                                 ? PyUnicode_AsUTF8AndSize(filename, &fn_len) : NULL;
+            const char *q = fn && PyUnicode_Check(qualname)
+                                ? PyUnicode_AsUTF8AndSize(qualname, &q_len) : NULL;
+            if (q) {
+                const char *co = q + q_len;
+                while (co > q && co[-1] != '.')
+                    co--;
+                char num[24];
+                int num_len = snprintf(num, sizeof(num), ":%d(", firstlineno);
+                e->scratch.len = 0;
+                sp_buf_append(&e->scratch, fn, (size_t)fn_len);
+                sp_buf_append(&e->scratch, num, (size_t)num_len);
+                sp_buf_append(&e->scratch, co, (size_t)(q + q_len - co));
+                sp_buf_append(&e->scratch, ")", 1);
+                sys_i = e->scratch.oom ? -1
+                        : sp_strtab_intern(e->strings, (const char *)e->scratch.p,
+                                           e->scratch.len);
+            } else {
+                /* lone surrogates, or not a str: the slow, exact way */
+                PyErr_Clear();
+                PyObject *parts = PyObject_CallMethod(qualname, "rsplit", "si", ".", 1);
+                PyObject *last = parts ? PySequence_GetItem(parts, -1) : NULL;
+                PyObject *label = last ? PyUnicode_FromFormat("%S:%d(%S)", filename,
+                                                              firstlineno, last) : NULL;
+                Py_XDECREF(parts);
+                Py_XDECREF(last);
+                if (!label)
+                    return -1;
+                sys_i = intern_str(e, label);
+                Py_DECREF(label);
+                if (sys_i == -2)
+                    return -1;
+            }
+        }
+        if ((file_i = intern_str(e, filename)) == -2)
+            return -1;
+    }
+    size_t m = sp_pb_begin(&e->out, SP_PROFILE_FUNCTION);
+    sp_pb_int(&e->out, SP_FUNCTION_ID, pprof_function_id(id));
+    sp_pb_int(&e->out, SP_FUNCTION_NAME, (uint64_t)name_i);
+    sp_pb_int(&e->out, SP_FUNCTION_SYSTEM_NAME, (uint64_t)sys_i);
+    sp_pb_int(&e->out, SP_FUNCTION_FILENAME, (uint64_t)file_i);
+    sp_pb_int(&e->out, SP_FUNCTION_START_LINE, (uint64_t)(int64_t)firstlineno);
+    sp_pb_end(&e->out, m);
+    return 0;
+}
+
+static inline int64_t
+rounded_weight(const stack_t *s)
+{
+    /* Python's round(): half to even, which nearbyint does in the default mode. */
+    return s->is_float ? (int64_t)nearbyint(s->weight_f) : s->weight;
+}
+
+/* The body of the Profile up to (not including) its comments.  -1 with an exception
+ * set. */
+static int
+encode_body(enc_t *e, const prof_t *p, int wall)
+{
+    const char *time_type = wall ? "wall" : "cpu";
+    value_type(e, SP_PROFILE_SAMPLE_TYPE, "samples", "count");
+    value_type(e, SP_PROFILE_SAMPLE_TYPE, time_type, "nanoseconds");
+    value_type(e, SP_PROFILE_SAMPLE_TYPE, "calls", "count");
+    intern_c(e, "thread");
+    intern_c(e, "thread_id");
+
+    /* One sample per stack. */
+    sp_buf_t *out = &e->out;
+    for (size_t i = 0; i < p->nstacks; i++) {
+        const stack_t *s = &p->stacks[i];
+        const uint8_t *lab;
+        size_t lab_len;
+        if (thread_labels(e, p, s->tid, &lab, &lab_len) < 0)
+            return -1;
+        size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
+        if (s->nlocs) {
+            size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
+            for (uint32_t k = s->nlocs; k-- > 0;)
+                sp_buf_varint(out, location(e, s->locs[k]));
+            sp_pb_end(out, l);
+        }
+        size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
+        sp_buf_varint(out, s->count);
+        sp_buf_varint(out, (uint64_t)rounded_weight(s));
+        sp_buf_varint(out, 0);
+        sp_pb_end(out, v);
+        /* labels may move if thread_labels grew them: copied after the lookup */
+        sp_buf_append(out, lab, lab_len);
+        sp_pb_end(out, m);
+        if (out->oom || e->locs.oom)
+            return PyErr_NoMemory(), -1;
+    }
+
+    /* Exact calls, one sample per edge: [callee, caller] (leaf first). */
+    int64_t *into = calloc(p->nids ? p->nids : 1, sizeof(int64_t));
+    if (!into)
+        return PyErr_NoMemory(), -1;
+    for (size_t j = 0; j < p->nedges; j++) {
+        const edge_t *ed = &p->edges[j];
+        if (ed->callee < p->nids)
+            into[ed->callee] += ed->n;
+        size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
+        size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
+        sp_buf_varint(out, location(e, loc_key(ed->callee, first_line(ed->callee))));
+        if (ed->caller != 0)
+            sp_buf_varint(out, location(e, loc_key(ed->caller, first_line(ed->caller))));
+        sp_pb_end(out, l);
+        size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
+        sp_buf_varint(out, 0);
+        sp_buf_varint(out, 0);
+        sp_buf_varint(out, (uint64_t)ed->n);
+        sp_pb_end(out, v);
+        sp_pb_end(out, m);
+    }
+    /* Calls on no edge: caller=unknown. */
+    const uint8_t *unknown = NULL;
+    uint8_t unknown_buf[32];
+    size_t unknown_len = 0;
+    for (size_t i = 0; i < p->ncalls; i++) {
+        int64_t rest = p->calls[i].n - into[p->calls[i].id];
+        if (!rest)
+            continue;
+        if (!unknown) {
+            sp_buf_t lb;
+            sp_buf_init(&lb);
+            size_t m = sp_pb_begin(&lb, SP_SAMPLE_LABEL);
+            sp_pb_int(&lb, SP_LABEL_KEY, (uint64_t)intern_c(e, "caller"));
+            sp_pb_int(&lb, SP_LABEL_STR, (uint64_t)intern_c(e, "unknown"));
+            sp_pb_end(&lb, m);
+            if (lb.oom || lb.len > sizeof(unknown_buf)) {
+                sp_buf_free(&lb);
+                free(into);
+                return PyErr_NoMemory(), -1;
+            }
+            memcpy(unknown_buf, lb.p, lb.len);
+            unknown_len = lb.len;
+            unknown = unknown_buf;
+            sp_buf_free(&lb);
+        }
+        uint32_t fid = p->calls[i].id;
+        size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
+        size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
+        sp_buf_varint(out, location(e, loc_key(fid, first_line(fid))));
+        sp_pb_end(out, l);
+        size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
+        sp_buf_varint(out, 0);
+        sp_buf_varint(out, 0);
+        sp_buf_varint(out, (uint64_t)rest);
+        sp_pb_end(out, v);
+        sp_buf_append(out, unknown, unknown_len);
+        sp_pb_end(out, m);
+    }
+    free(into);
+
+    /* One mapping, the interpreter, fully symbolized. */
+    PyObject *exe = PySys_GetObject("executable");   /* borrowed */
+    int64_t exe_i = (exe && PyUnicode_Check(exe) && PyUnicode_GET_LENGTH(exe))
+                        ? intern_str(e, exe) : intern_c(e, "python");
+    if (exe_i == -2)
+        return -1;
+    size_t m = sp_pb_begin(out, SP_PROFILE_MAPPING);
+    sp_pb_int(out, SP_MAPPING_ID, 1);
+    sp_pb_int(out, SP_MAPPING_FILENAME, (uint64_t)exe_i);
+    sp_pb_int(out, SP_MAPPING_HAS_FUNCTIONS, 1);
+    sp_pb_int(out, SP_MAPPING_HAS_FILENAMES, 1);
+    sp_pb_int(out, SP_MAPPING_HAS_LINE_NUMBERS, 1);
+    sp_pb_int(out, SP_MAPPING_HAS_INLINE_FRAMES, 1);
+    sp_pb_end(out, m);
+    sp_buf_append(out, e->locs.p, e->locs.len);
+
+    for (uint32_t id = 0; id < p->nids; id++)
+        if (p->used[id] && encode_function(e, id) < 0)
+            return -1;
+    if (p->extra_overhead && encode_function(e, EXTRA_ID) < 0)
+        return -1;
+    if (out->oom || e->locs.oom)
+        return PyErr_NoMemory(), -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ write_pprof */
+
+static int
+put_int(PyObject *d, const char *key, PyObject *v)
+{
+    if (!v)
+        return -1;
+    int r = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+#define PUT_U64(d, k, v) put_int(d, k, PyLong_FromUnsignedLongLong(v))
+#define PUT_I64(d, k, v) put_int(d, k, PyLong_FromLongLong(v))
+#define PUT_F(d, k, v) put_int(d, k, PyFloat_FromDouble(v))
+
+/* The totals of the profile, for the caller's comments and its budget. */
+static PyObject *
+info_dict(const prof_t *p, const mark_t *cur, double per_call_ns, double cap)
+{
+    sp_session_t s;
+    sp_session_get(&s);
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    /* total_ns as Python's sum() of the stacks' times: exact while they are ints */
+    int64_t total_i = 0;
+    double total_f = 0;
+    int is_f = 0;
+    for (size_t i = 0; i < p->nstacks; i++) {
+        const stack_t *st = &p->stacks[i];
+        if (is_f)
+            total_f += st->is_float ? st->weight_f : (double)st->weight;
+        else if (st->is_float)
+            total_f = (double)total_i + st->weight_f, is_f = 1;
+        else
+            total_i += st->weight;
+    }
+    if (put_int(d, "mode", PyUnicode_FromString(s.wall ? "wall" : "cpu")) < 0 ||
+        PUT_U64(d, "samples", p->stats.samples) < 0 ||
+        PUT_U64(d, "weight_ns", p->stats.weight_ns) < 0 ||
+        PUT_U64(d, "lost", p->stats.lost) < 0 ||
+        PUT_U64(d, "lost_weight_ns", p->stats.lost_weight_ns) < 0 ||
+        PUT_U64(d, "overhead", p->stats.overhead) < 0 ||
+        PUT_U64(d, "overhead_weight_ns", p->stats.overhead_weight_ns) < 0 ||
+        PUT_U64(d, "table_full", p->stats.table_full) < 0 ||
+        PUT_U64(d, "duration_ns", p->duration_ns) < 0 ||
+        PUT_U64(d, "cpu_ns", p->cpu_ns) < 0 ||
+        PUT_U64(d, "interval_ns", cur->interval_ns) < 0 ||
+        PUT_U64(d, "start_unix_ns", s.start_unix_ns) < 0 ||
+        PUT_F(d, "per_call_overhead_ns", per_call_ns) < 0 ||
+        PUT_F(d, "per_call_overhead_cap", cap) < 0 ||
+        PUT_F(d, "corrected_ns", p->corrected_ns) < 0 ||
+        put_int(d, "total_ns", is_f ? PyFloat_FromDouble(total_f)
+                                    : PyLong_FromLongLong(total_i)) < 0 ||
+        PUT_U64(d, "stacks", p->nstacks) < 0 ||
+        put_int(d, "running", PyBool_FromLong(cur->running)) < 0 ||
+        PUT_U64(d, "handler_ns", cur->handler_ns) < 0 ||
+        PUT_U64(d, "drain_ns", cur->stats.drain_ns) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+const char sp_export_write_pprof_doc[] =
+    "write_pprof(path=None, base=None, end=None, *, threads=None,\n"
+    "            per_call_overhead_ns=0.0, per_call_overhead_cap=0.5, strip=None,\n"
+    "            comments=None, level=1, compress=True, fsync=True)\n"
+    "    -> (info, mark, data)\n--\n\n"
+    "Encode the profile between the marks base (None: the session's start) and end\n"
+    "(None: now) as pprof's profile.proto, the bytes analysis/pprof.py's encode() writes\n"
+    "for the same Profile, gzip it (zlib level `level`) and write it atomically to path\n"
+    "(with the GIL released); with path None, return the bytes as data instead.\n"
+    "threads: {thread id: name} over the drain's names.  per_call_overhead_ns > 0:\n"
+    "move the hook's calibrated cost into [shadowprof overhead] as the Profile does.\n"
+    "strip: code ids removed from the root end of stacks (model.strip_outer_frames).\n"
+    "comments(info) -> [str]: called with the profile's totals (the dict info: samples,\n"
+    "cpu_ns, total_ns, corrected_ns ...) for the Profile's comments.  mark: the end\n"
+    "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns.";
+
+PyObject *
+sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "base", "end", "threads", "per_call_overhead_ns",
+                             "per_call_overhead_cap", "strip", "comments", "level",
+                             "compress", "fsync", NULL};
+    PyObject *path_obj = Py_None, *base_obj = Py_None, *end_obj = Py_None;
+    PyObject *threads = Py_None, *strip = Py_None, *comments = Py_None;
+    double per_call = 0.0, cap = 0.5;
+    int level = 1, compress = 1, do_fsync = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOipp:write_pprof", kwlist,
+                                     &path_obj, &base_obj, &end_obj, &threads, &per_call,
+                                     &cap, &strip, &comments, &level, &compress, &do_fsync))
+        return NULL;
+    if (level < 1 || level > 9) {
+        PyErr_Format(PyExc_ValueError, "shadowprof: bad gzip level %d: choose 1..9", level);
+        return NULL;
+    }
+    if (threads != Py_None && !PyDict_Check(threads)) {
+        PyErr_SetString(PyExc_TypeError, "shadowprof: threads must be a dict {id: name}");
+        return NULL;
+    }
+    sp_session_t sess;
+    sp_session_get(&sess);
+    if (!sp_drain_table) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
+        return NULL;
+    }
+    if (sess.native) {
+        PyErr_SetString(PyExc_ValueError, "shadowprof: write_pprof cannot name native "
+                        "frames; use pprof.encode() on the Profile of a native session");
+        return NULL;
+    }
+    const mark_t *base = NULL, *cur = NULL;
+    if (base_obj != Py_None && !(base = mark_arg(base_obj, "base")))
+        return NULL;
+    PyObject *path_bytes = NULL, *cur_obj = NULL, *info = NULL, *data = NULL,
+             *result = NULL, *names_core = NULL, *lines = NULL;
+    unsigned char *outer = NULL;
+    enc_t e;
+    memset(&e, 0, sizeof(e));
+    prof_t p;
+    memset(&p, 0, sizeof(p));
+    sp_buf_t gz;
+    sp_buf_init(&gz);
+    if (path_obj != Py_None && !PyUnicode_FSConverter(path_obj, &path_bytes))
+        return NULL;
+    uint64_t t0 = now_ns();
+    if (end_obj != Py_None) {
+        if (!(cur = mark_arg(end_obj, "end")))
+            goto done;
+        Py_INCREF(end_obj);
+        cur_obj = end_obj;
+    } else {
+        mark_t *m = mark_take(1);
+        cur_obj = m ? mark_capsule(m) : NULL;
+        if (!cur_obj)
+            goto done;
+        cur = PyCapsule_GetPointer(cur_obj, MARK_NAME);
+    }
+    int rc = prof_build(&p, cur, base);
+    if (rc == -2) {
+        PyErr_SetString(PyExc_ValueError, "shadowprof: write_pprof cannot name native "
+                        "frames; use pprof.encode() on the Profile of a native session");
+        goto done;
+    }
+    if (rc < 0 || (per_call > 0 && prof_correct(&p, per_call, cap) < 0)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (strip != Py_None) {
+        outer = calloc(p.nids ? p.nids : 1, 1);
+        PyObject *it = outer ? PyObject_GetIter(strip) : NULL;
+        if (!it) {
+            if (!outer)
+                PyErr_NoMemory();
+            goto done;
+        }
+        PyObject *item;
+        int any = 0;
+        while ((item = PyIter_Next(it))) {
+            unsigned long id = PyLong_AsUnsignedLong(item);
+            Py_DECREF(item);
+            if (id == (unsigned long)-1 && PyErr_Occurred())
+                break;
+            if (id < p.nids && p.used[id])
+                outer[id] = any = 1;
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            goto done;
+        if (any && prof_strip(&p, outer) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+
+    sp_buf_init(&e.out);
+    sp_buf_init(&e.locs);
+    sp_buf_init(&e.scratch);
+    sp_buf_init(&e.labels);
+    sp_u64map_init(&e.loc_ids);
+    sp_u64map_init(&e.thread_labels);
+    e.strings = sp_strtab_new();
+    if (!e.strings) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    e.names_py = threads != Py_None ? threads : NULL;
+    names_core = sp_drain_thread_names();
+    if (!names_core)
+        goto done;
+    e.names_core = names_core;
+    if (encode_body(&e, &p, sess.wall) < 0)
+        goto done;
+
+    info = info_dict(&p, cur, per_call, cap);
+    if (!info)
+        goto done;
+    /* times and period */
+    sp_buf_t *out = &e.out;
+    sp_pb_int(out, SP_PROFILE_TIME_NANOS, sess.start_unix_ns);
+    sp_pb_int(out, SP_PROFILE_DURATION_NANOS, p.duration_ns);
+    value_type(&e, SP_PROFILE_PERIOD_TYPE, sess.wall ? "wall" : "cpu", "nanoseconds");
+    sp_pb_int(out, SP_PROFILE_PERIOD, cur->interval_ns);
+    /* comments */
+    if (comments != Py_None) {
+        lines = PyObject_CallFunctionObjArgs(comments, info, NULL);
+        if (!lines)
+            goto done;
+        PyObject *seq = PySequence_Fast(lines, "shadowprof: comments() must return a "
+                                               "list of str");
+        if (!seq)
+            goto done;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        e.scratch.len = 0;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            int64_t i = intern_str(&e, PySequence_Fast_GET_ITEM(seq, k));
+            if (i == -2) {
+                Py_DECREF(seq);
+                goto done;
+            }
+            sp_buf_varint(&e.scratch, (uint64_t)i);
+        }
+        Py_DECREF(seq);
+        if (n)
+            sp_pb_bytes(out, SP_PROFILE_COMMENT, e.scratch.p, e.scratch.len);
+    }
+    sp_pb_int(out, SP_PROFILE_DEFAULT_SAMPLE_TYPE,
+              (uint64_t)intern_c(&e, sess.wall ? "wall" : "cpu"));
+    sp_strtab_encode(e.strings, out);
+    if (out->oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint64_t t1 = now_ns(), t2 = t1, t3 = t1;
+
+    /* compress and write without the GIL: the buffers are this call's alone */
+    int err = 0, failed = 0;
+    const char *path = path_bytes ? PyBytes_AS_STRING(path_bytes) : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (compress && sp_pprof_gzip(out->p, out->len, level, &gz) < 0) {
+        failed = 1;
+        err = errno;
+    }
+    t2 = now_ns();
+    if (!failed && path) {
+        const sp_buf_t *w = compress ? &gz : out;
+        if (sp_pprof_write_file(path, w->p, w->len, do_fsync) < 0) {
+            failed = 2;
+            err = errno;
+        }
+    }
+    t3 = now_ns();
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        errno = err;
+        if (failed == 2)
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+        else
+            PyErr_SetFromErrno(err == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
+        goto done;
+    }
+    if (PUT_U64(info, "encode_ns", t1 - t0) < 0 ||
+        PUT_U64(info, "compress_ns", t2 - t1) < 0 ||
+        PUT_U64(info, "write_ns", t3 - t2) < 0 ||
+        PUT_U64(info, "raw_bytes", out->len) < 0 ||
+        PUT_U64(info, "file_bytes", compress ? gz.len : out->len) < 0)
+        goto done;
+    if (path) {
+        data = Py_None;
+        Py_INCREF(data);
+    } else {
+        const sp_buf_t *w = compress ? &gz : out;
+        data = PyBytes_FromStringAndSize((const char *)w->p, (Py_ssize_t)w->len);
+        if (!data)
+            goto done;
+    }
+    result = PyTuple_Pack(3, info, cur_obj, data);
+done:
+    Py_XDECREF(path_bytes);
+    Py_XDECREF(cur_obj);
+    Py_XDECREF(info);
+    Py_XDECREF(data);
+    Py_XDECREF(names_core);
+    Py_XDECREF(lines);
+    free(outer);
+    prof_free(&p);
+    sp_buf_free(&e.out);
+    sp_buf_free(&e.locs);
+    sp_buf_free(&e.scratch);
+    sp_buf_free(&e.labels);
+    sp_u64map_free(&e.loc_ids);
+    sp_u64map_free(&e.thread_labels);
+    sp_strtab_free(e.strings);
+    sp_buf_free(&gz);
+    return result;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+const char sp_export_session_doc[] =
+    "_session() -> dict\n--\n\nThe session's generation (changes at start() and in a\n"
+    "forked child), running and native flags.";
+
+PyObject *
+sp_export_session(PyObject *mod, PyObject *unused)
+{
+    sp_session_t s;
+    sp_session_get(&s);
+    return Py_BuildValue("{s:K,s:O,s:O,s:O}", "generation",
+                         (unsigned long long)s.generation, "running",
+                         s.running ? Py_True : Py_False, "native",
+                         s.native ? Py_True : Py_False, "started",
+                         sp_drain_table ? Py_True : Py_False);
+}
+
+const char sp_export_table_add_doc[] =
+    "_table_add(thread_id, frames, count, weight_ns)\n--\n\n"
+    "For tests and benchmarks: add samples of a made-up stack (frames: ((code id,\n"
+    "line), ...) root first) to the session's table and totals, as the drain would.";
+
+PyObject *
+sp_export_table_add(PyObject *mod, PyObject *args)
+{
+    unsigned long long tid, count, weight;
+    PyObject *frames;
+    if (!PyArg_ParseTuple(args, "KOKK:_table_add", &tid, &frames, &count, &weight))
+        return NULL;
+    if (!sp_drain_table) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(frames, "frames must be a sequence of (id, line)");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    uint64_t *locs = malloc((n ? (size_t)n : 1) * sizeof(uint64_t));
+    if (!locs) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        unsigned int id;
+        int line;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "Ii", &id, &line)) {
+            free(locs);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (id >= sp_registry_size()) {
+            PyErr_Format(PyExc_ValueError, "shadowprof: no code id %u", id);
+            free(locs);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        locs[k] = loc_key(id, line);
+    }
+    Py_DECREF(seq);
+    int r = sp_table_add(sp_drain_table, tid, locs, (uint32_t)n, count, weight);
+    free(locs);
+    if (r < 0)
+        return PyErr_NoMemory();
+    if (r > 0) {
+        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the table is full");
+        return NULL;
+    }
+    sp_drain_stats.samples += count;
+    sp_drain_stats.weight_ns += weight;
+    Py_RETURN_NONE;
+}

@@ -1,0 +1,54 @@
+/* export.h: the live profile straight to a pprof file: marks and write_pprof.
+ *
+ * snapshot() turns the whole table into Python objects, which the Python encoder
+ * (analysis/pprof.py) then walks: seconds at the table's cap.  The writer here reads
+ * the table (table.c), the registry (registry.c) and the drain's counters directly and
+ * encodes profile.proto with pprof_enc.c, then compresses and writes the file with the
+ * GIL released.  Its output is, field by field and in the same order, what
+ * pprof.encode() writes for the Profile that Profile.from_snapshot() builds from the
+ * same data (with base, the per-call overhead correction and, for the command line,
+ * its own outer frames stripped): tests/test_pprof_writer.py compares the bytes.
+ *
+ * A mark is a copy of every counter (stack counts and times by table entry, calls and
+ * edges by code id, the drain's totals, the clocks): what a cumulative snapshot holds
+ * apart from names and frames, which never change within a session.  A profile
+ * between two marks is their difference, so continuous mode keeps the mark that
+ * write_pprof returns as the base of its next file, and a Profiler keeps marks of its
+ * start and stop.  Marks belong to one session (start() or a fork starts another);
+ * write_pprof refuses a mark of another session.
+ *
+ * Threading: everything runs with the GIL held except compression and file I/O, which
+ * touch only buffers owned by the call.  Never reachable from the signal handler.
+ */
+#ifndef SP_EXPORT_H
+#define SP_EXPORT_H
+
+#include "compat.h"
+#include <stdint.h>
+
+/* The running session's facts, from module.c.  GIL held. */
+typedef struct {
+    uint64_t generation;     /* changes at start() and in a forked child */
+    int running, native, wall;
+    uint64_t interval_ns, start_unix_ns;
+    uint64_t duration_ns, cpu_ns;   /* since the session started (to stop if stopped) */
+} sp_session_t;
+
+void sp_session_get(sp_session_t *out);
+
+PyObject *sp_export_mark(PyObject *mod, PyObject *args);
+PyObject *sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw);
+PyObject *sp_export_session(PyObject *mod, PyObject *unused);
+PyObject *sp_export_table_add(PyObject *mod, PyObject *args);
+
+extern const char sp_export_mark_doc[], sp_export_write_pprof_doc[],
+    sp_export_session_doc[], sp_export_table_add_doc[];
+
+#define SP_EXPORT_METHODS                                                           \
+    {"mark", sp_export_mark, METH_VARARGS, sp_export_mark_doc},                      \
+    {"write_pprof", (PyCFunction)(void (*)(void))sp_export_write_pprof,             \
+     METH_VARARGS | METH_KEYWORDS, sp_export_write_pprof_doc},                      \
+    {"_session", sp_export_session, METH_NOARGS, sp_export_session_doc},            \
+    {"_table_add", sp_export_table_add, METH_VARARGS, sp_export_table_add_doc},
+
+#endif /* SP_EXPORT_H */

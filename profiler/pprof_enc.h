@@ -1,0 +1,227 @@
+/* pprof_enc.h: profile.proto by hand: varints, fields, the string table, gzip, files.
+ *
+ * The schema is google/pprof's proto/profile.proto (perftools.profiles.Profile), the
+ * same one analysis/pprof.py writes and reads; this file declares each field number
+ * once, with its wire type, and the few primitives a writer needs: a growable byte
+ * buffer with varint and field writers, nested messages whose length is patched in
+ * afterwards, a string table that interns each string once (index 0 the empty
+ * string), a 64-bit hash map, and the gzipped, atomically renamed output file.  What
+ * goes into a profile is decided by the caller (export.c for the live core).
+ *
+ * No Python dependency, no globals: unit-tested in plain C (tests/c/test_pprof_enc.c).
+ * Not reachable from the signal handler; allocates freely.  Thread contract: each
+ * object belongs to one thread at a time; sp_pprof_gzip and sp_pprof_write_file touch
+ * only their arguments, so they run with the GIL released.
+ *
+ * Error convention: allocation failures are sticky (sp_buf_t.oom, sp_strtab_oom): the
+ * writers keep going as no-ops and the caller checks once at the end.  Functions
+ * returning int return 0 on success and -1 on failure (with errno set where stated).
+ */
+#ifndef SP_PPROF_ENC_H
+#define SP_PPROF_ENC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wire types. */
+enum {
+    SP_WT_VARINT = 0,
+    SP_WT_I64 = 1,
+    SP_WT_LEN = 2,
+    SP_WT_I32 = 5,
+};
+
+/* message Profile */
+enum {
+    SP_PROFILE_SAMPLE_TYPE = 1,           /* repeated ValueType; LEN */
+    SP_PROFILE_SAMPLE = 2,                /* repeated Sample; LEN */
+    SP_PROFILE_MAPPING = 3,               /* repeated Mapping; LEN */
+    SP_PROFILE_LOCATION = 4,              /* repeated Location; LEN */
+    SP_PROFILE_FUNCTION = 5,              /* repeated Function; LEN */
+    SP_PROFILE_STRING_TABLE = 6,          /* repeated string; LEN */
+    SP_PROFILE_DROP_FRAMES = 7,           /* int64 string index; VARINT */
+    SP_PROFILE_KEEP_FRAMES = 8,           /* int64 string index; VARINT */
+    SP_PROFILE_TIME_NANOS = 9,            /* int64; VARINT */
+    SP_PROFILE_DURATION_NANOS = 10,       /* int64; VARINT */
+    SP_PROFILE_PERIOD_TYPE = 11,          /* ValueType; LEN */
+    SP_PROFILE_PERIOD = 12,               /* int64; VARINT */
+    SP_PROFILE_COMMENT = 13,              /* repeated int64 string index; packed LEN */
+    SP_PROFILE_DEFAULT_SAMPLE_TYPE = 14,  /* int64 string index; VARINT */
+};
+
+/* message ValueType */
+enum {
+    SP_VALUETYPE_TYPE = 1,                /* int64 string index; VARINT */
+    SP_VALUETYPE_UNIT = 2,                /* int64 string index; VARINT */
+};
+
+/* message Sample */
+enum {
+    SP_SAMPLE_LOCATION_ID = 1,            /* repeated uint64; packed LEN */
+    SP_SAMPLE_VALUE = 2,                  /* repeated int64; packed LEN */
+    SP_SAMPLE_LABEL = 3,                  /* repeated Label; LEN */
+};
+
+/* message Label */
+enum {
+    SP_LABEL_KEY = 1,                     /* int64 string index; VARINT */
+    SP_LABEL_STR = 2,                     /* int64 string index; VARINT */
+    SP_LABEL_NUM = 3,                     /* int64; VARINT */
+    SP_LABEL_NUM_UNIT = 4,                /* int64 string index; VARINT */
+};
+
+/* message Mapping */
+enum {
+    SP_MAPPING_ID = 1,                    /* uint64; VARINT */
+    SP_MAPPING_MEMORY_START = 2,          /* uint64; VARINT */
+    SP_MAPPING_MEMORY_LIMIT = 3,          /* uint64; VARINT */
+    SP_MAPPING_FILE_OFFSET = 4,           /* uint64; VARINT */
+    SP_MAPPING_FILENAME = 5,              /* int64 string index; VARINT */
+    SP_MAPPING_BUILD_ID = 6,              /* int64 string index; VARINT */
+    SP_MAPPING_HAS_FUNCTIONS = 7,         /* bool; VARINT */
+    SP_MAPPING_HAS_FILENAMES = 8,         /* bool; VARINT */
+    SP_MAPPING_HAS_LINE_NUMBERS = 9,      /* bool; VARINT */
+    SP_MAPPING_HAS_INLINE_FRAMES = 10,    /* bool; VARINT */
+};
+
+/* message Location */
+enum {
+    SP_LOCATION_ID = 1,                   /* uint64; VARINT */
+    SP_LOCATION_MAPPING_ID = 2,           /* uint64; VARINT */
+    SP_LOCATION_ADDRESS = 3,              /* uint64; VARINT */
+    SP_LOCATION_LINE = 4,                 /* repeated Line; LEN */
+    SP_LOCATION_IS_FOLDED = 5,            /* bool; VARINT */
+};
+
+/* message Line */
+enum {
+    SP_LINE_FUNCTION_ID = 1,              /* uint64; VARINT */
+    SP_LINE_LINE = 2,                     /* int64; VARINT */
+};
+
+/* message Function */
+enum {
+    SP_FUNCTION_ID = 1,                   /* uint64; VARINT */
+    SP_FUNCTION_NAME = 2,                 /* int64 string index; VARINT */
+    SP_FUNCTION_SYSTEM_NAME = 3,          /* int64 string index; VARINT */
+    SP_FUNCTION_FILENAME = 4,             /* int64 string index; VARINT */
+    SP_FUNCTION_START_LINE = 5,           /* int64; VARINT */
+};
+
+/* ------------------------------------------------------------------ buffer */
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;        /* sticky: an allocation failed, the contents are incomplete */
+} sp_buf_t;
+
+void sp_buf_init(sp_buf_t *b);
+void sp_buf_free(sp_buf_t *b);
+/* Makes room for n more bytes; returns 0, or -1 (and sets oom) on failure. */
+int sp_buf_grow(sp_buf_t *b, size_t n);
+
+static inline int
+sp_buf_reserve(sp_buf_t *b, size_t n)
+{
+    return (b->cap - b->len >= n) ? 0 : sp_buf_grow(b, n);
+}
+
+void sp_buf_append(sp_buf_t *b, const void *data, size_t n);
+
+/* Bytes of the varint of v (1..10). */
+static inline size_t
+sp_varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Base-128 varint, low groups first; a negative int64 goes in as its two's
+ * complement (uint64_t), 10 bytes. */
+static inline void
+sp_buf_varint(sp_buf_t *b, uint64_t v)
+{
+    if (sp_buf_reserve(b, 10) < 0)
+        return;
+    uint8_t *p = b->p + b->len;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    b->len = (size_t)(p - b->p);
+}
+
+static inline void
+sp_pb_key(sp_buf_t *b, int field, int wire_type)
+{
+    sp_buf_varint(b, (uint64_t)field << 3 | (uint64_t)wire_type);
+}
+
+/* A VARINT field; nothing for 0 (the proto3 default). */
+static inline void
+sp_pb_int(sp_buf_t *b, int field, uint64_t v)
+{
+    if (v) {
+        sp_pb_key(b, field, SP_WT_VARINT);
+        sp_buf_varint(b, v);
+    }
+}
+
+/* A LEN field with the given payload. */
+void sp_pb_bytes(sp_buf_t *b, int field, const void *data, size_t n);
+
+/* A nested message: sp_pb_begin writes the key and reserves one length byte and
+ * returns where the body starts; sp_pb_end patches the length in (moving the body if
+ * it needs more than one byte). */
+size_t sp_pb_begin(sp_buf_t *b, int field);
+void sp_pb_end(sp_buf_t *b, size_t start);
+
+/* ------------------------------------------------------------------ u64 map */
+
+/* Open-addressing map from uint64_t keys to uint64_t values. */
+typedef struct {
+    uint64_t *keys, *vals;
+    uint8_t *used;
+    size_t n, cap;   /* cap: a power of two, or 0 */
+} sp_u64map_t;
+
+void sp_u64map_init(sp_u64map_t *m);
+void sp_u64map_free(sp_u64map_t *m);
+/* The value slot of key, or NULL. */
+uint64_t *sp_u64map_get(const sp_u64map_t *m, uint64_t key);
+/* The value slot of key, created with *created = 1 and value 0 if new; NULL if out of
+ * memory. */
+uint64_t *sp_u64map_put(sp_u64map_t *m, uint64_t key, int *created);
+
+/* ------------------------------------------------------------------ strings */
+
+typedef struct sp_strtab sp_strtab_t;
+
+/* A table holding only "" (index 0); NULL if out of memory. */
+sp_strtab_t *sp_strtab_new(void);
+void sp_strtab_free(sp_strtab_t *t);
+/* The index of the string s[0..n), added if new; -1 if out of memory (sticky). */
+int64_t sp_strtab_intern(sp_strtab_t *t, const char *s, size_t n);
+size_t sp_strtab_size(const sp_strtab_t *t);
+/* Appends every string, in index order, as Profile.string_table fields. */
+void sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out);
+
+/* ------------------------------------------------------------------ files */
+
+/* gzip (RFC 1952, mtime 0) of data[0..n) at zlib level 1..9 into out (replacing its
+ * contents).  Returns 0, or -1 (errno ENOMEM or EIO). */
+int sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out);
+
+/* Writes data[0..n) to path atomically: a temporary file in the same directory
+ * (.shadowprof-XXXXXX.tmp), fsync'ed if do_fsync, then renamed over path, so an
+ * interrupted write never leaves a truncated file under its name.  Returns 0, or -1
+ * with errno set (the temporary file removed). */
+int sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsync);
+
+#endif /* SP_PPROF_ENC_H */
