@@ -351,6 +351,7 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
     p->used = calloc(cur->nids ? cur->nids : 1, 1);
     if (!p->used)
         return -1;
+    uint64_t last_tid = 0;
     for (size_t i = 0; i < cur->nstacks; i++) {
         if (!cur->count[i])
             continue;
@@ -369,8 +370,13 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
         stack_t s = {v.locs, v.nlocs, v.tid, (uint64_t)c,
                      (int64_t)(cur->weight[i] - base_weight(base, i)), 0.0, 0};
         int created;
-        if (push_stack(p, s) < 0 || !sp_u64map_put(&p->named_tids, v.tid, &created))
+        if (push_stack(p, s) < 0)
             return -1;
+        if (i == 0 || v.tid != last_tid) {
+            if (!sp_u64map_put(&p->named_tids, v.tid, &created))
+                return -1;
+            last_tid = v.tid;
+        }
     }
     p->calls = malloc((cur->nids ? cur->nids : 1) * sizeof(calls_t));
     if (!p->calls)
@@ -584,9 +590,14 @@ typedef struct {
     sp_buf_t locs;          /* Location messages, appended after the mappings */
     sp_buf_t scratch;
     sp_strtab_t *strings;
-    sp_u64map_t loc_ids;    /* location key -> location id */
+    /* location key + 1 -> location id: open addressing, multiplicative hash;
+     * key + 1 == 0 marks an empty slot */
+    struct loc_slot { uint64_t key1, id; } *loc_slots;
+    size_t nlocs, loc_cap;   /* loc_cap: a power of two */
+    int loc_shift;           /* 64 - log2(loc_cap) */
     sp_u64map_t thread_labels;  /* tid -> offset + 1 of its encoded labels in labels */
     sp_buf_t labels;
+    uint64_t last_tid, last_labels;   /* the previous lookup's tid and *slot */
     PyObject *names_py, *names_core;   /* {tid: name}: the caller's, then the drain's */
 } enc_t;
 
@@ -634,22 +645,56 @@ first_line(uint32_t id)
     return c ? c->firstlineno : 0;
 }
 
+static void encode_location(enc_t *e, uint64_t id, uint32_t fid, int32_t line);
+
+static int
+loc_grow(enc_t *e)
+{
+    size_t cap = e->loc_cap ? e->loc_cap * 2 : 4096;
+    struct loc_slot *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return -1;
+    int shift = 64;
+    for (size_t c = cap; c > 1; c >>= 1)
+        shift--;
+    for (size_t i = 0; i < e->loc_cap; i++) {
+        if (!e->loc_slots[i].key1)
+            continue;
+        size_t j = (size_t)((e->loc_slots[i].key1 * 0x9E3779B97F4A7C15ull) >> shift);
+        while (slots[j].key1)
+            j = (j + 1) & (cap - 1);
+        slots[j] = e->loc_slots[i];
+    }
+    free(e->loc_slots);
+    e->loc_slots = slots;
+    e->loc_cap = cap;
+    e->loc_shift = shift;
+    return 0;
+}
+
 /* The id of the location (function id, line), created on first use: pprof.py's
- * location(). */
-static uint64_t
+ * location().  Inline: a multiply and usually one probe for a location seen before. */
+static inline uint64_t
 location(enc_t *e, uint64_t key)
 {
-    int created;
-    uint64_t *slot = sp_u64map_put(&e->loc_ids, key, &created);
-    if (!slot) {
-        e->out.oom = 1;
-        return 0;
-    }
-    if (!created)
-        return *slot;
-    uint64_t id = *slot = e->loc_ids.n;
-    uint32_t fid = (uint32_t)(key >> 32);
-    int32_t line = (int32_t)(uint32_t)key;
+    uint64_t key1 = key + 1;
+    size_t mask = e->loc_cap - 1;
+    size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> e->loc_shift);
+    for (; e->loc_slots[j].key1; j = (j + 1) & mask)
+        if (e->loc_slots[j].key1 == key1)
+            return e->loc_slots[j].id;
+    uint64_t id = ++e->nlocs;
+    e->loc_slots[j].key1 = key1;
+    e->loc_slots[j].id = id;
+    encode_location(e, id, (uint32_t)(key >> 32), (int32_t)(uint32_t)key);
+    if (e->nlocs * 2 > e->loc_cap && loc_grow(e) < 0)
+        e->out.oom = 1;   /* the table stays valid, only fuller */
+    return id;
+}
+
+static void
+encode_location(enc_t *e, uint64_t id, uint32_t fid, int32_t line)
+{
     size_t loc = sp_pb_begin(&e->locs, SP_PROFILE_LOCATION);
     sp_pb_int(&e->locs, SP_LOCATION_ID, id);
     sp_pb_int(&e->locs, SP_LOCATION_MAPPING_ID, 1);
@@ -659,7 +704,6 @@ location(enc_t *e, uint64_t key)
     sp_pb_int(&e->locs, SP_LINE_LINE, (uint64_t)(int64_t)line);
     sp_pb_end(&e->locs, ln);
     sp_pb_end(&e->locs, loc);
-    return id;
 }
 
 /* The encoded thread labels of tid (pprof.py's labels()): "thread" with its name if
@@ -667,6 +711,11 @@ location(enc_t *e, uint64_t key)
 static int
 thread_labels(enc_t *e, const prof_t *p, uint64_t tid, const uint8_t **lab, size_t *len)
 {
+    if (e->last_labels && tid == e->last_tid) {
+        *lab = e->labels.p + (e->last_labels >> 20);
+        *len = (size_t)(e->last_labels & ((1u << 20) - 1));
+        return 0;
+    }
     int created;
     uint64_t *slot = sp_u64map_put(&e->thread_labels, tid, &created);
     if (!slot) {
@@ -708,6 +757,8 @@ thread_labels(enc_t *e, const prof_t *p, uint64_t tid, const uint8_t **lab, size
         /* offset << 20 | length: labels of one thread are far below 1 MiB */
         *slot = (uint64_t)start << 20 | (e->labels.len - start);
     }
+    e->last_tid = tid;
+    e->last_labels = *slot;
     *lab = e->labels.p + (*slot >> 20);
     *len = (size_t)(*slot & ((1u << 20) - 1));
     return 0;
@@ -720,6 +771,27 @@ value_type(enc_t *e, int field, const char *type, const char *unit)
     sp_pb_int(&e->out, SP_VALUETYPE_TYPE, (uint64_t)intern_c(e, type));
     sp_pb_int(&e->out, SP_VALUETYPE_UNIT, (uint64_t)intern_c(e, unit));
     sp_pb_end(&e->out, m);
+}
+
+/* ":%d(" of line into buf (24 bytes); returns its length. */
+static int
+format_line(char *buf, int line)
+{
+    char tmp[16];
+    int n = 0;
+    unsigned int v = line < 0 ? 0u - (unsigned int)line : (unsigned int)line;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    int len = 0;
+    buf[len++] = ':';
+    if (line < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len++] = '(';
+    return len;
 }
 
 /* The function table entry of id (pprof.py's Function message: name, system name,
@@ -752,7 +824,7 @@ encode_function(enc_t *e, uint32_t id)
                 while (co > q && co[-1] != '.')
                     co--;
                 char num[24];
-                int num_len = snprintf(num, sizeof(num), ":%d(", firstlineno);
+                int num_len = format_line(num, firstlineno);
                 e->scratch.len = 0;
                 sp_buf_append(&e->scratch, fn, (size_t)fn_len);
                 sp_buf_append(&e->scratch, num, (size_t)num_len);
@@ -1106,10 +1178,9 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     sp_buf_init(&e.locs);
     sp_buf_init(&e.scratch);
     sp_buf_init(&e.labels);
-    sp_u64map_init(&e.loc_ids);
     sp_u64map_init(&e.thread_labels);
     e.strings = sp_strtab_new();
-    if (!e.strings) {
+    if (!e.strings || loc_grow(&e) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1217,7 +1288,7 @@ done:
     sp_buf_free(&e.locs);
     sp_buf_free(&e.scratch);
     sp_buf_free(&e.labels);
-    sp_u64map_free(&e.loc_ids);
+    free(e.loc_slots);
     sp_u64map_free(&e.thread_labels);
     sp_strtab_free(e.strings);
     sp_buf_free(&gz);
