@@ -286,7 +286,7 @@ sp_strtab_intern(sp_strtab_t *t, const char *s, size_t n)
     size_t j = h & mask;
     for (; t->index[j]; j = (j + 1) & mask) {
         const str_t *e = &t->strs[t->index[j] - 1];
-        if (e->hash == h && e->len == n && memcmp(t->arena.p + e->off, s, n) == 0)
+        if (e->hash == h && e->len == n && (n == 0 || memcmp(t->arena.p + e->off, s, n) == 0))
             return (int64_t)(t->index[j] - 1);
     }
     if (t->n == t->cap) {

@@ -1,0 +1,158 @@
+/* pprof_enc: varints (one byte to ten, negatives as two's complement), zero fields
+ * omitted, nested lengths patched for short and long bodies, the string table
+ * interning each string once with "" first, the u64 map through growth, and gzip
+ * that zlib inflates back to the same bytes. */
+#include "pprof_enc.h"
+
+#include "check.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <zlib.h>
+
+static int
+bytes_eq(const sp_buf_t *b, const char *hex)
+{
+    char got[256] = "";
+    for (size_t i = 0; i < b->len && 2 * i + 2 < sizeof(got); i++)
+        sprintf(got + 2 * i, "%02x", b->p[i]);
+    if (strcmp(got, hex) != 0) {
+        fprintf(stderr, "  got %s, want %s\n", got, hex);
+        return 0;
+    }
+    return 1;
+}
+
+static void
+test_varints_and_fields(void)
+{
+    sp_buf_t b;
+    sp_buf_init(&b);
+    sp_buf_varint(&b, 0);
+    sp_buf_varint(&b, 127);
+    sp_buf_varint(&b, 128);
+    sp_buf_varint(&b, 300);
+    CHECK(bytes_eq(&b, "007f8001ac02"));
+    b.len = 0;
+    sp_buf_varint(&b, (uint64_t)(int64_t)-1);
+    CHECK(b.len == 10 && bytes_eq(&b, "ffffffffffffffffff01"));
+    b.len = 0;
+    sp_pb_int(&b, SP_PROFILE_PERIOD, 0);   /* proto3 default: nothing */
+    CHECK(b.len == 0);
+    sp_pb_int(&b, SP_PROFILE_PERIOD, 10000000);
+    CHECK(bytes_eq(&b, "6080ade204"));
+    CHECK(sp_varint_size(0) == 1 && sp_varint_size(1ull << 63) == 10);
+    sp_buf_free(&b);
+}
+
+static void
+test_nested_lengths(void)
+{
+    sp_buf_t b;
+    sp_buf_init(&b);
+    size_t m = sp_pb_begin(&b, SP_PROFILE_SAMPLE);
+    sp_pb_int(&b, SP_SAMPLE_LABEL, 5);
+    sp_pb_end(&b, m);
+    CHECK(bytes_eq(&b, "12021805"));
+    /* a body of 299 bytes: the length takes two bytes, the body moves by one */
+    b.len = 0;
+    m = sp_pb_begin(&b, SP_PROFILE_STRING_TABLE);
+    size_t inner = sp_pb_begin(&b, 1);
+    for (int i = 0; i < 296; i++)
+        sp_buf_varint(&b, 7);
+    sp_pb_end(&b, inner);
+    sp_pb_end(&b, m);
+    CHECK(b.len == 1 + 2 + 1 + 2 + 296);
+    CHECK(b.p[0] == 0x32 && b.p[1] == 0xab && b.p[2] == 0x02);   /* 299 */
+    CHECK(b.p[3] == 0x0a && b.p[4] == 0xa8 && b.p[5] == 0x02);   /* 296 */
+    CHECK(b.p[6] == 7 && b.p[b.len - 1] == 7);
+    sp_buf_free(&b);
+}
+
+static void
+test_string_table(void)
+{
+    sp_strtab_t *t = sp_strtab_new();
+    CHECK(t && sp_strtab_size(t) == 1);
+    CHECK(sp_strtab_intern(t, "", 0) == 0);
+    CHECK(sp_strtab_intern(t, "cpu", 3) == 1);
+    CHECK(sp_strtab_intern(t, "nanoseconds", 11) == 2);
+    CHECK(sp_strtab_intern(t, "cpu", 3) == 1);
+    char name[32];
+    for (int i = 0; i < 5000; i++) {   /* through several index growths */
+        int n = snprintf(name, sizeof(name), "f%d", i);
+        CHECK(sp_strtab_intern(t, name, (size_t)n) == 3 + i);
+    }
+    CHECK(sp_strtab_intern(t, "f1234", 5) == 3 + 1234);
+    CHECK(sp_strtab_intern(t, "a\0b", 3) != sp_strtab_intern(t, "a", 1));
+    sp_buf_t b;
+    sp_buf_init(&b);
+    sp_strtab_t *small = sp_strtab_new();
+    sp_strtab_intern(small, "ab", 2);
+    sp_strtab_encode(small, &b);
+    CHECK(bytes_eq(&b, "3200" "32026162"));
+    sp_buf_free(&b);
+    sp_strtab_free(small);
+    sp_strtab_free(t);
+}
+
+static void
+test_u64map(void)
+{
+    sp_u64map_t m;
+    sp_u64map_init(&m);
+    CHECK(sp_u64map_get(&m, 1) == NULL);
+    int created;
+    for (uint64_t k = 0; k < 10000; k++) {
+        uint64_t *v = sp_u64map_put(&m, k * 0x100000001ull, &created);
+        CHECK(v && created);
+        *v = k + 1;
+    }
+    CHECK(m.n == 10000);
+    uint64_t *v = sp_u64map_put(&m, 77 * 0x100000001ull, &created);
+    CHECK(v && !created && *v == 78);
+    for (uint64_t k = 0; k < 10000; k += 999)
+        CHECK(*sp_u64map_get(&m, k * 0x100000001ull) == k + 1);
+    CHECK(sp_u64map_get(&m, 3) == NULL);
+    sp_u64map_free(&m);
+}
+
+static void
+test_gzip_round_trip(void)
+{
+    sp_buf_t raw, gz;
+    sp_buf_init(&raw);
+    sp_buf_init(&gz);
+    for (uint64_t i = 0; i < 200000; i++)
+        sp_buf_varint(&raw, i % 1000);
+    CHECK(sp_pprof_gzip(raw.p, raw.len, 1, &gz) == 0);
+    CHECK(gz.len > 18 && gz.p[0] == 0x1f && gz.p[1] == 0x8b);
+    CHECK(gz.p[4] == 0 && gz.p[5] == 0 && gz.p[6] == 0 && gz.p[7] == 0);   /* mtime 0 */
+    CHECK(gz.len < raw.len / 2);
+    static uint8_t back[400000];
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    CHECK(inflateInit2(&z, 15 + 16) == Z_OK);
+    z.next_in = gz.p;
+    z.avail_in = (uInt)gz.len;
+    z.next_out = back;
+    z.avail_out = sizeof(back);
+    CHECK(inflate(&z, Z_FINISH) == Z_STREAM_END);
+    CHECK(z.total_out == raw.len && memcmp(back, raw.p, raw.len) == 0);
+    inflateEnd(&z);
+    /* empty input: still a valid gzip member */
+    CHECK(sp_pprof_gzip(raw.p, 0, 6, &gz) == 0 && gz.len >= 18);
+    sp_buf_free(&raw);
+    sp_buf_free(&gz);
+}
+
+int
+main(void)
+{
+    test_varints_and_fields();
+    test_nested_lengths();
+    test_string_table();
+    test_u64map();
+    test_gzip_round_trip();
+    return CHECK_DONE("test_pprof_enc");
+}
