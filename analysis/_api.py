@@ -151,7 +151,7 @@ class Profiler:
         # correction the profile got: pprof_writer writes the same profile from them.
         self._base_mark = None
         self._end_mark = None
-        self._correction = (0.0, 0.5)
+        self._correction = (0.0, 0.5, 0.0)
         self._running = False
 
     @classmethod
@@ -209,7 +209,7 @@ class Profiler:
             if stopped and self.correct_overhead:
                 _calibrate(refresh=True, hook=self.hook)   # again, warm, after the run
         per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
-        self._correction = (per_call, _calibrated_share)
+        self._correction = (per_call, _calibrated_share, _calibrated_err_ns)
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
                                              per_call_overhead_cap=_calibrated_share,

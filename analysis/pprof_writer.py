@@ -44,15 +44,19 @@ GZIP_LEVEL = 1
 
 
 class _Totals:
-    """The scalars pprof.comments() reads, from the writer's info dict."""
+    """The scalars pprof.comments() reads: the writer's info dict, the calibration's
+    spread and this process's import roots (as Profile.from_snapshot has them)."""
 
-    def __init__(self, info: dict):
+    def __init__(self, info: dict, err_ns: float):
+        from .paths import import_roots
         self.__dict__.update(info)
+        self.per_call_overhead_err_ns = err_ns
+        self.roots = import_roots()
 
 
-def _comment_fn(extra):
+def _comment_fn(extra, err_ns: float = 0.0):
     def comments(info: dict) -> list:
-        return pprof.comments(_Totals(info), info["total_ns"], None, extra)
+        return pprof.comments(_Totals(info, err_ns), info["total_ns"], None, extra)
     return comments
 
 
@@ -79,9 +83,10 @@ class Period:
         self.writer_ns = writer_ns
 
 
-def _calibration():
+def _calibration() -> tuple:
+    """(per-call cost, its cap, its spread) as the API's calibration has them."""
     from . import _api
-    return _api._calibrated_ns or 0.0, _api._calibrated_share
+    return _api._calibrated_ns or 0.0, _api._calibrated_share, _api._calibrated_err_ns
 
 
 class _Base:
@@ -95,13 +100,14 @@ class _Base:
 
 
 def _write(path: str, base, end, **kwargs) -> tuple:
-    """_core.write_pprof to *path*; '-' (stdout) and the null device through
-    formats.write_bytes."""
+    """_core.write_pprof to *path*, with the mode open() would give the file;
+    '-' (stdout) and the null device through formats.write_bytes."""
     if path in ("-", os.devnull):
         info, mark, data = _core.write_pprof(None, base, end, **kwargs)
         formats.write_bytes(data, path)
         return info, mark
-    info, mark, _ = _core.write_pprof(path, base, end, **kwargs)
+    info, mark, _ = _core.write_pprof(path, base, end, mode=formats._file_mode(path),
+                                      **kwargs)
     return info, mark
 
 
@@ -112,7 +118,7 @@ def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
     (``_core.mark()``), or the snapshot dict of the stopped core.  The hook's
     calibrated per-call cost is moved into [shadowprof overhead] as
     Profile.from_snapshot() does."""
-    per_call, cap = _calibration()
+    per_call, cap, err = _calibration()
     if not _core._session()["native"]:
         if isinstance(end, dict):
             end = None    # the stopped core still holds what that snapshot shows
@@ -120,7 +126,8 @@ def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
         try:
             info, new = _write(path, mark, end, threads=_thread_names(),
                                per_call_overhead_ns=per_call, per_call_overhead_cap=cap,
-                               comments=_comment_fn(list(comments)), level=GZIP_LEVEL)
+                               comments=_comment_fn(list(comments), err),
+                               level=GZIP_LEVEL)
         except ValueError:
             if mark is None:
                 raise
@@ -138,7 +145,7 @@ def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
     resolve_snapshot(snap)
     base_snap = base if isinstance(base, dict) else None
     prof = Profile.from_snapshot(snap, base_snap, per_call_overhead_ns=per_call,
-                                 per_call_overhead_cap=cap)
+                                 per_call_overhead_cap=cap, per_call_overhead_err_ns=err)
     data = pprof.encode(prof, list(comments))
     formats.write_bytes(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), path)
     sampling = sum(snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)
@@ -159,20 +166,20 @@ def write_profiler(profiler, path: str, strip=None) -> bool:
         return False
     if profiler.running:
         end = None
-        per_call, cap = _calibration()
+        per_call, cap, err = _calibration()
         if not profiler.correct_overhead:
             per_call = 0.0
     else:
         end = profiler._end_mark
         if end is None:
             return False
-        per_call, cap = profiler._correction
+        per_call, cap, err = profiler._correction
     base = profiler._base_mark
     if base is None and profiler._base is not None:
         return False   # nested, without a mark of its start
     try:
         _write(path, base, end, threads=_thread_names(), per_call_overhead_ns=per_call,
-               per_call_overhead_cap=cap, strip=strip, comments=_comment_fn([]),
+               per_call_overhead_cap=cap, strip=strip, comments=_comment_fn([], err),
                level=GZIP_LEVEL)
     except ValueError:
         return False   # a mark of an earlier session: the Profile has the data

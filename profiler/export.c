@@ -1064,12 +1064,13 @@ info_dict(const prof_t *p, const mark_t *cur, double per_call_ns, double cap)
 const char sp_export_write_pprof_doc[] =
     "write_pprof(path=None, base=None, end=None, *, threads=None,\n"
     "            per_call_overhead_ns=0.0, per_call_overhead_cap=0.5, strip=None,\n"
-    "            comments=None, level=1, compress=True, fsync=True)\n"
+    "            comments=None, level=1, compress=True, fsync=True, mode=-1)\n"
     "    -> (info, mark, data)\n--\n\n"
     "Encode the profile between the marks base (None: the session's start) and end\n"
     "(None: now) as pprof's profile.proto, the bytes analysis/pprof.py's encode() writes\n"
     "for the same Profile, gzip it (zlib level `level`) and write it atomically to path\n"
-    "(with the GIL released); with path None, return the bytes as data instead.\n"
+    "(with the GIL released; mode: its permissions, -1 for 0600); with path None,\n"
+    "return the bytes as data instead.\n"
     "threads: {thread id: name} over the drain's names.  per_call_overhead_ns > 0:\n"
     "move the hook's calibrated cost into [shadowprof overhead] as the Profile does.\n"
     "strip: code ids removed from the root end of stacks (model.strip_outer_frames).\n"
@@ -1082,14 +1083,15 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "base", "end", "threads", "per_call_overhead_ns",
                              "per_call_overhead_cap", "strip", "comments", "level",
-                             "compress", "fsync", NULL};
+                             "compress", "fsync", "mode", NULL};
     PyObject *path_obj = Py_None, *base_obj = Py_None, *end_obj = Py_None;
     PyObject *threads = Py_None, *strip = Py_None, *comments = Py_None;
     double per_call = 0.0, cap = 0.5;
-    int level = 1, compress = 1, do_fsync = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOipp:write_pprof", kwlist,
+    int level = 1, compress = 1, do_fsync = 1, mode = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippi:write_pprof", kwlist,
                                      &path_obj, &base_obj, &end_obj, &threads, &per_call,
-                                     &cap, &strip, &comments, &level, &compress, &do_fsync))
+                                     &cap, &strip, &comments, &level, &compress, &do_fsync,
+                                     &mode))
         return NULL;
     if (level < 1 || level > 9) {
         PyErr_Format(PyExc_ValueError, "shadowprof: bad gzip level %d: choose 1..9", level);
@@ -1244,7 +1246,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     t2 = now_ns();
     if (!failed && path) {
         const sp_buf_t *w = compress ? &gz : out;
-        if (sp_pprof_write_file(path, w->p, w->len, do_fsync) < 0) {
+        if (sp_pprof_write_file(path, w->p, w->len, do_fsync, mode) < 0) {
             failed = 2;
             err = errno;
         }

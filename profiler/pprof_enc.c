@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,7 +374,8 @@ sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out)
 }
 
 int
-sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsync)
+sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsync,
+                    int mode)
 {
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
@@ -390,6 +392,8 @@ sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsyn
         free(tmp);
         return -1;
     }
+    if (mode >= 0 && fchmod(fd, (mode_t)mode) < 0)
+        goto fail;
     size_t done = 0;
     while (done < n) {
         ssize_t w = write(fd, data + done, n - done);

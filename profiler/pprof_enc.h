@@ -219,9 +219,10 @@ void sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out);
 int sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out);
 
 /* Writes data[0..n) to path atomically: a temporary file in the same directory
- * (.shadowprof-XXXXXX.tmp), fsync'ed if do_fsync, then renamed over path, so an
- * interrupted write never leaves a truncated file under its name.  Returns 0, or -1
- * with errno set (the temporary file removed). */
-int sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsync);
+ * (.shadowprof-XXXXXX.tmp) with permissions mode (-1: mkstemp's 0600), fsync'ed if
+ * do_fsync, then renamed over path, so an interrupted write never leaves a truncated
+ * file under its name.  Returns 0, or -1 with errno set (the temporary file removed). */
+int sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsync,
+                        int mode);
 
 #endif /* SP_PPROF_ENC_H */

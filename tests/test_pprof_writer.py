@@ -80,9 +80,9 @@ def _c_encode(base=None, end=None, per_call=0.0, cap=0.5, strip=None):
     return raw
 
 
-def _py_profile(snap, base=None, per_call=0.0, cap=0.5):
+def _py_profile(snap, base=None, per_call=0.0, cap=0.5, err=0.0):
     return Profile.from_snapshot(snap, base, per_call_overhead_ns=per_call,
-                                 per_call_overhead_cap=cap)
+                                 per_call_overhead_cap=cap, per_call_overhead_err_ns=err)
 
 
 def _same(c_raw: bytes, py_raw: bytes):
@@ -206,12 +206,15 @@ def test_periodic_files_are_the_differences(session, tmp_path):
         _add(session, seed, 150)
         snaps.append(_core.snapshot())
         paths.append(w.write_period())
-    per_call, cap = pprof_writer._calibration()
+    per_call, cap, err = pprof_writer._calibration()
+    umask = os.umask(0o22)
+    os.umask(umask)
     for path, base, snap in zip(paths, snaps, snaps[1:]):
         raw = gzip.decompress(open(path, "rb").read())
         notes = pprof.decode(raw).comments[2:]
         assert notes[0].startswith("shadowprof.period file=" + os.path.basename(path))
-        _same(raw, pprof.encode(_py_profile(snap, base, per_call, cap), notes))
+        _same(raw, pprof.encode(_py_profile(snap, base, per_call, cap, err), notes))
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask   # as open() makes it
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
