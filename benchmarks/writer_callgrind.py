@@ -1,0 +1,18 @@
+"""Three writes of a 2,000-stack table by the C pprof writer, for callgrind:
+
+    PYTHONPATH=/tmp/spdev valgrind --tool=callgrind --toggle-collect=sp_export_write_pprof \
+        python3.11 benchmarks/writer_callgrind.py 2000
+    callgrind_annotate --inclusive=yes callgrind.out.*   # sp_pprof_gzip / deflate share
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import writer  # noqa: E402
+from shadowprof import _core, pprof_writer  # noqa: E402
+
+writer.fill(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+for _ in range(3):
+    _core.write_pprof(None, None, None, threads={}, per_call_overhead_ns=40.0,
+                      per_call_overhead_cap=0.5, comments=pprof_writer._comment_fn(["x"]),
+                      level=1)
