@@ -84,24 +84,16 @@ def test_forked_child_profiles_into_its_own_file(py, tmp_path, write_script):
     assert calls(parent, "parent_work") == 1 and calls(parent, "child_work") == 0
 
 
-def test_hook_without_flag_imports_nothing_and_is_cheap(py):
+def test_hook_without_flag_imports_nothing(py):
     code = ("import sys; print(sorted(m for m in sys.modules if m.startswith('shadowprof')))")
     p = canary_venv.run(py, "-c", code)
     assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
-    # Cost of processing the .pth (open, read, exec of its line) as site does it,
-    # averaged over many runs; the goal is < 0.5 ms, the bound is generous for CI.
-    code = ("import site, os, time, sysconfig\n"
+    # Processing the .pth again, as site does, still imports nothing.  (What it costs
+    # per start-up is measured in benchmarks/startup.py, not timed here.)
+    code = ("import site, sys, sysconfig\n"
             "d = sysconfig.get_paths()['purelib']\n"
-            "n = 300\n"
-            "best = 1e9\n"
-            "for _ in range(3):\n"
-            "    t = time.perf_counter()\n"
-            "    for _ in range(n): site.addpackage(d, 'shadowprof.pth', set())\n"
-            "    best = min(best, (time.perf_counter() - t) / n)\n"
-            "import sys\n"
-            "print(best * 1e6, any(m.startswith('shadowprof') for m in sys.modules))\n")
+            "for _ in range(3): site.addpackage(d, 'shadowprof.pth', set())\n"
+            "print(any(m.startswith('shadowprof') for m in sys.modules))\n")
     p = canary_venv.run(py, "-c", code)
     assert p.returncode == 0, p.stderr
-    us, imported = p.stdout.split()
-    assert imported == "False"
-    assert float(us) < 500, f"the .pth costs {us} us per start-up"
+    assert p.stdout.strip() == "False"
