@@ -158,13 +158,17 @@ tstate_alive(sp_thread_t *t)   /* async-signal-safe */
  * interpreter's current frame chain are read through their frame pointer: the entry
  * of the current frame (or of its parent, when the current frame is untracked) and
  * those below it (shadow.h's stack invariant).  Entries above it are stale (a frame
- * seeded at start() returned without passing through the hook) and are left out; if
- * neither frame is on the stack, nothing on it can be trusted (a switch of greenlets
- * not yet seen by the hook) and the sample has no Python frame.  Returns 0 then.
+ * seeded at start() returned without passing through the hook) and are left out.  The
+ * current frame pointer itself is never dereferenced: the interpreter publishes it
+ * before the frame is initialised (and on 3.11 the pointer is uninitialised C stack
+ * for a few instructions of each call).  If it is not on the stack (that window, an
+ * untracked frame, a switch of greenlets not yet seen by the hook), no frame pointer
+ * is read: the sample keeps the functions on the stack without their lines.
  * async-signal-safe; not re-entrant for the same record. */
-static int
+static void
 copy_stack(sp_thread_t *t, sp_record_t *rec)
 {
+    int trusted = 1;
     uint32_t d = t->depth;
     if (d > t->cap)
         d = t->cap;
@@ -176,16 +180,10 @@ copy_stack(sp_thread_t *t, sp_record_t *rec)
             uint32_t k = d;
             while (k > 0 && t->stack[k - 1].frame != cur)
                 k--;
-            if (k == 0 && cur) {
-                /* The current frame is alive: reading its parent link is safe. */
-                sp_pyframe_t *parent = SP_FRAME_PREVIOUS(cur);
-                k = d;
-                while (k > 0 && t->stack[k - 1].frame != parent)
-                    k--;
-            }
-            if (k == 0)
-                return 0;
-            d = k;
+            if (k)
+                d = k;
+            else
+                trusted = 0;
         }
     }
     uint32_t first_leaf = 0, n = d;
@@ -200,11 +198,10 @@ copy_stack(sp_thread_t *t, sp_record_t *rec)
             continue;
         sp_pyframe_t *f = t->stack[i].frame;
         rec->frames[j].code_id = t->stack[i].code_id;
-        rec->frames[j].instr = f ? SP_FRAME_INSTR(f) : -1;
+        rec->frames[j].instr = (f && trusted) ? SP_FRAME_INSTR(f) : -1;
         j++;
     }
     rec->nframes = n;
-    return 1;
 }
 
 /* Hands a SIGPROF that is not ours to the disposition the program had before us: its
@@ -280,8 +277,10 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
         if (sp_hook_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
             rec->flags |= SP_SAMPLE_OVERHEAD;
-        else if (!t || t->busy || t->depth == 0 || !tstate_alive(t) || !copy_stack(t, rec))
+        else if (!t || t->busy || t->depth == 0 || !tstate_alive(t))
             rec->flags |= SP_SAMPLE_NOPY;
+        else
+            copy_stack(t, rec);
         /* --native: the interrupted thread's C stack too (native.h). */
         if (sp_native_on && !(rec->flags & SP_SAMPLE_OVERHEAD))
             rec->nnative = sp_native_capture(ucv, rec->native, SP_RING_NATIVE);
