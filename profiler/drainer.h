@@ -5,9 +5,11 @@
  * Python call drains (drain.c).  A program that makes no Python call for a while (a
  * long C call, sleep(), join(), a blocking accept()) would fill the ring and lose every
  * later sample.  The drainer is a plain pthread (no Python frames, so never attached,
- * never given a sampling timer, never in a profile; every signal blocked, so no
- * process-directed signal is delivered to it) that sleeps on a semaphore and wakes
- *  - when the handler finds the ring past a fill mark (sp_drainer_poke, a sem_post), and
+ * never given a sampling timer, never in a profile; named "sp-drain" in /proc; every
+ * signal blocked, so no process-directed signal is delivered to it) that sleeps on a
+ * semaphore and wakes
+ *  - when the handler finds the ring past a fill mark (sp_drainer_poke, a sem_post: a
+ *    quarter of the ring, at least SP_DRAINER_MIN_MARK records), and
  *  - every SP_DRAINER_PERIOD_MS.
  * On a timed wake with records pending it first asks the hook (SP_HOOK_DRAIN); only if
  * records it saw pending one period earlier are still there, or on a poke, does it take
@@ -34,6 +36,7 @@
 #include "ring.h"
 
 #define SP_DRAINER_PERIOD_MS 250
+#define SP_DRAINER_MIN_MARK 64   /* above the hook's SP_DRAIN_AFTER (sampler.c) */
 
 /* Starts the thread for `ring` (no-op if it runs).  Returns -1 with a Python exception
  * set if the thread cannot be made.  GIL held. */
@@ -47,7 +50,8 @@ void sp_drainer_after_fork_child(int keep);
  * (once until the thread has drained).  async-signal-safe; re-entrant. */
 void sp_drainer_poke(size_t used);
 
-/* Counters for tests and reports: wakes, drains done by the thread.  Any thread. */
+/* Counters for tests and reports since the thread was started (start(), or the fork
+ * child's restart): wakes, and drains done by the thread.  Any thread. */
 uint64_t sp_drainer_wakes(void);
 uint64_t sp_drainer_drains(void);
 
