@@ -3,8 +3,9 @@ sleep, a join, a long C call), in wall and CPU mode and with native stacks; the 
 never shows in a profile, is gone after stop(), is re-created in a fork child that keeps
 profiling, and never holds up the interpreter's exit (issue 12, item 1).
 
-The programs run with a 64- or 128-record ring so that, without the drain thread, they would lose
-most of their samples within a tenth of a second."""
+The programs run with small rings (128 or 256 records)
+and check that they took more samples than the ring holds: without the drain thread
+they lose everything past it."""
 
 import os
 import subprocess
@@ -53,7 +54,7 @@ def check_nothing_lost(r, least):
 
 def test_sleep_in_wall_mode_loses_nothing():
     (r,) = run("""
-_core.start(interval_ns=1_000_000, mode="wall", ring_size=64)
+_core.start(interval_ns=1_000_000, mode="wall", ring_size=256)
 during = drain_threads()
 time.sleep(1.5)
 _core.stop()
@@ -63,54 +64,57 @@ report(_core.snapshot(), during=during, after=drain_threads())
     assert r["during"] == 1 and r["after"] == 0
 
 
-# A C loop without Python calls: hashing big buffers (the GIL is released inside).
+# A C loop without Python calls: hashing big buffers (the GIL is released inside), for
+# a second of CPU time (CPU timers fire at the kernel's tick rate, often 250 Hz).
 C_LOOP = """
 import hashlib
 buf = b"x" * (1 << 20)
-_core.start(interval_ns=1_000_000, mode="{mode}", ring_size=128, native={native})
-end = time.monotonic() + 1.5
-while time.monotonic() < end:
+_core.start(interval_ns=1_000_000, mode="{mode}", ring_size={ring}, native={native})
+end = time.process_time() + 1.0
+while time.process_time() < end:
     hashlib.sha256(buf).digest()
 _core.stop()
 report(_core.snapshot())
 """
 
 
-@pytest.mark.parametrize("mode", ["cpu", "wall"])
-def test_c_loop_loses_nothing(mode):
-    (r,) = run(C_LOOP.format(mode=mode, native=False))
-    check_nothing_lost(r, least=150)
+@pytest.mark.parametrize("mode,ring,least", [("cpu", 128, 160), ("wall", 256, 300)])
+def test_c_loop_loses_nothing(mode, ring, least):
+    (r,) = run(C_LOOP.format(mode=mode, ring=ring, native=False))
+    check_nothing_lost(r, least)
 
 
 def test_c_loop_with_native_stacks_loses_nothing():
-    (r,) = run(C_LOOP.format(mode="cpu", native=True))
-    check_nothing_lost(r, least=150)
+    (r,) = run(C_LOOP.format(mode="cpu", ring=128, native=True))
+    check_nothing_lost(r, least=160)
 
 
 def test_thread_does_not_take_the_gil_while_python_calls_drain():
-    # A busy Python loop: the hook drains, the drain thread only asks it to.
+    # A busy Python loop: the hook drains, the drain thread only asks it to (every
+    # 250 ms).  It drains itself only if the program made no call for a whole period,
+    # which on a loaded machine can happen when the program is not scheduled.
     (r,) = run("""
 def f(i):
     return i * i
 _core.start(interval_ns=1_000_000, mode="cpu", ring_size=128)
-end = time.monotonic() + 1.0
-while time.monotonic() < end:
+end = time.process_time() + 1.0
+while time.process_time() < end:
     for i in range(1000):
         f(i)
 _core.stop()
 report(_core.snapshot())
 """)
-    assert r["lost"] == 0 and r["samples"] >= 100, r
-    assert r["drainer_drains"] == 0, r
+    assert r["lost"] == 0 and r["samples"] >= 160, r
+    assert r["drainer_drains"] <= 2, r
 
 
 def test_fork_child_that_keeps_profiling_gets_a_drain_thread():
     rows = run("""
-_core.start(interval_ns=1_000_000, mode="wall", ring_size=64, fork="continue")
+_core.start(interval_ns=1_000_000, mode="wall", ring_size=128, fork="continue")
 pid = os.fork()
 if pid == 0:
     during = drain_threads()
-    time.sleep(1.0)
+    time.sleep(1.5)
     _core.stop()
     report(_core.snapshot(), child=True, during=during, after=drain_threads())
     os._exit(0)
@@ -122,8 +126,8 @@ report(_core.snapshot(), child=False, status=status)
     parent = next(r for r in rows if not r["child"])
     assert parent["status"] == 0
     assert child["during"] == 1 and child["after"] == 0, child
-    check_nothing_lost(child, least=200)
-    check_nothing_lost(parent, least=200)
+    check_nothing_lost(child, least=160)
+    check_nothing_lost(parent, least=160)
 
 
 def test_fork_child_that_stops_profiling_has_no_drain_thread():
