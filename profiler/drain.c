@@ -12,11 +12,15 @@
 sp_table_t *sp_drain_table;
 sp_drain_stats_t sp_drain_stats;
 
-/* Direct-mapped cache (code id, instruction) -> line.  Ids are never reused, so an
- * entry stays right for the life of the process. */
+/* Direct-mapped cache (code id, instruction) -> line.  An id outlives its code object
+ * and is revived by a new one of the same identity (registry.h), e.g. after
+ * importlib.reload of a module where the function's body moved: its instructions then
+ * have other lines, so an entry also holds the id's revival count and is right only
+ * while that count is unchanged. */
 #define LINE_CACHE_SIZE 4096
 static struct {
     uint64_t key;   /* id << 32 | (uint32_t)instr, + 1; 0 = empty */
+    uint32_t revivals;
     int line;
 } line_cache[LINE_CACHE_SIZE];
 
@@ -86,11 +90,13 @@ resolve_line(uint32_t id, int32_t instr)
 {
     uint64_t key = ((uint64_t)id << 32 | (uint32_t)instr) + 1;
     size_t slot = (key * 0x9E3779B97F4A7C15ull) >> 52;
-    if (line_cache[slot].key == key)
-        return line_cache[slot].line;
     sp_code_t *e = sp_registry_get(id);
+    uint32_t revivals = e ? e->revivals : 0;
+    if (line_cache[slot].key == key && line_cache[slot].revivals == revivals)
+        return line_cache[slot].line;
     int line = e ? sp_code_line(e, instr) : 0;
     line_cache[slot].key = key;
+    line_cache[slot].revivals = revivals;
     line_cache[slot].line = line;
     return line;
 }
