@@ -52,11 +52,12 @@ def test_reloaded_body_samples_show_at_new_lines(tmp_path):
     r = json.loads(proc.stdout)
     assert r["same_id"], r          # the case at hand: the id was revived
     lines = {int(k): v for k, v in r["lines"].items()}
-    old_body, new_body = {3, 4}, {13, 14}
+    # V1's lines 1-5; V2's body at 12-15 (its lines 2-11 are comments: never sampled).
+    old_body, new_body = set(range(1, 6)), set(range(12, 16))
     assert set(lines) <= old_body | new_body, lines
     total = sum(lines.values())
     on_new = sum(lines.get(n, 0) for n in new_body)
     on_old = total - on_new
-    assert total >= 60, lines
+    assert total >= 40, lines
     # Each half of the run burned the same CPU time: each body has a fair share.
     assert on_new >= 0.2 * total and on_old >= 0.2 * total, lines
