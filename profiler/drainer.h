@@ -17,6 +17,10 @@
  * therefore pays a few futex wakes a second and no GIL acquisition.  Its CPU time while
  * it holds the GIL is added to the drain time (overhead statistics).
  *
+ * Limit: the thread drains with the GIL, so a C call that holds the GIL (a regex over a
+ * huge input) for longer than the ring lasts (ring_size x interval / threads) still
+ * loses the samples past it, counted as "[lost samples]".
+ *
  * Lifecycle (GIL held unless said otherwise):
  *  - sp_drainer_start at start(), after the timers are armed; sp_drainer_stop at stop(),
  *    after the timers are stopped and before the final drain.  stop releases the GIL
