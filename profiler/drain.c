@@ -12,25 +12,112 @@
 sp_table_t *sp_drain_table;
 sp_drain_stats_t sp_drain_stats;
 
-/* Direct-mapped cache (code id, instruction) -> line.  Ids are never reused, so an
- * entry stays right for the life of the process. */
+/* Direct-mapped cache (code id, instruction) -> line.  An id outlives its code object
+ * and is revived by a new one of the same identity (registry.h), e.g. after
+ * importlib.reload of a module where the function's body moved: its instructions then
+ * have other lines, so an entry also holds the id's revival count and is right only
+ * while that count is unchanged. */
 #define LINE_CACHE_SIZE 4096
 static struct {
     uint64_t key;   /* id << 32 | (uint32_t)instr, + 1; 0 = empty */
+    uint32_t revivals;
     int line;
 } line_cache[LINE_CACHE_SIZE];
 
 static int draining;
 
-/* Kernel thread id -> thread name, looked up in threading._active the first time a
- * thread's samples are drained (threads that end before the profile is read keep their
- * names).  Strong references; GIL. */
+/* Kernel thread id -> thread name, noted the first time a thread's samples are drained
+ * (the drain thread, drainer.c, drains within half a second even when no Python call
+ * does, so most threads are still alive then): from threading._active, or, for a
+ * thread that has ended meanwhile, from threading._dangling (every Thread object still
+ * referenced, e.g. by whoever joined it).  Strong references; GIL.  Cleared at start
+ * (lazily: sp_drain_reset may run in a fork child before Python can) and when it
+ * reaches SP_MAX_THREAD_NAMES, so a long continuous session with thread churn holds a
+ * bounded number.  No lookup here runs Python code or allocates a garbage-collected
+ * object: the drain thread must never run a Python frame (a collection could). */
+#define SP_MAX_THREAD_NAMES 4096
 static PyObject *thread_names;
+static int thread_names_stale;
+static uint64_t last_tid;   /* the tid noted last: most records repeat it */
+
+/* The name of `thread` (a threading.Thread) if its native id is tid; new reference or
+ * NULL, no exception.  Plain instance attributes, read without __getattr__ hooks. */
+static PyObject *
+name_if_tid(PyObject *thread, uint64_t tid)
+{
+    static PyObject *native_id_str, *name_str;
+    if (!native_id_str && !(native_id_str = PyUnicode_InternFromString("_native_id")))
+        return NULL;
+    if (!name_str && !(name_str = PyUnicode_InternFromString("_name")))
+        return NULL;
+    PyObject *name = NULL;
+    PyObject *nid = PyObject_GenericGetAttr(thread, native_id_str);
+    if (nid && PyLong_Check(nid) && PyLong_AsUnsignedLongLong(nid) == tid) {
+        name = PyObject_GenericGetAttr(thread, name_str);
+        if (name && !PyUnicode_Check(name))
+            Py_CLEAR(name);
+    }
+    Py_XDECREF(nid);
+    PyErr_Clear();
+    return name;
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* Exported, declared in an internal header since 3.13. */
+PyAPI_FUNC(int) _PySet_NextEntry(PyObject *set, Py_ssize_t *pos, PyObject **key,
+                                 Py_hash_t *hash);
+#endif
+
+/* The name of the thread with native id tid: live threads first, then ended ones whose
+ * Thread object is still referenced.  New reference or NULL, no exception. */
+static PyObject *
+lookup_thread_name(uint64_t tid)
+{
+    static PyObject *threading_str;
+    if (!threading_str && !(threading_str = PyUnicode_InternFromString("threading")))
+        return NULL;
+    PyObject *threading = PyImport_GetModule(threading_str);
+    if (!threading)
+        return NULL;
+    PyObject *name = NULL, *k, *v;
+    PyObject *active = PyObject_GetAttrString(threading, "_active");
+    if (active && PyDict_Check(active)) {
+        Py_ssize_t pos = 0;
+        while (!name && PyDict_Next(active, &pos, &k, &v))
+            name = name_if_tid(v, tid);
+    }
+    Py_XDECREF(active);
+    PyErr_Clear();
+    PyObject *dangling = name ? NULL : PyObject_GetAttrString(threading, "_dangling");
+    PyObject *refs = dangling ? PyObject_GetAttrString(dangling, "data") : NULL;
+    if (refs && PySet_Check(refs)) {
+        Py_ssize_t pos = 0;
+        Py_hash_t hash;
+        while (!name && _PySet_NextEntry(refs, &pos, &k, &hash)) {
+            if (!PyWeakref_CheckRef(k))
+                continue;
+            PyObject *thread = PyObject_CallNoArgs(k);   /* the referent, or None */
+            if (thread && thread != Py_None)
+                name = name_if_tid(thread, tid);
+            Py_XDECREF(thread);
+        }
+    }
+    Py_XDECREF(refs);
+    Py_XDECREF(dangling);
+    Py_DECREF(threading);
+    PyErr_Clear();
+    return name;
+}
 
 static void
 note_thread(uint64_t tid)
 {
-    static uint64_t last_tid;
+    if (thread_names_stale) {
+        thread_names_stale = 0;
+        last_tid = 0;
+        if (thread_names)
+            PyDict_Clear(thread_names);
+    }
     if (tid == last_tid || tid == 0)
         return;
     last_tid = tid;
@@ -38,37 +125,19 @@ note_thread(uint64_t tid)
         PyErr_Clear();
         return;
     }
-    PyObject *key = PyLong_FromUnsignedLongLong(tid);
-    if (!key) {
-        PyErr_Clear();
-        return;
-    }
-    if (PyDict_GetItem(thread_names, key)) {
-        Py_DECREF(key);
-        return;
-    }
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    PyObject *threading = PyImport_GetModule(PyUnicode_InternFromString("threading"));
-    PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
-    PyObject *name = NULL;
-    if (active && PyDict_Check(active)) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *thread;
-        while (!name && PyDict_Next(active, &pos, &k, &thread)) {
-            PyObject *nid = PyObject_GetAttrString(thread, "_native_id");
-            if (nid && PyLong_Check(nid) && PyLong_AsUnsignedLongLong(nid) == tid)
-                name = PyObject_GetAttrString(thread, "_name");
-            Py_XDECREF(nid);
-            PyErr_Clear();
+    PyObject *key = PyLong_FromUnsignedLongLong(tid);
+    if (key && !PyDict_GetItem(thread_names, key)) {
+        PyObject *name = lookup_thread_name(tid);
+        if (name) {
+            if (PyDict_GET_SIZE(thread_names) >= SP_MAX_THREAD_NAMES)
+                PyDict_Clear(thread_names);
+            PyDict_SetItem(thread_names, key, name);
+            Py_DECREF(name);
         }
     }
-    if (name && PyUnicode_Check(name))
-        PyDict_SetItem(thread_names, key, name);
-    Py_XDECREF(name);
-    Py_XDECREF(active);
-    Py_XDECREF(threading);
-    Py_DECREF(key);
+    Py_XDECREF(key);
     PyErr_Clear();
     PyErr_Restore(exc_type, exc_value, exc_tb);
 }
@@ -76,7 +145,7 @@ note_thread(uint64_t tid)
 PyObject *
 sp_drain_thread_names(void)
 {
-    if (!thread_names)
+    if (!thread_names || thread_names_stale)
         return PyDict_New();
     return PyDict_Copy(thread_names);
 }
@@ -86,11 +155,13 @@ resolve_line(uint32_t id, int32_t instr)
 {
     uint64_t key = ((uint64_t)id << 32 | (uint32_t)instr) + 1;
     size_t slot = (key * 0x9E3779B97F4A7C15ull) >> 52;
-    if (line_cache[slot].key == key)
-        return line_cache[slot].line;
     sp_code_t *e = sp_registry_get(id);
+    uint32_t revivals = e ? e->revivals : 0;
+    if (line_cache[slot].key == key && line_cache[slot].revivals == revivals)
+        return line_cache[slot].line;
     int line = e ? sp_code_line(e, instr) : 0;
     line_cache[slot].key = key;
+    line_cache[slot].revivals = revivals;
     line_cache[slot].line = line;
     return line;
 }
@@ -283,4 +354,5 @@ sp_drain_reset(void)
         sp_table_add(sp_drain_table, 0, &full, 1, 0, 0);
     }
     memset(&sp_drain_stats, 0, sizeof(sp_drain_stats));
+    thread_names_stale = 1;   /* no Python object may be touched here (fork child) */
 }

@@ -28,13 +28,15 @@ extern sp_table_t *sp_drain_table;
 extern sp_drain_stats_t sp_drain_stats;
 
 /* Drains the ring into the table.  GIL held.  sp_drain also notes the names of
- * threads seen for the first time (reads threading._active); sp_drain_quiet runs no
- * Python-level lookups, for use while CPython frees a code object. */
+ * threads seen for the first time (threading._active, then threading._dangling: see
+ * drain.c); sp_drain_quiet runs no Python-level lookups, for use while CPython frees a
+ * code object. */
 void sp_drain(void);
 void sp_drain_quiet(void);
 /* {kernel thread id: name} of the threads seen so far.  New reference. */
 PyObject *sp_drain_thread_names(void);
-/* Clears the table, the statistics and the line cache. */
+/* Clears the table, the statistics and (lazily, at the next drain) the thread names.
+ * Touches no Python object: also runs in a fork child before Python can. */
 void sp_drain_reset(void);
 
 #endif /* SP_DRAIN_H */

@@ -7,6 +7,7 @@
  */
 #include "compat.h"
 #include "drain.h"
+#include "drainer.h"
 #include "dumpsig.h"
 #include "export.h"
 #include "hook.h"
@@ -90,6 +91,7 @@ after_fork_child(void)
     start_wall_ns = sp_clock_wall_ns();
     start_cpu_ns = sp_clock_cpu_ns();
     start_unix_ns = unix_ns();
+    sp_drainer_after_fork_child(fork_keep);   /* drainer.h: restarted once Python runs */
     if (fork_keep) {
         sp_sampler_after_fork_child(1);
         /* Through the hook's slow path on the first Python call: sp_hook_drain. */
@@ -230,6 +232,12 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
         sp_hook_detach();
         return NULL;
     }
+    if (sp_drainer_start(sp_sampler_ring) < 0) {   /* drainer.h */
+        sp_sampler_stop();
+        sp_native_set(0);
+        sp_hook_detach();
+        return NULL;
+    }
     running = 1;
     Py_RETURN_NONE;
 }
@@ -252,6 +260,7 @@ core_stop(PyObject *mod, PyObject *unused)
     sp_hook_detach();
     stop_wall_ns = sp_clock_wall_ns();
     stop_cpu_ns = sp_clock_cpu_ns();
+    sp_drainer_stop();   /* drainer.h: joined (GIL released meanwhile) before the last drain */
     sp_drain();
     running = 0;
     Py_RETURN_NONE;
@@ -311,7 +320,8 @@ PyDoc_STRVAR(snapshot_doc,
 "             (caller 0 is '<root>': no Python caller)\n"
 "  samples, weight_ns, lost, lost_weight_ns, overhead, overhead_weight_ns,\n"
 "  table_full, signals, interval_ns, mode, start_unix_ns, duration_ns, cpu_ns,\n"
-"  running, max_depth, hook (the mechanism: 'eval' or 'monitoring').");
+"  running, max_depth, hook (the mechanism: 'eval' or 'monitoring'),\n"
+"  drainer_drains (drains made by the drain thread since start: no Python call did).");
 
 static PyObject *
 core_snapshot(PyObject *mod, PyObject *unused)
@@ -399,6 +409,7 @@ core_snapshot(PyObject *mod, PyObject *unused)
         put_u64(res, "signals", sp_sampler_signals()) < 0 ||
         put_u64(res, "handler_ns", sp_sampler_handler_ns()) < 0 ||
         put_u64(res, "drain_ns", sp_drain_stats.drain_ns) < 0 ||
+        put_u64(res, "drainer_drains", sp_drainer_drains()) < 0 ||   /* drainer.h */
         put_u64(res, "interval_ns", session_interval_ns) < 0 ||
         put_u64(res, "start_unix_ns", start_unix_ns) < 0 ||
         put_u64(res, "duration_ns", wall_end - start_wall_ns) < 0 ||

@@ -187,6 +187,7 @@ register_code(PyCodeObject *co)
                 e->code = co;
                 e->creates_generator = (co->co_flags & (CO_GENERATOR | CO_COROUTINE |
                                                         CO_ASYNC_GENERATOR)) != 0;
+                e->revivals++;   /* same first line, maybe other lines (a reload) */
                 return e;
             }
         }

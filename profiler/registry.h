@@ -44,6 +44,8 @@ typedef struct sp_code {
     uint32_t id;
     uint32_t creates_generator;  /* generator/coroutine code: see SP_FRAME_IS_CREATION */
     int firstlineno;
+    uint32_t revivals;       /* times a new code object took this entry over: a cache
+                                keyed by id must key by this too (its lines change) */
     PyCodeObject *code;      /* borrowed; NULL once CPython freed it */
     PyObject *qualname;      /* strong */
     PyObject *filename;      /* strong */

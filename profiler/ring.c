@@ -66,6 +66,15 @@ sp_ring_reserve(sp_ring_t *ring, uint64_t weight_ns)
     for (;;) {
         uint64_t r = __atomic_load_n(&ring->read, __ATOMIC_ACQUIRE);
         if (w - r > ring->mask) {
+            /* Full, or w is stale: other producers reserved after we read it and the
+             * consumer has since read past it (w - r then wraps to a huge number).
+             * Read write again, after read: it cannot be behind r any more (r was
+             * published after those reservations), so an unchanged w means full. */
+            uint64_t w2 = __atomic_load_n(&ring->write, __ATOMIC_ACQUIRE);
+            if (w2 != w) {
+                w = w2;
+                continue;
+            }
             sp_ring_count_lost(ring, weight_ns);
             return NULL;
         }
@@ -103,9 +112,24 @@ sp_ring_commit(sp_ring_t *ring, sp_record_t *rec)
 size_t
 sp_ring_used(const sp_ring_t *ring)
 {
-    uint64_t w = __atomic_load_n(&ring->write, __ATOMIC_RELAXED);
-    uint64_t r = __atomic_load_n(&ring->read, __ATOMIC_RELAXED);
+    /* read first: write, read after it, cannot be behind it (see reserve). */
+    uint64_t r = __atomic_load_n(&ring->read, __ATOMIC_ACQUIRE);
+    uint64_t w = __atomic_load_n(&ring->write, __ATOMIC_ACQUIRE);
     return (size_t)(w - r);
+}
+
+/* async-signal-safe */
+uint64_t
+sp_ring_reserved(const sp_ring_t *ring)
+{
+    return __atomic_load_n(&ring->write, __ATOMIC_ACQUIRE);
+}
+
+/* async-signal-safe */
+uint64_t
+sp_ring_consumed(const sp_ring_t *ring)
+{
+    return __atomic_load_n(&ring->read, __ATOMIC_ACQUIRE);
 }
 
 sp_record_t *

@@ -68,6 +68,11 @@ void sp_ring_commit(sp_ring_t *ring, sp_record_t *rec);
 void sp_ring_count_lost(sp_ring_t *ring, uint64_t weight_ns);
 /* Number of records reserved and not yet consumed.  async-signal-safe. */
 size_t sp_ring_used(const sp_ring_t *ring);
+/* Records reserved and consumed since the last reset (the write and read indexes):
+ * a reader outside the consumer can tell whether records it saw reserved have been
+ * consumed since.  async-signal-safe; any thread. */
+uint64_t sp_ring_reserved(const sp_ring_t *ring);
+uint64_t sp_ring_consumed(const sp_ring_t *ring);
 
 /* Consumer side: one consumer at a time.  sp_ring_peek returns the oldest published
  * record or NULL; sp_ring_pop releases it. */

@@ -49,6 +49,7 @@
 #define _GNU_SOURCE 1
 #endif
 #include "sampler.h"
+#include "drainer.h"
 #include "hook.h"
 #include "registry.h"
 #include "native.h"
@@ -290,6 +291,7 @@ on_signal(int sig, siginfo_t *info, void *ucv)
      * and lets the drain see threads while they still have their names. */
     if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER)
         __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+    sp_drainer_poke(sp_ring_used(sp_sampler_ring));   /* drainer.h: past the fill mark */
 out:
     __atomic_fetch_add(&handler_ns, sp_clock_wall_ns() - entered_ns, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&running_handlers, 1, __ATOMIC_ACQ_REL);

@@ -1,0 +1,292 @@
+/* drainer.c: the drain thread (see drainer.h for what it is and its lifecycle).
+ *
+ * Shared state and who owns it:
+ *  - wake: the semaphore the thread sleeps on.  Posted by the handler (poke), by stop
+ *    and by nobody else.  Initialised once per process, and again in a fork child.
+ *  - poke_mark: records in the ring at which the handler posts; 0 while no thread runs.
+ *    Written with the GIL held (start/stop) or in the fork child; read by the handler.
+ *  - poked: set by the handler when it posts, cleared by the thread once it drained, so
+ *    a full ring posts once, not once per sample.  Atomic.
+ *  - generation: bumped by every start and stop; a thread whose generation is no
+ *    longer current exits.  Atomic.
+ *  - alive, stopping, thread, restart_in_child: GIL (or the fork child handler).
+ *
+ * The thread reads the ring's indexes (atomics) without the GIL and touches everything
+ * else (the ring's records, the table, the registry, Python objects) only through
+ * sp_drain with the GIL held.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include "drainer.h"
+#include "compat.h"
+#include "drain.h"
+#include "hook.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <time.h>
+
+static sem_t wake;
+static int wake_ready;
+static size_t poke_mark;        /* see above; handler reads */
+static int poked;               /* atomic */
+static uint64_t generation;     /* atomic */
+static uint64_t wakes, drains;  /* atomic */
+static sp_ring_t *ring;         /* the ring of the running thread; GIL */
+static pthread_t thread;
+static int alive;               /* a thread of ours runs; GIL */
+static int stopping;            /* a stop is joining the thread; GIL */
+static int restart_in_child;    /* fork child: start a thread once Python runs */
+static int registered;          /* atexit and at-fork callbacks are in place */
+
+static int
+finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+static uint64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Takes the GIL and drains, unless the interpreter is finalizing or the thread has
+ * been told to stop.  The thread's CPU time beyond what sp_drain measured itself (the
+ * thread state made and freed by PyGILState_Ensure/Release) is added to the drain
+ * time, so the overhead statistics include it. */
+static void
+drain_with_gil(uint64_t gen)
+{
+    if (finalizing())
+        return;
+    uint64_t cpu0 = thread_cpu_ns();
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == gen) {
+        uint64_t before = sp_drain_stats.drain_ns;
+        sp_drain();
+        uint64_t own = sp_drain_stats.drain_ns - before;
+        uint64_t cpu = thread_cpu_ns() - cpu0;
+        if (cpu > own)
+            sp_drain_stats.drain_ns += cpu - own;
+        __atomic_fetch_add(&drains, 1, __ATOMIC_RELAXED);
+    }
+    PyGILState_Release(g);
+}
+
+static void *
+drainer_main(void *arg)
+{
+    uint64_t gen = (uint64_t)(uintptr_t)arg;
+    sp_ring_t *r = ring;
+    uint64_t seen_reserved = 0;   /* write index at the previous wake ... */
+    int seen = 0;                 /* ... if records were pending then */
+    for (;;) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += SP_DRAINER_PERIOD_MS * 1000000L;
+        deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+        deadline.tv_nsec %= 1000000000L;
+        while (sem_timedwait(&wake, &deadline) < 0 && errno == EINTR)
+            ;
+        if (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) != gen)
+            break;
+        __atomic_fetch_add(&wakes, 1, __ATOMIC_RELAXED);
+        uint64_t consumed = sp_ring_consumed(r);
+        uint64_t reserved = sp_ring_reserved(r);
+        if (consumed == reserved) {
+            seen = 0;
+            continue;
+        }
+        if (__atomic_load_n(&poked, __ATOMIC_ACQUIRE) || (seen && consumed < seen_reserved)) {
+            /* Past the fill mark, or records pending a period ago still are: no
+             * Python call drained them. */
+            drain_with_gil(gen);
+            __atomic_store_n(&poked, 0, __ATOMIC_RELEASE);
+            seen = 0;
+        } else {
+            /* Let the next Python call drain (cheap); check again next period. */
+            __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+            seen_reserved = reserved;
+            seen = 1;
+        }
+    }
+    return NULL;
+}
+
+/* async-signal-safe; re-entrant */
+void
+sp_drainer_poke(size_t used)
+{
+    size_t mark = __atomic_load_n(&poke_mark, __ATOMIC_RELAXED);
+    if (mark && used >= mark && !__atomic_exchange_n(&poked, 1, __ATOMIC_ACQ_REL))
+        sem_post(&wake);   /* async-signal-safe (POSIX) */
+}
+
+static PyObject *
+at_exit(PyObject *mod, PyObject *unused)
+{
+    sp_drainer_stop();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+after_fork_in_child(PyObject *mod, PyObject *unused)
+{
+    if (restart_in_child) {
+        restart_in_child = 0;
+        if (sp_drainer_start(ring) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef at_exit_def = {"_shadowprof_drainer_at_exit", at_exit, METH_NOARGS,
+                                  NULL};
+static PyMethodDef after_fork_def = {"_shadowprof_drainer_after_fork", after_fork_in_child,
+                                     METH_NOARGS, NULL};
+
+/* atexit.register(at_exit) and os.register_at_fork(after_in_child=...).  GIL. */
+static int
+register_callbacks(void)
+{
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *f = atexit ? PyCFunction_New(&at_exit_def, NULL) : NULL;
+    PyObject *r = f ? PyObject_CallMethod(atexit, "register", "O", f) : NULL;
+    Py_XDECREF(f);
+    Py_XDECREF(atexit);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    PyObject *os = PyImport_ImportModule("os");
+    if (!os)
+        return -1;
+    if (PyObject_HasAttrString(os, "register_at_fork")) {
+        PyObject *g = PyCFunction_New(&after_fork_def, NULL);
+        PyObject *meth = PyObject_GetAttrString(os, "register_at_fork");
+        PyObject *args = PyTuple_New(0);
+        PyObject *kw = g ? Py_BuildValue("{sO}", "after_in_child", g) : NULL;
+        r = (meth && args && kw) ? PyObject_Call(meth, args, kw) : NULL;
+        Py_XDECREF(g);
+        Py_XDECREF(meth);
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        if (!r) {
+            Py_DECREF(os);
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(os);
+    return 0;
+}
+
+int
+sp_drainer_start(sp_ring_t *the_ring)
+{
+    if (alive)
+        return 0;
+    if (!registered) {
+        if (register_callbacks() < 0)
+            return -1;
+        registered = 1;
+    }
+    if (!wake_ready) {
+        if (sem_init(&wake, 0, 0) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        wake_ready = 1;
+    }
+    ring = the_ring;
+    __atomic_store_n(&poked, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&wakes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&drains, 0, __ATOMIC_RELAXED);
+    uint64_t gen = __atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
+    /* The thread starts with every signal blocked: the program's signals go to its own
+     * threads, and a process-wide SIGPROF never lands here. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&thread, NULL, drainer_main, (void *)(uintptr_t)gen);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    pthread_setname_np(thread, "sp-drain");   /* 15 characters at most */
+    /* A quarter of the ring, but above the hook's own request (the handler asks the
+     * hook at a few dozen records) while the ring is small enough for that to matter. */
+    size_t cap = sp_ring_capacity(the_ring), mark = cap / 4;
+    size_t floor = SP_DRAINER_MIN_MARK < cap * 3 / 4 ? SP_DRAINER_MIN_MARK : cap * 3 / 4;
+    if (mark < floor)
+        mark = floor;
+    __atomic_store_n(&poke_mark, mark ? mark : 1, __ATOMIC_RELEASE);
+    alive = 1;
+    return 0;
+}
+
+void
+sp_drainer_stop(void)
+{
+    restart_in_child = 0;
+    if (!alive) {
+        /* Another thread may be joining it with the GIL released: do not return
+         * before it is gone (the caller may go on to free the ring). */
+        while (stopping) {
+            Py_BEGIN_ALLOW_THREADS
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            Py_END_ALLOW_THREADS
+        }
+        return;
+    }
+    alive = 0;
+    stopping = 1;
+    __atomic_store_n(&poke_mark, 0, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
+    pthread_t t = thread;
+    sem_post(&wake);
+    /* The thread may be waiting for the GIL: let it have it, then it exits. */
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(t, NULL);
+    Py_END_ALLOW_THREADS
+    stopping = 0;
+}
+
+/* async-signal-safe (memory stores, sem_init) */
+void
+sp_drainer_after_fork_child(int keep)
+{
+    int was = alive;
+    alive = 0;
+    stopping = 0;
+    __atomic_store_n(&poke_mark, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&poked, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&generation, 1, __ATOMIC_RELAXED);
+    if (wake_ready)
+        sem_init(&wake, 0, 0);   /* the parent's waiter count means nothing here */
+    restart_in_child = was && keep;
+}
+
+uint64_t
+sp_drainer_wakes(void)
+{
+    return __atomic_load_n(&wakes, __ATOMIC_RELAXED);
+}
+
+uint64_t
+sp_drainer_drains(void)
+{
+    return __atomic_load_n(&drains, __ATOMIC_RELAXED);
+}
