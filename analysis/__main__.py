@@ -121,6 +121,32 @@ def _error(msg: str) -> int:
     return 2
 
 
+# The exit status of a run whose program succeeded but whose profile could not be
+# written to -o: CPython's own status when it cannot finish cleanly at exit, also
+# what -X shadowprof and SHADOWPROF give in that case (_startup.py).
+WRITE_FAILED = 120
+
+
+def _write(write, path: str) -> bool:
+    """write(path); on failure, a fallback file in the temporary directory and one
+    line on stderr saying where the profile went.  True if *path* was written."""
+    where, error = formats.write_or_fall_back(write, path)
+    if error is None:
+        return True
+    shown = "stdout" if path == "-" else repr(path)
+    went = (f"written to {where} instead" if where
+            else "the profile is lost (the temporary directory failed too)")
+    print(f"shadowprof: error: cannot write the profile to {shown}: "
+          f"{error.strerror or error}; {went}", file=sys.stderr)
+    return False
+
+
+def _failed_status(code):
+    """The exit status once the profile was not written: the program's own if it
+    failed, else WRITE_FAILED."""
+    return code if code not in (None, 0) else WRITE_FAILED
+
+
 def _is_our_frame(fn) -> bool:
     here = os.path.dirname(os.path.abspath(__file__))
     return (fn.filename.startswith(here + os.sep) or fn.filename == runpy.__file__
@@ -168,13 +194,16 @@ class _ForkedChildExit:
         profiler, output, fmt = cls.current
         try:
             profile = profiler.stop() if profiler.running else profiler.profile
-            if profile is None:
-                return
-            path = formats.path_for_pid(output, os.getpid())
-            _write_profile(profiler, strip_outer_frames(profile, _is_our_frame), path, fmt)
-        except (OSError, RuntimeError) as e:
-            print(f"shadowprof: error: cannot write the profile of process "
-                  f"{os.getpid()}: {e}", file=sys.stderr)
+        except RuntimeError as e:
+            print(f"shadowprof: error: cannot stop profiling process {os.getpid()}: "
+                  f"{e}", file=sys.stderr)
+            return
+        if profile is None:
+            return
+        profile = strip_outer_frames(profile, _is_our_frame)
+        # multiprocessing leaves with os._exit: the exit status is not ours to set.
+        _write(lambda p: _write_profile(profiler, profile, p, fmt),
+               formats.path_for_pid(output, os.getpid()))
 
 
 if hasattr(os, "register_at_fork"):
@@ -234,11 +263,9 @@ def run(argv: list) -> int:
         fmt = formats.format_for(opts.output, opts.format) if opts.output else None
     except ValueError as e:
         return _error(str(e))
-    if opts.output and opts.output != "-":
-        d = os.path.dirname(os.path.abspath(opts.output))
-        if not os.path.isdir(d) or not os.access(d, os.W_OK):
-            return _error(f"cannot write {opts.output!r}: directory {d!r} does not exist "
-                          "or is not writable")
+    problem = formats.check_destination(opts.output) if opts.output else None
+    if problem:
+        return _error(f"-o: {problem}")
     if opts.subprocesses and (not opts.output or opts.output == "-"):
         return _error("--subprocesses needs -o FILE: each child process writes "
                       "FILE.PID.ext next to it")
@@ -315,27 +342,29 @@ def run(argv: list) -> int:
         if opts.output and opts.output != "-" and opts.fork == "continue":
             _ForkedChildExit.written_pid = os.getpid()
             path = formats.path_for_pid(opts.output, os.getpid())
-            try:
-                _write_profile(profiler, profile, path, fmt)
-            except OSError as e:
-                print(f"shadowprof: error: cannot write {path}: {e}", file=sys.stderr)
+            if not _write(lambda p: _write_profile(profiler, profile, p, fmt), path):
+                exit_code = _failed_status(exit_code)
         if pending is not None:
             raise pending
         return exit_code
-    try:
-        text = None
-        if not opts.quiet or fmt == "text":
-            text = profile.report(top=opts.top,   # rendered once for both uses
-                                  machinery=opts.machinery)
-        if opts.output:
-            if fmt == "text":
-                formats.write_bytes(text.encode("utf-8"), opts.output)
-            else:
-                _write_profile(profiler, profile, opts.output, fmt)
-        if not opts.quiet:
+    text = None
+    if not opts.quiet or fmt == "text":
+        text = profile.report(top=opts.top,   # rendered once for both uses
+                              machinery=opts.machinery)
+    if opts.output:
+        if fmt == "text":
+            written = _write(lambda p: formats.write_bytes(text.encode("utf-8"), p),
+                             opts.output)
+        else:
+            written = _write(lambda p: _write_profile(profiler, profile, p, fmt),
+                             opts.output)
+        if not written:
+            exit_code = _failed_status(exit_code)
+    if not opts.quiet:
+        try:
             sys.stderr.write(text)
-    except OSError as e:
-        print(f"shadowprof: error: cannot write the profile: {e}", file=sys.stderr)
+        except (OSError, ValueError):
+            pass   # stderr closed by the program: nothing left to tell
     if pending is not None:
         if isinstance(pending, KeyboardInterrupt):
             raise pending

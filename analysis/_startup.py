@@ -10,7 +10,10 @@ and the variable ignored), and are parsed by the C parser shared with
 ``Profiler.from_options`` (``_core.parse_options``; profiler/options.c).  Anything
 wrong (an unknown key, a bad value, an output directory that cannot be written) gives
 one line on stderr naming the option and what it may be, and the program then runs
-unprofiled: its output, exceptions and exit code never depend on the profiler.
+unprofiled: its output, exceptions and exit code never depend on the profiler.  The
+one exception is a profile that cannot be written at exit (its destination removed or
+replaced during the run): it goes to the temporary directory if it can, one line says
+where, and the process exits with status 120, so that a lost profile never exits 0.
 
 Modes:
 - one-shot (no ``period``): profile the whole run; at exit print the report on stderr,
@@ -114,6 +117,9 @@ def resolve(text: str) -> dict:
         if out:
             path = _expand(out, opts["start_stamp"])
             opts["format"] = formats.format_for(path, opts["format"])
+            if os.path.isdir(path):
+                raise ValueError(f"bad option output={out}: {path} is a directory; give "
+                                 "a file name, or period= for periodic files in it")
             if path != "-":
                 _writable_dir("output", out, os.path.dirname(os.path.abspath(path)))
         if opts["budget"]:
@@ -174,12 +180,26 @@ class Session:
             self.dumper.after_fork_in_child()
 
     def stop(self) -> None:
-        """Stop profiling and write the results (at exit).  A failure is one line on
-        stderr; it never changes the program's exit code."""
+        """Stop profiling and write the results (at exit).  A profile that cannot be
+        written goes to the temporary directory if it can, with one line on stderr
+        saying where, and the process exits with status 120 (_exit_status_120)."""
         try:
             self._stop()
         except Exception as e:
             _message(f"cannot write the profile: {e}")
+            _exit_status_120()
+
+    def _write(self, write, path: str) -> bool:
+        """write(path), else a fallback file (see stop()); True if *path* was written."""
+        from . import formats
+        where, error = formats.write_or_fall_back(write, path)
+        if error is not None:
+            went = (f"written to {where} instead" if where
+                    else "the profile is lost (the temporary directory failed too)")
+            _message(f"cannot write the profile to {path}: {error.strerror or error}; "
+                     f"{went}")
+            _exit_status_120()
+        return error is None
 
     def _stop(self) -> None:
         from . import _core, formats
@@ -208,15 +228,17 @@ class Session:
                 path = _expand(out, opts["start_stamp"])
                 if "{pid}" not in out:
                     path = formats.path_for_pid(path, os.getpid())
-                self.profiler.save(path, opts["format"])
+                self._write(lambda p: self.profiler.save(p, opts["format"]), path)
             return
         if out:
             path = _expand(out, opts["start_stamp"])
             if opts["format"] == "text":
-                formats.write_bytes(profile.report(top=opts["top"]).encode(), path)
+                data = profile.report(top=opts["top"]).encode()
+                written = self._write(lambda p: formats.write_bytes(data, p), path)
             else:
-                self.profiler.save(path, opts["format"])
-            if not opts["quiet"] and path != "-":
+                written = self._write(
+                    lambda p: self.profiler.save(p, opts["format"]), path)
+            if written and not opts["quiet"] and path != "-":
                 _message(f"profile written to {path} ({profile.samples} samples)")
         elif not opts["quiet"]:
             text = profile.report(top=opts["top"])
@@ -224,6 +246,35 @@ class Session:
                 text += c + "\n"
             sys.stderr.write(text)
             sys.stderr.flush()
+
+
+class _FlushFails:
+    """Stands in for sys.stderr (or sys.stdout) once a profile could not be written
+    at exit: everything passes through, but flush() fails after flushing, so the
+    interpreter's finalization, which flushes both streams after the atexit
+    callbacks, ends the process with status 120 (Py_FinalizeEx() < 0).  That is the
+    one way left to make the loss visible in the exit status once the program has
+    ended that neither cuts finalization short (os._exit would drop unflushed
+    files) nor prints a traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def flush(self):
+        self._stream.flush()
+        raise OSError("shadowprof: the profile was not written (see above)")
+
+
+def _exit_status_120() -> None:
+    """Make the process exit with status 120 whatever the program's status (see
+    _FlushFails).  sys.stdout is used when there is no sys.stderr."""
+    if isinstance(sys.stderr, _FlushFails) or isinstance(sys.stdout, _FlushFails):
+        return
+    name = "stderr" if sys.stderr is not None else "stdout"
+    setattr(sys, name, _FlushFails(getattr(sys, name)))
 
 
 def _draw() -> float:

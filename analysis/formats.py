@@ -11,7 +11,8 @@ import importlib
 import os
 import stat
 
-__all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile", "write_bytes"]
+__all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile", "write_bytes",
+           "check_destination", "write_or_fall_back"]
 
 
 def _write_text(profile, f) -> None:
@@ -118,6 +119,50 @@ def _file_mode(path: str) -> int:
         return stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return 0o666 & ~_umask()
+
+
+def check_destination(path: str) -> str | None:
+    """Why a profile could not be written to *path* ('-': stdout), or None if it can:
+    checked before a run, so that a bad -o costs nothing.  The directory is tried
+    with a real file (access() says yes to root even where writes fail, as in /sys)."""
+    if path in ("-", os.devnull):
+        return None
+    if os.path.isdir(path):
+        ext = next((e for e, _ in EXTENSIONS if path.endswith(e)), ".json")
+        return f"{path!r} is a directory: give a file name in it, such as " \
+               f"{os.path.join(path, 'profile' + ext)!r}"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"cannot write {path!r}: directory {directory!r} does not exist; " \
+               "create it or choose another path"
+    import tempfile
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        return f"cannot write {path!r}: cannot create a file in {directory!r} " \
+               f"({e.strerror}); choose another directory"
+    return None
+
+
+def write_or_fall_back(write, path: str) -> tuple:
+    """Call ``write(path)``; if that fails, ``write(fallback)`` with a fallback file in
+    the temporary directory (shadowprof-PID-NAME).  Returns (where the profile went,
+    or None if nowhere, the OSError of the first attempt, or None)."""
+    try:
+        write(path)
+        return path, None
+    except OSError as e:
+        error = e
+    import tempfile
+    name = "stdout.txt" if path == "-" else os.path.basename(os.path.normpath(path))
+    fallback = os.path.join(tempfile.gettempdir(), f"shadowprof-{os.getpid()}-{name}")
+    try:
+        write(fallback)
+    except OSError:
+        return None, error
+    return fallback, error
 
 
 def _write_atomic(path: str, write) -> None:
