@@ -67,19 +67,22 @@ double soak_spin(int n)
 
 # =================================================================== the child
 
-def c_stacks(pid: int, why: str) -> None:
-    """Every thread's C stack of process *pid* on stderr, by gdb if there is one."""
+def c_stacks(pid: int, why: str, out=None) -> None:
+    """Every thread's C stack of process *pid*, by gdb if there is one, written to
+    *out* (default: stderr)."""
+    out = out or sys.stderr
     gdb = shutil.which("gdb")
     if gdb is None:
         return
     try:
-        out = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex",
-                              "thread apply all bt 30"], capture_output=True,
-                             text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return
-    sys.stderr.write(f"soak: {why}; its C stacks:\n{out}\n")
-    sys.stderr.flush()
+        r = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex",
+                            "thread apply all bt 30"], capture_output=True,
+                           text=True, timeout=120)
+        text = r.stdout + r.stderr[-2000:]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        text = f"(gdb: {e})"
+    out.write(f"soak: {why}; its C stacks:\n{text}\n")
+    out.flush()
 
 
 def child_main(scenario: str, seconds: float, lib: str, workdir: str) -> int:
@@ -335,11 +338,18 @@ def build_asan(workdir: str, python: str) -> dict:
     if not os.path.isabs(libasan):
         raise SystemExit("soak: error: gcc has no libasan (install its sanitizer "
                          "runtime)")
+    # greenlet is C++: libasan's __cxa_throw interceptor needs the real one loaded
+    # when it starts, or the first C++ exception aborts the process.
+    preload = [libasan]
+    libstdcxx = subprocess.run([gcc, "-print-file-name=libstdc++.so.6"],
+                               capture_output=True, text=True).stdout.strip()
+    if os.path.isabs(libstdcxx):
+        preload.append(libstdcxx)
     dest = os.path.join(workdir, "asan")
     env = dict(os.environ, EXTRA_CFLAGS="-fsanitize=address")
     subprocess.run(["bash", os.path.join(ROOT, "tools", "devbuild.sh"), dest, python],
                    env=env, check=True, stdout=subprocess.DEVNULL)
-    return {"PYTHONPATH": dest, "LD_PRELOAD": libasan,
+    return {"PYTHONPATH": dest, "LD_PRELOAD": " ".join(preload),
             "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1"}
 
 
@@ -354,25 +364,24 @@ def run_round(python: str, scenario: str, seconds: float, lib: str, workdir: str
     timeout = 3 * seconds + 60
     started = time.monotonic()
     with open(log, "w+") as err:
+        # A session of its own: a hung round is killed with its forked children,
+        # which would otherwise keep its stdout open.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=env)
+                                env=env, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
             hung = False
         except subprocess.TimeoutExpired:
             hung = True
             err.seek(0, os.SEEK_END)
-            sys.stderr, saved = err, sys.stderr
-            try:
-                c_stacks(proc.pid, f"round {index} hung")
-            finally:
-                sys.stderr = saved
+            c_stacks(proc.pid, f"round {index} hung", err)
             proc.send_signal(signal.SIGABRT)   # faulthandler: every thread's stack
+            time.sleep(5)
             try:
-                out, _ = proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, _ = proc.communicate()
         err.seek(0)
         stderr = err.read()
     r = {"scenario": scenario, "returncode": proc.returncode, "hung": hung,

@@ -32,6 +32,28 @@ def profiled(tmp_path, seconds, *extra, measure=False):
     return (prof, json.loads(r.stdout)) if measure else prof
 
 
+def profiled_both_ways(tmp_path, seconds):
+    """One profiled run of the workload in a fresh interpreter, seen twice: as
+    Profiler.stop() returns it (corrected) and built again from the same snapshot
+    without the correction (raw).  Both share every sample: they differ by the
+    correction alone."""
+    from shadowprof import Profile
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(WORKLOAD)!r})\n"
+        "import attr_workload\n"
+        "from shadowprof import Profiler, Profile, _core\n"
+        "p = Profiler(interval='1ms').start()\n"
+        f"attr_workload.main({seconds}, False)\n"
+        "corrected = p.stop()\n"
+        "raw = Profile.from_snapshot(_core.snapshot(), correct=False)\n"
+        f"open({str(tmp_path / 'corrected.json')!r}, 'w').write(corrected.to_json())\n"
+        f"open({str(tmp_path / 'raw.json')!r}, 'w').write(raw.to_json())\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    return (Profile.load_json(tmp_path / "corrected.json"),
+            Profile.load_json(tmp_path / "raw.json"))
+
+
 def shares(profile):
     totals = {s.function.name: s.total_ns for s in profile.function_stats().values()
               if s.function.name in NAMES}
@@ -55,38 +77,38 @@ def test_cpu_split_within_3_points(tmp_path):
         if max(err.values()) <= 3.0:
             break
     assert max(err.values()) <= 3.0, (truth, got, err)
+    assert prof.corrected_ns == 0     # --no-correct-overhead: nothing moved
 
 
 def test_overhead_correction_moves_toward_unprofiled_split(tmp_path):
-    # The hook's per-call cost inflates burn_calls (~5 points here); the calibrated
-    # correction must move its share back toward the unprofiled split, and land
-    # within 5 points of it.  The calibration is a timing on a shared machine, so
-    # this band is wider than the sampler's.
+    # The same samples with and without the calibrated correction, against the split
+    # of an unprofiled run.  The calibration is a timing on a shared machine, so the
+    # band around the unprofiled split is wider than the sampler's.
     for seconds in (6, 12):
         truth = unprofiled_shares(seconds)
-        prof, _ = profiled(tmp_path, seconds, measure=True)
-        corrected = shares(prof)
-        prof_raw, raw = profiled(tmp_path, seconds, "--no-correct-overhead",
-                                 measure=True)
-        raw = shares(prof_raw)
-        moved = (abs(corrected["burn_calls"] - truth["burn_calls"])
-                 < abs(raw["burn_calls"] - truth["burn_calls"]))
-        # 3.9/3.10 do not slow calls down under the hook (they never inline them):
-        # the raw split is already right there, and the correction must not spoil it.
-        close = abs(corrected["burn_calls"] - truth["burn_calls"]) <= 0.015
-        ok = (moved or close) and max(errors(corrected, truth).values()) <= 5.0
+        prof, prof_raw = profiled_both_ways(tmp_path, seconds)
+        corrected, raw = shares(prof), shares(prof_raw)
+        corrected_err = abs(corrected["burn_calls"] - truth["burn_calls"])
+        raw_err = abs(raw["burn_calls"] - truth["burn_calls"])
+        if sys.version_info >= (3, 11):
+            # The hook slows CPython's own call path (a frame-evaluation hook turns
+            # off inlined calls; sys.monitoring dispatches each event), time outside
+            # shadowprof's code that inflates burn_calls (~5 points): the
+            # correction must move it back, closer to the unprofiled split.
+            ok = (corrected_err < raw_err - 0.005
+                  and max(errors(corrected, truth).values()) <= 5.0)
+        else:
+            # 3.9/3.10 never inline calls: the hook's cost is its own code, which
+            # samples already report as overhead; the raw split is right there, and
+            # the correction must keep it so.
+            ok = corrected_err <= 0.015
         if ok:
             break
     assert ok, (truth, raw, corrected)
     assert prof_raw.corrected_ns == 0
     if sys.version_info >= (3, 11):
-        # The mechanism also slows CPython's own call path (a frame-evaluation hook
-        # turns off inlined calls; sys.monitoring dispatches each event): time spent
-        # outside shadowprof's code, which the correction moves.
         assert prof.corrected_ns > 0
     else:
-        # 3.9/3.10 never inline calls: the hook's cost is its own code, which samples
-        # already report as overhead, so the correction has little or nothing to move.
         assert prof.corrected_ns < 0.03 * prof.weight_ns, prof.corrected_ns
 
 
@@ -97,10 +119,15 @@ def test_samples_weighted_by_real_time(tmp_path):
     assert prof.samples > 50
     assert abs(prof.weight_ns - prof.cpu_ns) / prof.cpu_ns < 0.15, (
         prof.weight_ns, prof.cpu_ns)
+    # Each weight is the CPU time since the thread's previous sample: never much less
+    # than the interval that was asked for (the timer cannot fire sooner), and at the
+    # kernel tick rate (100 to 1000 Hz) never more than ~10 ms on a loaded machine.
     mean_weight = prof.weight_ns / prof.samples
-    assert abs(prof.effective_rate_hz - 1e9 / mean_weight) / prof.effective_rate_hz < 0.2
-    # The report states both rates.
-    assert "Hz effective" in prof.report() and "1 ms requested" in prof.report()
+    assert 0.9e6 <= mean_weight <= 12e6, mean_weight
+    # The report states both rates, the effective one as measured.
+    report = prof.report()
+    assert f"{prof.effective_rate_hz:.0f} Hz effective" in report, report[:400]
+    assert "1 ms requested" in report
 
 
 def test_overhead_reported_and_tiny_calls_counted(tmp_path):
@@ -113,5 +140,10 @@ def test_overhead_reported_and_tiny_calls_counted(tmp_path):
     ids = {s.function.name: fid for fid, s in prof.function_stats().items()}
     assert prof.edges[(ids["burn_calls"], ids["tiny"])] == stats["tiny"].calls
     assert 2000 * loops <= stats["tiny"].calls <= 6000 * loops
-    assert 0 < prof.overhead_share < 0.5
+    # The overhead reported is at least half what the calibrated per-call cost implies
+    # for the calls counted (the rest of that estimate may be the noise of timing on
+    # a loaded machine), and far from swallowing the profile.
+    implied = sum(prof.calls.values()) * prof.per_call_overhead_ns / prof.total_ns
+    assert prof.per_call_overhead_ns > 0
+    assert 0.5 * implied <= prof.overhead_share <= 0.3, (prof.overhead_share, implied)
     assert "profiler overhead" in prof.report()

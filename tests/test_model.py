@@ -48,9 +48,16 @@ def test_correction_moves_per_call_cost_to_overhead():
 
 
 def test_correction_is_capped():
-    p = make_profile(per_call=10_000.0, cap=0.4)   # absurd calibration
-    assert self_ns(p, "tiny") >= 0.6 * 300_000_000 - 1
-    assert self_ns(p, "main") >= 0.6 * 100_000_000 - 1
+    # An absurd calibration (10 us per call) wants to move 10 s out of a 1 s profile:
+    # tiny, then its caller main, each give up exactly the capped 40% of their self
+    # time; hot, called once, gives its share of the budget, 10 us.
+    p = make_profile(per_call=10_000.0, cap=0.4)
+    assert self_ns(p, "tiny") == pytest.approx(0.6 * 300_000_000)
+    assert self_ns(p, "main") == pytest.approx(0.6 * 100_000_000)
+    assert self_ns(p, "hot") == pytest.approx(600_000_000 - 10_000, abs=1)
+    assert p.corrected_ns == pytest.approx(0.4 * 400_000_000 + 10_000, abs=1)
+    assert self_ns(p, "[shadowprof overhead]") == pytest.approx(p.corrected_ns)
+    assert p.total_ns == pytest.approx(1_000_000_000)        # moved, not lost
 
 
 def test_json_round_trip_and_strip(tmp_path):
