@@ -372,11 +372,16 @@ def run_round(python: str, scenario: str, seconds: float, lib: str, workdir: str
             out, _ = proc.communicate(timeout=timeout)
             hung = False
         except subprocess.TimeoutExpired:
-            hung = True
+            # Past the deadline: the round hung, or it ended (crashed, say) and
+            # forked children of its still hold its stdout.
+            hung = proc.poll() is None
             err.seek(0, os.SEEK_END)
-            c_stacks(proc.pid, f"round {index} hung", err)
-            proc.send_signal(signal.SIGABRT)   # faulthandler: every thread's stack
-            time.sleep(5)
+            if hung:
+                c_stacks(proc.pid, f"round {index} hung", err)
+                proc.send_signal(signal.SIGABRT)   # faulthandler: every stack
+                time.sleep(5)
+            else:
+                err.write("soak: forked children outlived the round; killed\n")
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
