@@ -26,7 +26,8 @@ exits 0 only with no crash, no hang, no error and no lost sample.
 
     python benchmarks/soak.py --minutes 10                # the soak
     python benchmarks/soak.py --minutes 10 --asan         # the extension under ASan
-    python benchmarks/soak.py --seconds 40 --round 8      # the short CI run
+    python benchmarks/soak.py --seconds 40 --round 10     # the short CI run
+    python benchmarks/soak.py --seconds 120 --round 120 --scenarios continuous
     python benchmarks/soak.py --json out.json ...         # the summary as JSON too
 
 The package comes from PYTHONPATH as usual (tools/devbuild.sh DIR PY, then
@@ -368,25 +369,36 @@ def run_round(python: str, scenario: str, seconds: float, lib: str, workdir: str
         # which would otherwise keep its stdout open.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
                                 env=env, start_new_session=True)
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-            hung = False
-        except subprocess.TimeoutExpired:
-            # Past the deadline: the round hung, or it ended (crashed, say) and
-            # forked children of its still hold its stdout.
-            hung = proc.poll() is None
-            err.seek(0, os.SEEK_END)
-            if hung:
+        deadline = started + timeout
+        exited_at = None
+        hung = False
+        while True:
+            try:
+                out, _ = proc.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if proc.poll() is not None:
+                # Ended (crashed, say), but forked children of its hold its stdout.
+                exited_at = exited_at or now
+                if now - exited_at < 5:
+                    continue
+                err.write("soak: forked children outlived the round; killed\n")
+            elif now < deadline:
+                continue
+            else:
+                hung = True
+                err.seek(0, os.SEEK_END)
                 c_stacks(proc.pid, f"round {index} hung", err)
                 proc.send_signal(signal.SIGABRT)   # faulthandler: every stack
                 time.sleep(5)
-            else:
-                err.write("soak: forked children outlived the round; killed\n")
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             out, _ = proc.communicate()
+            break
         err.seek(0)
         stderr = err.read()
     r = {"scenario": scenario, "returncode": proc.returncode, "hung": hung,
@@ -459,7 +471,7 @@ def driver_main(args) -> int:
     started = time.monotonic()
     rounds = []
     while time.monotonic() - started < budget:
-        scenario = SCENARIOS[len(rounds) % len(SCENARIOS)]
+        scenario = args.scenarios[len(rounds) % len(args.scenarios)]
         left = budget - (time.monotonic() - started)
         seconds = max(2.0, min(args.round, left))
         r = run_round(python, scenario, seconds, lib, workdir, env, len(rounds))
@@ -506,6 +518,9 @@ def main(argv=None) -> int:
     p.add_argument("--asan", action="store_true",
                    help="build the extension with -fsanitize=address and preload "
                         "libasan")
+    p.add_argument("--scenarios", type=lambda v: v.split(","), default=list(SCENARIOS),
+                   metavar="A,B", help=f"run these in turn (default: all of "
+                   f"{','.join(SCENARIOS)})")
     p.add_argument("--python", help="interpreter of the rounds (default: this one)")
     p.add_argument("--workdir", help="where logs and files go (default: a new "
                    "temporary directory, removed after a clean run)")
@@ -514,6 +529,10 @@ def main(argv=None) -> int:
     p.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
     p.add_argument("--lib", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario {sorted(unknown)[0]!r}: choose from "
+                f"{', '.join(SCENARIOS)}")
     if args.child:
         return child_main(args.child, args.round, args.lib, args.workdir)
     return driver_main(args)
