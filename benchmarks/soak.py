@@ -86,6 +86,24 @@ def c_stacks(pid: int, why: str, out=None) -> None:
     out.flush()
 
 
+def core_backtraces(python: str, directory: str, out) -> None:
+    """The crashing thread's C stack from each core file in *directory* (gdb), on
+    *out*."""
+    gdb = shutil.which("gdb")
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith("core") or gdb is None:
+            continue
+        try:
+            r = subprocess.run([gdb, "-batch", "-nx", python,
+                                os.path.join(directory, name), "-ex", "bt 40"],
+                               capture_output=True, text=True, timeout=120)
+            text = "\n".join(l for l in r.stdout.splitlines() if l.startswith("#"))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            text = f"(gdb: {e})"
+        out.write(f"soak: backtrace from {name}:\n{text}\n")
+        out.flush()
+
+
 def child_main(scenario: str, seconds: float, lib: str, workdir: str) -> int:
     import faulthandler
     import gc
@@ -94,6 +112,11 @@ def child_main(scenario: str, seconds: float, lib: str, workdir: str) -> int:
     import warnings
 
     faulthandler.enable()
+    try:   # a core file in the round's directory, for the driver's backtrace
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
+    except (ImportError, ValueError, OSError):
+        pass
     # A fork while other threads run is what a host does; 3.12+ warn about it.
     warnings.simplefilter("ignore", DeprecationWarning)
     sys.dont_write_bytecode = True   # reloads read the source every time
@@ -358,6 +381,8 @@ def run_round(python: str, scenario: str, seconds: float, lib: str, workdir: str
               env: dict, index: int) -> dict:
     """One child process: its result, or what went wrong with it."""
     log = os.path.join(workdir, f"round-{index:03d}-{scenario}.log")
+    cwd = os.path.join(workdir, f"round-{index:03d}")   # where a core file lands
+    os.makedirs(cwd, exist_ok=True)
     cmd = [python, os.path.abspath(__file__), "--child", scenario,
            "--round", str(seconds), "--lib", lib, "--workdir", workdir]
     # Start-up, rebuilding, the parts' joins and the last write: generous, so that
@@ -368,7 +393,7 @@ def run_round(python: str, scenario: str, seconds: float, lib: str, workdir: str
         # A session of its own: a hung round is killed with its forked children,
         # which would otherwise keep its stdout open.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, cwd=cwd)
         deadline = started + timeout
         exited_at = None
         hung = False
@@ -399,8 +424,11 @@ def run_round(python: str, scenario: str, seconds: float, lib: str, workdir: str
                 pass
             out, _ = proc.communicate()
             break
+        if proc.returncode and proc.returncode < 0:
+            core_backtraces(python, cwd, err)
         err.seek(0)
         stderr = err.read()
+    shutil.rmtree(cwd, ignore_errors=True)
     r = {"scenario": scenario, "returncode": proc.returncode, "hung": hung,
          "elapsed_s": round(time.monotonic() - started, 1), "log": log}
     lines = [l for l in out.splitlines() if l.startswith(RESULT_TAG)]
