@@ -63,6 +63,8 @@ typedef struct {
 #  define SP_FRAME_IS_INCOMPLETE(f) 0
 #endif
 
+#include <opcode.h>   /* YIELD_VALUE and friends, for sp_frame_suspended */
+
 /* 3.13 made _PyLong_AsInt public as PyLong_AsInt and removed the old name. */
 #if PY_VERSION_HEX >= 0x030D0000 && !defined(_PyLong_AsInt)
 #  define _PyLong_AsInt PyLong_AsInt
@@ -117,6 +119,42 @@ sp_frame_caller(sp_pyframe_t *f)
 #  define SP_FRAME_IS_CREATION(f) 0
 #endif
 
+/* Whether the generator frame f is suspended at a yield.  CPython's throw() into a
+ * generator that delegates (yield from, await) makes the delegating frame current
+ * without resuming it, while the exception is thrown into the sub-generator; the
+ * profilers (cProfile too) do not count the delegating frame as the caller then.
+ * GIL held; f is alive. */
+static inline int
+sp_frame_suspended(sp_pyframe_t *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    /* YIELD_VALUE moves instr_ptr past itself. */
+    if (f->owner != FRAME_OWNED_BY_GENERATOR || f->instr_ptr <= _PyCode_CODE(SP_FRAME_CODE(f)))
+        return 0;
+    int op = f->instr_ptr[-1].op.code;
+    return op == YIELD_VALUE || op == INSTRUMENTED_YIELD_VALUE;
+#elif PY_VERSION_HEX >= 0x030C0000
+    if (f->owner != FRAME_OWNED_BY_GENERATOR || f->prev_instr < _PyCode_CODE(SP_FRAME_CODE(f)))
+        return 0;
+    int op = f->prev_instr->op.code;
+    return op == YIELD_VALUE || op == INSTRUMENTED_YIELD_VALUE;
+#elif PY_VERSION_HEX >= 0x030B0000
+    if (f->owner != FRAME_OWNED_BY_GENERATOR || f->prev_instr < _PyCode_CODE(SP_FRAME_CODE(f)))
+        return 0;
+    return _Py_OPCODE(*f->prev_instr) == YIELD_VALUE;
+#elif PY_VERSION_HEX >= 0x030A0000
+    /* A YIELD_FROM that yields steps f_lasti back onto the instruction before it. */
+    if (f->f_lasti < 0)
+        return 0;
+    const _Py_CODEUNIT *code = (const _Py_CODEUNIT *)PyBytes_AS_STRING(f->f_code->co_code);
+    Py_ssize_t n = PyBytes_GET_SIZE(f->f_code->co_code) / 2;
+    return _Py_OPCODE(code[f->f_lasti]) == YIELD_VALUE ||
+           (f->f_lasti + 1 < n && _Py_OPCODE(code[f->f_lasti + 1]) == YIELD_FROM);
+#else
+    return !f->f_executing;
+#endif
+}
+
 /* Code units are 2 bytes on every supported version. */
 #define SP_INSTR_TO_ADDR(i) ((i) * 2)
 
@@ -124,7 +162,11 @@ sp_frame_caller(sp_pyframe_t *f)
 #  define SP_LIKELY(x) __builtin_expect(!!(x), 1)
 #  define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #  define SP_HOT __attribute__((section("sp_hot_text"), noinline))
+/* A hook whose every exit is a tail call needs no frame pointer: it never appears in a
+ * native backtrace, and a sample that interrupts it counts as overhead. */
+#  define SP_NO_FRAME __attribute__((optimize("omit-frame-pointer")))
 #else
+#  define SP_NO_FRAME
 #  define SP_LIKELY(x) (x)
 #  define SP_UNLIKELY(x) (x)
 #  define SP_HOT

@@ -190,9 +190,10 @@ native_loc(uint64_t pc)
 }
 
 /* Splices a record's native pcs (innermost first) with its Python locations py[0..m)
- * (root first) into out, root first.  The anchor: every Python frame the hook pushed
- * has one native frame of the hook's own (sp_eval_frame) below it, so the hook frames,
- * matched from the leaf, take the place of the Python frames 1:1.  Python frames
+ * (root first) into out, root first.  The anchor: every Python frame the PEP 523 hook
+ * pushed has one evaluation-loop frame of its own (the hook tail-calls the loop, so it
+ * leaves no frame of its own), so those frames, matched from the leaf, each get their
+ * Python frame just outside them, 1:1.  Python frames
  * without a hook frame (seeded when profiling started inside them) go right after the
  * innermost evaluation-loop frame outside the first matched hook frame.  Records whose
  * Python part was truncated keep it whole and add only the native frames inside the
@@ -202,9 +203,12 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
 {
     uint32_t nn = rec->nnative > SP_RING_NATIVE ? SP_RING_NATIVE : rec->nnative;
     const uint64_t *pc = rec->native;
+    /* Anchors only where each tracked frame has its own evaluation-loop frame. */
+    int by_eval = sp_hook_kind() == SP_HOOK_EVAL;
+#define ANCHOR(p) (by_eval && sp_native_is_eval(p))
     uint32_t n = 0, hooks = 0, innermost_hook = nn;
     for (uint32_t i = 0; i < nn; i++) {
-        if (sp_hook_owns_pc((uintptr_t)pc[i])) {
+        if (ANCHOR(pc[i])) {
             if (!hooks)
                 innermost_hook = i;
             hooks++;
@@ -214,7 +218,7 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
         memcpy(out, py, m * sizeof(uint64_t));
         n = m;
         if (!(rec->flags & SP_SAMPLE_DEEP))
-            for (uint32_t i = innermost_hook; i-- > 0;)
+            for (uint32_t i = innermost_hook + (innermost_hook < nn); i-- > 0;)
                 out[n++] = native_loc(pc[i]);
         return n;
     }
@@ -223,7 +227,7 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
      * seeded frames go (nn: before everything). */
     uint32_t outer_hook = nn, anchor = nn, rank = 0;
     for (uint32_t i = 0; i < nn && rank < h; i++)
-        if (sp_hook_owns_pc((uintptr_t)pc[i]) && ++rank == h)
+        if (ANCHOR(pc[i]) && ++rank == h)
             outer_hook = i;
     for (uint32_t i = (h ? outer_hook + 1 : 0); i < nn; i++)
         if (sp_native_is_eval(pc[i])) {
@@ -243,13 +247,12 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
             n += seeded;
             seeded_done = 1;
         }
-        if (sp_hook_owns_pc((uintptr_t)pc[i])) {
+        if (ANCHOR(pc[i])) {
             uint32_t r = hooks - 1 - seen++;   /* rank from the innermost */
             if (r < h)
                 out[n++] = py[m - 1 - r];
-        } else {
-            out[n++] = native_loc(pc[i]);
         }
+        out[n++] = native_loc(pc[i]);
         if (!seeded_done && i == anchor) {
             memcpy(out + n, py, seeded * sizeof(uint64_t));
             n += seeded;
@@ -261,6 +264,7 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
         n += seeded;
     }
     return n;
+#undef ANCHOR
 }
 
 SP_HOT static void

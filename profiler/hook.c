@@ -1,11 +1,23 @@
-/* hook.c: PEP 523 evaluation hook: push/pop of the shadow stack and call counts; and
- * the choice between it and sys.monitoring (monitor.c): sp_hook_attach/detach.
+/* hook.c: PEP 523 evaluation hook: the shadow-stack push and call counts; the slow
+ * path of the push shared with sys.monitoring (monitor.c); and the choice between the
+ * two mechanisms: sp_hook_attach/detach.
  *
  * Thread contract: the hook runs with the GIL held on the thread whose frame it
  * evaluates, and writes only that thread's sp_thread_t and registry counters.  The
  * code in the "sp_hot_text" section (this hook and its slow paths) is recognised by the
  * signal handler from the interrupted program counter and reported as profiler
  * overhead rather than charged to the user's function.
+ *
+ * Cost.  The hook pushes and then tail-calls the evaluation function: it has no frame
+ * of its own and nothing to do when the frame ends, because pops are lazy (shadow.h):
+ * the next push drops whatever ended since.  Its fast path is about 35 instructions:
+ * the thread's state (one TLS load), the C stack check, the code's registry entry
+ * (co_extra, tagged so that one test also rules out generator creation), the caller
+ * on top of the stack, the entry, the caller->callee edge.  Anything else (first call
+ * of a thread or a code object, generator creation, an empty or full stack, a caller
+ * not on top, a drain request) goes to eval_slow.  Frames deeper than the stack's
+ * capacity are counted there with a frame of ours around the call (overflow is
+ * decremented when they end).
  */
 #include "hook.h"
 #include "monitor.h"
@@ -37,6 +49,18 @@ sp_hook_owns_pc(uintptr_t pc)
            pc < (uintptr_t)__stop_sp_hot_text;
 }
 
+/* The C stack pointer, for the check against t->c_stack_low: a register read where we
+ * know the register, so that the hook needs no frame of its own. */
+#if defined(__GNUC__) && defined(__x86_64__)
+register uintptr_t sp_rsp_ __asm__("rsp");
+#  define SP_STACK_POINTER() sp_rsp_
+#elif defined(__GNUC__) && defined(__aarch64__)
+register uintptr_t sp_rsp_ __asm__("sp");
+#  define SP_STACK_POINTER() sp_rsp_
+#else
+#  define SP_STACK_POINTER() ((uintptr_t)__builtin_frame_address(0))
+#endif
+
 static inline PyObject *
 call_prev(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
@@ -63,60 +87,259 @@ enter_slow(PyThreadState *ts)
 }
 
 /* Out of C stack (see shadow.c): fail the call with RecursionError rather than crash.
- * The frame was pushed by our caller, which clears and pops it as after any error. */
+ * On 3.12+ the evaluation function owns the frame (it pops it when the frame ends), so
+ * the frame must still be evaluated: CPython's own C recursion check is made to fail
+ * for this one call, and the default evaluator raises RecursionError, clears and pops
+ * the frame (and finishes a generator whose frame it is) exactly as it does at its own
+ * limit.  Before 3.12 the caller clears and pops the frame after any error. */
 SP_HOT static PyObject *
 c_stack_exhausted(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
-    (void)ts;
+#if PY_VERSION_HEX >= 0x030C0000
+    int saved = ts->c_recursion_remaining;
+    ts->c_recursion_remaining = 0;
+    PyObject *result = _PyEval_EvalFrameDefault(ts, f, throwflag);
+    ts->c_recursion_remaining = saved;
+    if (result == NULL && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+#else
     (void)f;
     (void)throwflag;
-    PyErr_SetString(PyExc_RecursionError,
-                    "maximum recursion depth exceeded: the C stack is nearly full "
-                    "(every Python call uses C stack while shadowprof profiles)");
-    return NULL;
+    PyObject *result = NULL;
+    {
+#endif
+        PyErr_SetString(PyExc_RecursionError,
+                        "maximum recursion depth exceeded: the C stack is nearly full "
+                        "(every Python call uses C stack while shadowprof profiles)");
+    }
+    return result;
 }
 
+/* The code id of the complete frame f, or SP_ID_ROOT (f NULL or untracked). */
+static inline uint32_t
+frame_id(sp_pyframe_t *f)
+{
+    sp_code_t *e = f ? sp_code_of(SP_FRAME_CODE(f)) : NULL;
+    return e ? e->id : SP_ID_ROOT;
+}
+
+/* Rebuilds t's stack from the interpreter's frames, `parent` and its callers, keeping
+ * the innermost if there are more than the capacity; returns the new depth.  Code
+ * objects are registered first (that may run Python code, which pushes), then the
+ * entries are written with the stack emptied meanwhile, so that a sample sees either
+ * nothing or the new stack. */
+SP_HOT static uint32_t
+rebuild(sp_thread_t *t, sp_pyframe_t *parent)
+{
+    uint32_t n = 0;
+    for (sp_pyframe_t *g = parent; g; g = SP_FRAME_PREVIOUS(g)) {
+        if (SP_FRAME_IS_INCOMPLETE(g))
+            continue;
+        PyCodeObject *co = SP_FRAME_CODE(g);
+        if (!sp_code_of(co))
+            sp_code_register(co);
+        n++;
+    }
+    uint32_t keep = n < t->cap ? n : t->cap;
+    t->depth = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    uint32_t i = keep;
+    for (sp_pyframe_t *g = parent; g && i; g = SP_FRAME_PREVIOUS(g)) {
+        if (SP_FRAME_IS_INCOMPLETE(g))
+            continue;
+        i--;
+        t->stack[i].frame = g;
+        t->stack[i].code_id = frame_id(g);
+    }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->depth = keep;
+    return keep;
+}
+
+SP_HOT uint32_t
+sp_push_depth_slow(sp_thread_t *t, sp_pyframe_t *parent)
+{
+    if (parent == NULL)
+        return 0;
+    uint32_t d = t->depth < t->cap ? t->depth : t->cap;
+    sp_entry_t *below = d ? sp_shadow_find(t->stack, &t->stack[d - 1], parent) : NULL;
+    if (below)
+        return (uint32_t)(below - t->stack) + 1;
+    return rebuild(t, parent);
+}
+
+SP_HOT void
+sp_push_trim(sp_thread_t *t, sp_pyframe_t *parent)
+{
+    uint32_t d = t->depth < t->cap ? t->depth : t->cap;
+    if (parent == NULL) {
+        t->depth = 0;
+    } else if (d) {
+        sp_entry_t *below = sp_shadow_find(t->stack, &t->stack[d - 1], parent);
+        if (below)
+            t->depth = (uint32_t)(below - t->stack) + 1;
+    }
+}
+
+/* The caller of a generator resumed by throw(): `parent`, or if that is a delegating
+ * generator that CPython made current without resuming it (sp_frame_suspended), the
+ * frame that resumed it, as cProfile counts it.  3.9 and 3.10 do not link the
+ * delegating frame to that frame: there it is the entry below the delegating frame's
+ * own entry, the frame that resumed it last. */
+SP_HOT static sp_pyframe_t *
+thrower(sp_thread_t *t, sp_pyframe_t *parent)
+{
+    sp_pyframe_t *last = NULL;
+    while (parent && sp_frame_suspended(parent)) {
+        last = parent;
+        parent = SP_FRAME_PREVIOUS(parent);
+    }
+    if (parent == NULL && last) {
+        uint32_t d = t->depth < t->cap ? t->depth : t->cap;
+        sp_entry_t *e = d ? sp_shadow_find(t->stack, &t->stack[d - 1], last) : NULL;
+        if (e && e > t->stack)
+            parent = e[-1].frame;
+    }
+    return parent;
+}
+
+/* A frame past the stack's capacity: counted, not stored, with our frame around its
+ * evaluation so that overflow drops when it ends. */
 SP_HOT static PyObject *
-sp_eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
+eval_overflow(sp_thread_t *t, PyThreadState *ts, sp_pyframe_t *f, int throwflag,
+              sp_code_t *e, uint32_t caller)
+{
+    t->room = 0;
+    t->deep_base = -1;   /* see shadow.h */
+    t->overflow++;
+    sp_code_count_call(e, caller);
+    PyObject *result = call_prev(ts, f, throwflag);
+    if (--t->overflow == 0)
+        t->room = t->cap - 1;
+    return result;
+}
+
+/* Everything the fast path below leaves out.  Tail-called with its arguments. */
+SP_HOT __attribute__((noinline)) static PyObject *
+eval_slow(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
     sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL || sp_hook_state != SP_HOOK_ON)) {
+    if (t == NULL || sp_hook_state != SP_HOOK_ON) {
         t = enter_slow(ts);
         if (!t)
             return call_prev(ts, f, throwflag);
     }
-    if (SP_UNLIKELY((uintptr_t)__builtin_frame_address(0) < t->c_stack_low))
+    if (SP_UNLIKELY(SP_STACK_POINTER() < t->c_stack_low))
         return c_stack_exhausted(ts, f, throwflag);
     PyCodeObject *co = SP_FRAME_CODE(f);
     sp_code_t *e = sp_code_of(co);
-    if (SP_UNLIKELY(e == NULL) && (e = sp_code_register(co)) == NULL)
+    if (e == NULL && (e = sp_code_register(co)) == NULL)
         return call_prev(ts, f, throwflag);
-    if (SP_UNLIKELY(e->creates_generator) && SP_FRAME_IS_CREATION(f))
+    sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
+    if (e->creates_generator && SP_FRAME_IS_CREATION(f)) {
+        /* Creating a generator is not a call.  Drop ended frames from the top all the
+         * same: the new frame may reuse the memory of one of them. */
+        sp_push_trim(t, parent);
         return call_prev(ts, f, throwflag);
+    }
+    if (throwflag)
+        parent = thrower(t, parent);
+    if (t->overflow)
+        return eval_overflow(t, ts, f, throwflag, e, frame_id(parent));
+    uint32_t d = sp_push_depth_slow(t, parent);
+    uint32_t caller = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
+    if (d >= t->cap)
+        return eval_overflow(t, ts, f, throwflag, e, caller);
+    t->room = t->cap - 1;
+    sp_shadow_push_at(t, d, f, e, caller);
+    return call_prev(ts, f, throwflag);
+}
 
-    /* push */
+/* A call whose edge is not the callee's first cached one. */
+SP_HOT __attribute__((noinline)) static PyObject *
+eval_count_slow(PyThreadState *ts, sp_pyframe_t *f, int throwflag, sp_code_t *e,
+                uint32_t caller)
+{
+    sp_code_count_edge_slow(e, caller);
+    return call_prev(ts, f, throwflag);
+}
+
+/* The hook.  `idx` is sp_registry_extra_index: the constant 0 in sp_eval_frame0 (the
+ * common case: shadowprof is the first co_extra user), which saves the size check.
+ * Every exit is a tail call, so that it needs no frame of its own. */
+static inline __attribute__((always_inline)) PyObject *
+eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag, Py_ssize_t idx)
+{
+    /* The arguments stay where the tail call passes them: without this hint GCC
+     * moves one out and back (x86-64 argument registers; elsewhere a no-op). */
+#if defined(__x86_64__)
+    __asm__("" : "+D"(ts), "+S"(f), "+d"(throwflag));
+#endif
+    sp_thread_t *t = sp_tls;
+    if (SP_UNLIKELY(t == NULL))   /* sp_hook_state: see hook.h */
+        return eval_slow(ts, f, throwflag);
+    if (SP_UNLIKELY(SP_STACK_POINTER() < t->c_stack_low))
+        return eval_slow(ts, f, throwflag);
+    uintptr_t slot = sp_code_slot(SP_FRAME_CODE(f), idx);
+    if (SP_UNLIKELY(!(slot & SP_CODE_TAG_CALL))) {
+        /* No entry yet, or generator code: its resumptions are calls, its creation
+         * is not. */
+        if (slot == 0 || SP_FRAME_IS_CREATION(f) || throwflag)
+            return eval_slow(ts, f, throwflag);
+    }
+    sp_code_t *e = (sp_code_t *)(slot & ~SP_CODE_TAGS);
     uint32_t d = t->depth;
-    if (SP_LIKELY(t->overflow == 0)) {
-        sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
-        if (d && SP_UNLIKELY(t->stack[d - 1].frame != parent))
-            d = sp_shadow_resync(t, parent);
+    if (SP_UNLIKELY(d - 1 >= t->room))   /* empty, full, overflowing, or drain */
+        return eval_slow(ts, f, throwflag);
+    sp_entry_t *top = &t->stack[d - 1];
+    sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
+    if (SP_UNLIKELY(top->frame != parent)) {
+        /* Frames that ended since the last push are still on top (shadow.h). */
+        sp_entry_t *base = t->stack;
+        do {
+            if (top == base)
+                return eval_slow(ts, f, throwflag);
+            top--;
+        } while (top->frame != parent);
+        d = (uint32_t)(top - base) + 1;
     }
-    uint32_t caller = sp_shadow_push(t, d, f, e);
-
-    PyObject *result = call_prev(ts, f, throwflag);
-
-    /* pop */
-    t->cur_id = caller;
-    if (SP_UNLIKELY(t->overflow)) {
-        t->overflow--;
-    } else {
-        d = t->depth;
-        if (SP_LIKELY(d && t->stack[d - 1].frame == f))
-            t->depth = d - 1;
-        else
-            sp_shadow_pop_slow(t, f);
+    sp_shadow_push(t, top, d, f, e);
+    uint32_t caller = top->code_id;
+    if (SP_LIKELY(e->edge_caller[0] == caller)) {
+        e->edge_count[0]++;
+        return call_prev(ts, f, throwflag);
     }
-    return result;
+    return eval_count_slow(ts, f, throwflag, e, caller);
+}
+
+SP_HOT SP_NO_FRAME static PyObject *
+sp_eval_frame0(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
+{
+    return eval_frame(ts, f, throwflag, 0);
+}
+
+SP_HOT SP_NO_FRAME static PyObject *
+sp_eval_frameN(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
+{
+    return eval_frame(ts, f, throwflag, sp_registry_extra_index);
+}
+
+/* The variant installed (GIL); both are ours. */
+static sp_eval_fn our_eval = sp_eval_frameN;
+
+static int
+is_ours(sp_eval_fn fn)
+{
+    return fn == sp_eval_frame0 || fn == sp_eval_frameN;
+}
+
+/* Zeroes every state's room: the stacks may have been reseeded or reallocated since
+ * the hooks last ran.  GIL held, before the hooks are installed. */
+static void
+reset_rooms(void)
+{
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        t->room = 0;
 }
 
 int
@@ -130,7 +353,7 @@ sp_hook_install(void)
         return -1;
     }
     sp_eval_fn cur = _PyInterpreterState_GetEvalFrameFunc(interp);
-    if (buried && cur != sp_eval_frame) {
+    if (buried && !is_ours(cur)) {
         /* A tool installed itself over our hook and still chains to it: installing
          * again would make a loop. */
         PyErr_SetString(PyExc_RuntimeError,
@@ -140,10 +363,14 @@ sp_hook_install(void)
         return -1;
     }
     buried = 0;
-    if (cur != sp_eval_frame) {
+    reset_rooms();
+    our_eval = sp_registry_extra_index == 0 ? sp_eval_frame0 : sp_eval_frameN;
+    if (!is_ours(cur)) {
         prev_eval = (cur == _PyEval_EvalFrameDefault) ? NULL : cur;
         next_eval = prev_eval ? prev_eval : _PyEval_EvalFrameDefault;
-        _PyInterpreterState_SetEvalFrameFunc(interp, sp_eval_frame);
+        _PyInterpreterState_SetEvalFrameFunc(interp, our_eval);
+    } else if (cur != our_eval) {
+        _PyInterpreterState_SetEvalFrameFunc(interp, our_eval);
     }
     installed = 1;
     __atomic_store_n(&sp_hook_state, SP_HOOK_ON, __ATOMIC_RELEASE);
@@ -154,8 +381,9 @@ void
 sp_hook_uninstall(void)
 {
     __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
+    reset_rooms();
     PyInterpreterState *interp = PyThreadState_Get()->interp;
-    if (_PyInterpreterState_GetEvalFrameFunc(interp) == sp_eval_frame) {
+    if (is_ours(_PyInterpreterState_GetEvalFrameFunc(interp))) {
         _PyInterpreterState_SetEvalFrameFunc(
             interp, prev_eval ? prev_eval : _PyEval_EvalFrameDefault);
         prev_eval = NULL;

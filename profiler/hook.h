@@ -2,13 +2,17 @@
  *
  * The hook runs on every Python frame entry (calls, generator and coroutine resumes,
  * class bodies, module code) with the GIL held.  Per call it does a few loads and
- * stores: find the code's registry entry (co_extra), count the call and the
- * caller->callee edge, push (frame, id), chain to the previous evaluation function,
- * pop.  Exceptions unwind through the same return path, so bookkeeping is exact.
+ * stores: find the code's registry entry (co_extra), drop the frames that ended since
+ * the last call from the top of the stack (pops are lazy, see shadow.h), count the
+ * caller->callee edge, push (frame, id), and tail-call the previous evaluation
+ * function.
  *
- * sp_hook_state is read by the hook on every call: SP_HOOK_ON while profiling, plus
- * SP_HOOK_DRAIN when the signal handler asks for the ring to be drained (the next call
- * drains it, with the GIL).  The handler only ever sets bits atomically.
+ * sp_hook_state is read by the hooks' slow paths: SP_HOOK_ON while profiling, plus
+ * SP_HOOK_DRAIN when the signal handler asks for the ring to be drained (the next slow
+ * path drains it, with the GIL).  The handler only ever sets bits atomically.  The
+ * fast paths do not read it: whoever changes it also zeroes the threads' `room`
+ * (shadow.h), which sends them to the slow path: uninstall zeroes every thread's, the
+ * handler that asks for a drain zeroes the interrupted thread's.
  */
 #ifndef SP_HOOK_H
 #define SP_HOOK_H
@@ -61,6 +65,16 @@ int sp_hook_attach(int kind);
 void sp_hook_detach(void);
 /* The kind last attached (resolved), for reports. */
 int sp_hook_kind(void);
+
+/* The push's slow path, shared with monitor.c (GIL held, owner thread).
+ * sp_push_depth_slow: the depth at which a frame whose caller is `parent` (a complete
+ * frame, or NULL) goes: the parent's entry found below ended frames, or else the stack
+ * rebuilt from the interpreter's frames (parent and its callers; this may run Python
+ * code, registering their code objects).  The result may equal t->cap: no room.
+ * sp_push_trim: drops ended frames above parent's entry, if it is on the stack. */
+struct sp_thread;
+uint32_t sp_push_depth_slow(struct sp_thread *t, sp_pyframe_t *parent);
+void sp_push_trim(struct sp_thread *t, sp_pyframe_t *parent);
 
 /* Address range of shadowprof's per-call code, for the handler's overhead test.
  * async-signal-safe. */

@@ -372,6 +372,7 @@ core_snapshot(PyObject *mod, PyObject *unused)
         }
         Py_DECREF(item);
     }
+    sp_registry_sum_calls();
     for (uint32_t id = SP_ID_OTHER; id < nids; id++) {
         sp_code_t *e = sp_registry_get(id);
         if (e->calls) {
@@ -641,6 +642,17 @@ PyDoc_STRVAR(thread_stacks_doc,
 "are counted, not kept: the list then ends with ('[N frames not kept]', '', 0).\n"
 "Empty when the profiler is not running.");
 
+/* Whether ts is still one of the main interpreter's thread states.  GIL held. */
+static int
+tstate_listed(PyThreadState *ts)
+{
+    for (PyThreadState *p = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); p;
+         p = PyThreadState_Next(p))
+        if (p == ts)
+            return 1;
+    return 0;
+}
+
 static PyObject *
 core_thread_stacks(PyObject *mod, PyObject *unused)
 {
@@ -651,7 +663,11 @@ core_thread_stacks(PyObject *mod, PyObject *unused)
     for (sp_thread_t *t = sp_threads; t; t = t->next) {
         if (t->dead || t->busy)
             continue;
-        uint32_t depth = t->depth < t->cap ? t->depth : t->cap;
+        /* Pops are lazy: only the entries on the thread's current chain count. */
+        int deep = 0;
+        uint32_t depth = 0;
+        if (tstate_listed(t->tstate))
+            depth = sp_shadow_live_depth(t, t->tstate, &deep);
         PyObject *frames = PyList_New(0);
         if (!frames)
             goto fail;
@@ -667,7 +683,7 @@ core_thread_stacks(PyObject *mod, PyObject *unused)
             }
             Py_DECREF(fr);
         }
-        if (t->overflow) {
+        if (deep) {
             PyObject *fr = PyUnicode_FromFormat("[%u frames not kept]", t->overflow);
             PyObject *item = fr ? Py_BuildValue("(Nsi)", fr, "", 0) : NULL;
             if (!item || PyList_Append(frames, item) < 0) {

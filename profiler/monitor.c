@@ -1,16 +1,25 @@
-/* monitor.c: sys.monitoring backend (3.12+): push/pop of the shadow stack and call
- * counts from PY_START/PY_RESUME/PY_THROW and PY_RETURN/PY_YIELD/PY_UNWIND callbacks.
+/* monitor.c: sys.monitoring backend (3.12+): the shadow-stack push and call counts
+ * from PY_START, PY_RESUME and PY_THROW callbacks.
+ *
+ * One event per frame entry.  Pops are lazy (shadow.h): the next push drops the frames
+ * that ended since (returned, yielded or unwound), finding the new frame's caller on
+ * the stack by address, so PY_RETURN, PY_YIELD and PY_UNWIND are not asked for.  That
+ * halves what the mechanism costs: each event is a vectorcall of our builtin by
+ * CPython's instrumentation.
  *
  * Thread contract: CPython calls the callbacks with the GIL held on the thread whose
- * frame starts or ends; they write only that thread's sp_thread_t and registry
- * counters, exactly as the PEP 523 hook does (hook.c).  The callbacks and their slow
- * paths sit in the "sp_hot_text" section, so a sample that interrupts them counts as
- * profiler overhead.  Install and uninstall run with the GIL held from start()/stop().
+ * frame starts; they write only that thread's sp_thread_t and registry counters,
+ * exactly as the PEP 523 hook does (hook.c).  The callbacks and their slow paths sit in
+ * the "sp_hot_text" section, so a sample that interrupts them counts as profiler
+ * overhead.  Install and uninstall run with the GIL held from start()/stop().
  *
  * Per event the callback does what its signature forces (CPython calls a METH_FASTCALL
  * builtin with the code object and an offset) plus a few loads: the thread's state
- * (kept in sp_thread_t, see sp_shadow_bind), its current frame (the frame that starts
- * or ends), the code's registry entry, the parent check.  No Python API call.
+ * (kept in sp_thread_t, see sp_shadow_bind), its current frame (the frame that
+ * starts), the code's registry entry, the caller on top of the stack.  No Python API
+ * call.  Frames deeper than the stack's capacity are counted and not stored; with no
+ * event when they end, the interpreter's own depth (py_recursion_limit -
+ * py_recursion_remaining) tells a later frame whether its caller is stored.
  */
 #include "monitor.h"
 #include "hook.h"
@@ -21,10 +30,12 @@
 
 /* The tool id held while installed, else -1.  GIL. */
 static int tool_id = -1;
-/* The callables registered for the push and pop events (strong refs).  GIL. */
-static PyObject *push_fn, *pop_fn;
+/* The callables registered for the events (strong refs): one with the registry index
+ * known to be 0, one for any index.  GIL. */
+static PyObject *push_fn0, *push_fnN, *throw_fn;
 
 static const char *const push_events[] = {"PY_START", "PY_RESUME", "PY_THROW"};
+/* Events this backend asked for in earlier versions; released all the same. */
 static const char *const pop_events[] = {"PY_RETURN", "PY_YIELD", "PY_UNWIND"};
 #define N_EVENTS 3
 
@@ -51,113 +62,165 @@ enter_slow(void)
     return t;
 }
 
-/* The frame running on the calling thread, re-reading which thread state is current
- * (CPython cleared t->live_tstate, or another state was swapped in). */
-SP_HOT static sp_pyframe_t *
-current_frame_slow(sp_thread_t *t)
+/* The interpreter's count of Python frames running on ts (the one starting included). */
+static inline int
+py_depth(PyThreadState *ts)
 {
-    PyThreadState *ts = sp_shadow_bind(t);
-    return ts ? SP_TSTATE_CURRENT(ts) : NULL;
+    return ts->py_recursion_limit - ts->py_recursion_remaining;
 }
 
-/* The frame running on the calling thread: t->live_tstate is the thread's state as
- * long as CPython has not cleared it (see sp_shadow_bind), which saves a call into CPython
- * per event.  The callers check the frame they get and fall back to the slow path. */
-static inline sp_pyframe_t *
-current_frame(sp_thread_t *t)
+/* The code id of the complete frame f, or SP_ID_ROOT (f NULL or untracked). */
+static inline uint32_t
+frame_id(sp_pyframe_t *f)
 {
-    PyThreadState *ts = t->live_tstate;
-    return SP_LIKELY(ts != NULL) ? SP_TSTATE_CURRENT(ts) : current_frame_slow(t);
+    sp_code_t *e = f ? sp_code_of(SP_FRAME_CODE(f)) : NULL;
+    return e ? e->id : SP_ID_ROOT;
 }
 
-/* PY_START, PY_RESUME, PY_THROW: (code, instruction_offset[, exception]).  The frame
- * that starts is the thread's current frame. */
-SP_HOT static PyObject *
-on_push(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* Everything the fast path leaves out: a first event, a thread state swapped or
+ * cleared, a new code object, an empty or full stack, a caller not on top (ended
+ * frames below it, an entry or shim frame between), overflow. */
+SP_HOT __attribute__((noinline)) static PyObject *
+push_slow(PyObject *const *args, Py_ssize_t nargs, int thrown)
 {
-    (void)self;
     sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL || sp_hook_state != SP_HOOK_ON)) {
+    if (t == NULL || sp_hook_state != SP_HOOK_ON) {
         t = enter_slow();
         if (!t)
             Py_RETURN_NONE;
     }
     if (SP_UNLIKELY(nargs < 1))
         Py_RETURN_NONE;
-    sp_pyframe_t *f = current_frame(t);
-    /* Only a call from the interpreter for the frame it runs is recorded (the pointer
-     * comparison also guards against a direct call with other arguments). */
-    if (SP_UNLIKELY(f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0])) {
-        f = current_frame_slow(t);
-        if (f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0])
-            Py_RETURN_NONE;
-    }
+    /* The frame that starts is the thread's current one.  Only a call from the
+     * interpreter for the frame it runs is recorded (the comparison also guards
+     * against a direct call with other arguments). */
+    PyThreadState *ts = sp_shadow_bind(t);
+    sp_pyframe_t *f = ts ? SP_TSTATE_CURRENT(ts) : NULL;
+    if (f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0])
+        Py_RETURN_NONE;
     PyCodeObject *co = SP_FRAME_CODE(f);
     sp_code_t *e = sp_code_of(co);
-    if (SP_UNLIKELY(e == NULL) && (e = sp_code_register(co)) == NULL)
+    if (e == NULL && (e = sp_code_register(co)) == NULL)
         Py_RETURN_NONE;
-
-    uint32_t d = t->depth;
-    if (SP_LIKELY(t->overflow == 0)) {
-        /* The stack holds complete frames only, so a top equal to f's previous frame
-         * is its caller; otherwise skip incomplete (entry, shim) frames first. */
-        if (d && SP_UNLIKELY(t->stack[d - 1].frame != SP_FRAME_PREVIOUS(f))) {
-            sp_pyframe_t *parent = sp_frame_caller(f);
-            if (t->stack[d - 1].frame != parent)
-                d = sp_shadow_resync(t, parent);
+    sp_pyframe_t *parent = sp_frame_caller(f);
+    if (thrown)   /* see sp_frame_suspended */
+        while (parent && sp_frame_suspended(parent))
+            parent = sp_frame_caller(parent);
+    int depth = py_depth(ts);
+    if (t->overflow) {
+        /* The caller is deeper than the top stored frame (by more than an __init__
+         * shim frame can account for): still overflowing. */
+        if (depth - 2 > t->deep_base) {
+            t->overflow = (uint32_t)(depth - t->deep_base);
+            sp_code_count_call(e, frame_id(parent));
+            Py_RETURN_NONE;
         }
+        uint32_t d = t->depth < t->cap ? t->depth : t->cap;
+        if (parent == NULL || !d || !sp_shadow_find(t->stack, &t->stack[d - 1], parent)) {
+            sp_code_count_call(e, frame_id(parent));
+            Py_RETURN_NONE;
+        }
+        t->overflow = 0;   /* back within the stack */
     }
-    sp_shadow_push(t, d, f, e);
+    uint32_t d = sp_push_depth_slow(t, parent);
+    uint32_t caller = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
+    if (d >= t->cap) {
+        t->room = 0;
+        t->overflow = 1;
+        t->deep_base = depth - 1;
+        sp_code_count_call(e, caller);
+        Py_RETURN_NONE;
+    }
+    t->room = t->cap - 1;
+    sp_shadow_push_at(t, d, f, e, caller);
     Py_RETURN_NONE;
 }
 
-/* A frame beyond the stack's capacity ends: the running code is then its caller's. */
-SP_HOT static void
-pop_overflow(sp_thread_t *t, sp_pyframe_t *f)
+/* A call whose edge is not the callee's first cached one. */
+SP_HOT __attribute__((noinline)) static PyObject *
+count_slow(sp_code_t *e, uint32_t caller)
 {
-    if (--t->overflow) {
-        sp_pyframe_t *parent = f ? sp_frame_caller(f) : NULL;
-        sp_code_t *e = parent ? sp_code_of(SP_FRAME_CODE(parent)) : NULL;
-        t->cur_id = e ? e->id : SP_ID_ROOT;
-    } else {
-        uint32_t d = t->depth;
-        t->cur_id = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
-    }
+    sp_code_count_edge_slow(e, caller);
+    Py_RETURN_NONE;
 }
 
-/* PY_RETURN, PY_YIELD, PY_UNWIND: the frame that ends is still the current one. */
+/* PY_START, PY_RESUME, PY_THROW: (code, instruction_offset[, exception]).  `idx` is
+ * sp_registry_extra_index, the constant 0 in push0 (see hook.c). */
+static inline __attribute__((always_inline)) PyObject *
+on_push(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t idx)
+{
+    sp_thread_t *t = sp_tls;
+    if (SP_UNLIKELY(t == NULL))   /* sp_hook_state: see hook.h */
+        return push_slow(args, nargs, 0);
+    /* t->live_tstate is the thread's state as long as CPython has not cleared it (see
+     * sp_shadow_bind), which saves a call into CPython per event. */
+    PyThreadState *ts = t->live_tstate;
+    if (SP_UNLIKELY(ts == NULL || nargs < 1))
+        return push_slow(args, nargs, 0);
+    sp_pyframe_t *f = SP_TSTATE_CURRENT(ts);
+    if (SP_UNLIKELY(f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0]))
+        return push_slow(args, nargs, 0);
+    /* Every PY_START/PY_RESUME/PY_THROW is an entry to count, generator code too
+     * (creating a generator fires none of them). */
+    uintptr_t slot = sp_code_slot(SP_FRAME_CODE(f), idx);
+    if (SP_UNLIKELY(slot == 0 || (slot & SP_CODE_TAG_INIT)))
+        return push_slow(args, nargs, 0);
+    sp_code_t *e = (sp_code_t *)(slot & ~SP_CODE_TAGS);
+    uint32_t d = t->depth;
+    if (SP_UNLIKELY(d - 1 >= t->room))   /* empty, full, or overflowing */
+        return push_slow(args, nargs, 0);
+    /* The caller is f's previous frame, unless that is an entry frame (a call from C)
+     * or a shim: then push_slow skips it. */
+    sp_entry_t *top = &t->stack[d - 1];
+    sp_pyframe_t *parent = SP_FRAME_PREVIOUS(f);
+    if (SP_UNLIKELY(top->frame != parent)) {
+        if (parent == NULL || parent->owner == FRAME_OWNED_BY_CSTACK)
+            return push_slow(args, nargs, 0);
+        sp_entry_t *base = t->stack;
+        do {
+            if (top == base)
+                return push_slow(args, nargs, 0);
+            top--;
+        } while (top->frame != parent);
+        d = (uint32_t)(top - base) + 1;
+    }
+    sp_shadow_push(t, top, d, f, e);
+    uint32_t caller = top->code_id;
+    if (SP_LIKELY(e->edge_caller[0] == caller)) {
+        e->edge_count[0]++;
+        Py_RETURN_NONE;
+    }
+    return count_slow(e, caller);
+}
+
+/* PY_THROW: (code, instruction_offset, exception).  Rare: always the slow path. */
 SP_HOT static PyObject *
-on_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+on_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    (void)args;
-    (void)nargs;
-    sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL || sp_hook_state != SP_HOOK_ON)) {
-        t = enter_slow();
-        if (!t)
-            Py_RETURN_NONE;
-    }
-    sp_pyframe_t *f = current_frame(t);
-    if (SP_UNLIKELY(t->overflow)) {
-        pop_overflow(t, f);
-        Py_RETURN_NONE;
-    }
-    uint32_t d = t->depth;
-    if (SP_LIKELY(d && t->stack[d - 1].frame == f)) {
-        t->depth = --d;
-    } else {
-        sp_shadow_pop_slow(t, current_frame_slow(t));
-        d = t->depth;
-    }
-    t->cur_id = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
-    Py_RETURN_NONE;
+    return push_slow(args, nargs, 1);
 }
 
-static PyMethodDef push_def = {"_monitor_push", (PyCFunction)(void (*)(void))on_push,
-                               METH_FASTCALL, "shadowprof: a frame starts or resumes"};
-static PyMethodDef pop_def = {"_monitor_pop", (PyCFunction)(void (*)(void))on_pop,
-                              METH_FASTCALL, "shadowprof: a frame returns or yields"};
+SP_HOT SP_NO_FRAME static PyObject *
+push0(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return on_push(args, nargs, 0);
+}
+
+SP_HOT SP_NO_FRAME static PyObject *
+pushN(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return on_push(args, nargs, sp_registry_extra_index);
+}
+
+static PyMethodDef push_def0 = {"_monitor_push", (PyCFunction)(void (*)(void))push0,
+                                METH_FASTCALL, "shadowprof: a frame starts or resumes"};
+static PyMethodDef push_defN = {"_monitor_push", (PyCFunction)(void (*)(void))pushN,
+                                METH_FASTCALL, "shadowprof: a frame starts or resumes"};
+static PyMethodDef throw_def = {"_monitor_throw", (PyCFunction)(void (*)(void))on_throw,
+                                METH_FASTCALL, "shadowprof: a frame resumes to raise"};
 
 /* sys.monitoring (borrowed), or NULL with an exception set. */
 static PyObject *
@@ -280,10 +343,13 @@ sp_monitor_install(void)
     if (!mon)
         return -1;
     Py_INCREF(mon);
-    if (!push_fn && !(push_fn = PyCFunction_New(&push_def, NULL)))
+    if (!push_fn0 && !(push_fn0 = PyCFunction_New(&push_def0, NULL)))
         goto fail;
-    if (!pop_fn && !(pop_fn = PyCFunction_New(&pop_def, NULL)))
+    if (!push_fnN && !(push_fnN = PyCFunction_New(&push_defN, NULL)))
         goto fail;
+    if (!throw_fn && !(throw_fn = PyCFunction_New(&throw_def, NULL)))
+        goto fail;
+    PyObject *push_fn = sp_registry_extra_index == 0 ? push_fn0 : push_fnN;
     int id = pick_tool_id(mon);
     if (id < 0)
         goto fail;
@@ -292,13 +358,13 @@ sp_monitor_install(void)
     long mask = 0;
     for (int i = 0; i < N_EVENTS; i++) {
         long a = event_bit(mon, push_events[i]);
-        long b = event_bit(mon, pop_events[i]);
-        if (a < 0 || b < 0 ||
-            call_mon(mon, "register_callback", "(ilO)", id, a, push_fn) < 0 ||
-            call_mon(mon, "register_callback", "(ilO)", id, b, pop_fn) < 0)
+        if (a < 0 || call_mon(mon, "register_callback", "(ilO)", id, a,
+                              i == 2 ? throw_fn : push_fn) < 0)
             goto rollback;
-        mask |= a | b;
+        mask |= a;
     }
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        t->room = 0;   /* the stacks may have been reseeded: see shadow.h */
     if (call_mon(mon, "set_events", "(il)", id, mask) < 0)
         goto rollback;
     tool_id = id;
@@ -320,6 +386,8 @@ void
 sp_monitor_uninstall(void)
 {
     __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
+    for (sp_thread_t *t = sp_threads; t; t = t->next)
+        t->room = 0;   /* see hook.h */
     if (tool_id < 0)
         return;
     PyObject *et, *ev, *tb;

@@ -87,7 +87,7 @@ new_entry(uint32_t id)
 static void
 code_freed(void *extra)
 {
-    sp_code_t *e = extra;
+    sp_code_t *e = (sp_code_t *)((uintptr_t)extra & ~SP_CODE_TAGS);
     if (!e)
         return;
     if (sp_registry_before_free)
@@ -146,10 +146,19 @@ sp_registry_set_max(uint32_t n)
     max_entries = n < SP_ID_FIRST_CODE + 1 ? SP_ID_FIRST_CODE + 1 : n;
 }
 
+/* Points co's slot at e, tagged (see SP_CODE_TAG_CALL). */
 static int
 attach(PyCodeObject *co, sp_code_t *e)
 {
-    if (SP_CODE_SET_EXTRA((PyObject *)co, sp_registry_extra_index, e) < 0) {
+    uintptr_t slot = (uintptr_t)e;
+    if (!(co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
+        slot |= SP_CODE_TAG_CALL;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyUnicode_Check(co->co_name) &&
+        PyUnicode_CompareWithASCIIString(co->co_name, "__init__") == 0)
+        slot |= SP_CODE_TAG_INIT;
+#endif
+    if (SP_CODE_SET_EXTRA((PyObject *)co, sp_registry_extra_index, (void *)slot) < 0) {
         PyErr_Clear();
         return -1;
     }
@@ -309,6 +318,24 @@ sp_registry_reset_counts(void)
     if (edges)
         memset(edges, 0, edges_cap * sizeof(*edges));
     edges_used = 0;
+}
+
+void
+sp_registry_sum_calls(void)
+{
+    for (uint32_t id = 0; id < next_id; id++) {
+        sp_code_t *e = sp_registry_get(id);
+        e->calls = 0;
+        for (int i = 0; i < SP_EDGE_SLOTS; i++)
+            e->calls += e->edge_count[i];
+    }
+    for (size_t j = 0; j < edges_cap; j++) {
+        if (!edges[j].count)
+            continue;
+        sp_code_t *e = sp_registry_get((uint32_t)edges[j].key);
+        if (e)
+            e->calls += edges[j].count;
+    }
 }
 
 int

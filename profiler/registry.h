@@ -37,12 +37,13 @@ enum {
 #define SP_EDGE_SLOTS 4
 
 typedef struct sp_code {
-    /* Hot fields first: read and written by the hook on every call. */
-    uint64_t calls;                         /* exact calls this profiling session */
+    /* Hot fields first: read and written by the hooks on every call. */
     uint32_t edge_caller[SP_EDGE_SLOTS];    /* inline cache of caller ids ... */
     uint64_t edge_count[SP_EDGE_SLOTS];     /* ... and their call counts (0 = free) */
     uint32_t id;
     uint32_t creates_generator;  /* generator/coroutine code: see SP_FRAME_IS_CREATION */
+    uint64_t calls;          /* exact calls: the sum of the edges into this entry, filled
+                                in by sp_registry_sum_calls (the hooks count edges only) */
     int firstlineno;
     uint32_t revivals;       /* times a new code object took this entry over: a cache
                                 keyed by id must key by this too (its lines change) */
@@ -58,15 +59,41 @@ extern Py_ssize_t sp_registry_extra_index;
  * Python exception set on failure.  GIL held. */
 int sp_registry_init(void);
 
+/* What our co_extra slot holds: the entry's address, plus SP_CODE_TAG_CALL when every
+ * frame entry of the code is a call (it is not generator or coroutine code, whose
+ * frames are also entered to be created and resumed).  The PEP 523 hook tests the tag
+ * and the presence of an entry with one instruction. */
+#define SP_CODE_TAG_CALL ((uintptr_t)1)
+/* 3.13+: the code is an __init__, which CPython may call through a shim frame that
+ * never starts in the hooks' sense (it is incomplete) and may sit at the address of
+ * a frame that ended: sys.monitoring's fast path leaves such code to its slow path. */
+#define SP_CODE_TAG_INIT ((uintptr_t)2)
+#define SP_CODE_TAGS (SP_CODE_TAG_CALL | SP_CODE_TAG_INIT)
+
+/* The raw slot of a code object: 0 if it has none.  `idx` is sp_registry_extra_index;
+ * a caller that knows it to be 0 passes the constant, which saves the size check
+ * (a code object's extras, when present, always hold every index handed out before
+ * they were allocated, and index 0 is the first).  Plain loads of the live code
+ * object: async-signal-safe while the code object is alive. */
+static inline uintptr_t
+sp_code_slot(PyCodeObject *co, Py_ssize_t idx)
+{
+    sp_code_extra_t *x = (sp_code_extra_t *)co->co_extra;
+    if (SP_UNLIKELY(x == NULL))
+        return 0;
+    if (idx != 0 && SP_UNLIKELY(x->ce_size <= idx))
+        return 0;
+    return (uintptr_t)x->ce_extras[idx];
+}
+
 /* The entry of a code object, or NULL if it has none yet.  Inline: a few loads.
- * GIL held. */
+ * GIL held (or, from the signal handler, a code object of a live frame). */
 static inline sp_code_t *
 sp_code_of(PyCodeObject *co)
 {
-    sp_code_extra_t *x = (sp_code_extra_t *)co->co_extra;
-    if (SP_LIKELY(x != NULL) && SP_LIKELY(x->ce_size > sp_registry_extra_index))
-        return (sp_code_t *)x->ce_extras[sp_registry_extra_index];
-    return NULL;
+    if (SP_UNLIKELY(sp_registry_extra_index < 0))
+        return NULL;
+    return (sp_code_t *)(sp_code_slot(co, sp_registry_extra_index) & ~SP_CODE_TAGS);
 }
 
 /* Default limit on registry ids (each about 100 bytes plus its identity-map slot). */
@@ -79,18 +106,21 @@ void sp_registry_set_max(uint32_t n);
  * out; the caller then simply does not track the frame.  GIL held. */
 sp_code_t *sp_code_register(PyCodeObject *co);
 
-/* Counts a call of `callee` from the code with id `caller`.  GIL held. */
+/* Counts a call of `callee` from the code with id `caller`: one edge; the calls of an
+ * entry are the sum of its edges (sp_registry_sum_calls).  GIL held. */
 void sp_code_count_edge_slow(sp_code_t *callee, uint32_t caller);
 static inline void
 sp_code_count_call(sp_code_t *callee, uint32_t caller)
 {
-    callee->calls++;
     if (SP_LIKELY(callee->edge_caller[0] == caller)) {
         callee->edge_count[0]++;
         return;
     }
     sp_code_count_edge_slow(callee, caller);
 }
+
+/* Sets every entry's `calls` to the sum of its edges.  GIL held. */
+void sp_registry_sum_calls(void);
 
 /* Entry by id (NULL if out of range); number of ids handed out.  GIL held. */
 sp_code_t *sp_registry_get(uint32_t id);

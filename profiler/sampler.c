@@ -7,7 +7,8 @@
  * change underneath it) and the interpreter's frames that are ancestors of the thread's
  * current frame (alive for as long as the thread is stopped in the handler), and writes
  * one record into the preallocated ring.  That is all it writes, apart from atomic
- * counters, the thread's own last clock reading and the SP_HOOK_DRAIN request bit.
+ * counters, the thread's own last clock reading and the SP_HOOK_DRAIN request (the
+ * bit, and the interrupted thread's `room`, see shadow.h).
  *
  * Timers: one POSIX timer per thread that runs Python, aimed at that thread
  * (SIGEV_THREAD_ID), so every thread is sampled and sampled by itself: in CPU mode on
@@ -155,37 +156,26 @@ tstate_alive(sp_thread_t *t)   /* async-signal-safe */
     return PyGILState_GetThisThreadState() == t->tstate;
 }
 
-/* Copies the thread's live shadow stack into rec, root first.  Only entries on the
- * interpreter's current frame chain are read through their frame pointer: the entry
- * of the current frame (or of its parent, when the current frame is untracked) and
- * those below it (shadow.h's stack invariant).  Entries above it are stale (a frame
- * seeded at start() returned without passing through the hook) and are left out.  The
- * current frame pointer itself is never dereferenced: the interpreter publishes it
- * before the frame is initialised (and on 3.11 the pointer is uninitialised C stack
- * for a few instructions of each call).  If it is not on the stack (that window, an
- * untracked frame, a switch of greenlets not yet seen by the hook), no frame pointer
- * is read: the sample keeps the functions on the stack without their lines.
+/* Copies the thread's live shadow stack into rec, root first: the entries up to the
+ * current frame's own (sp_shadow_live_depth).  Entries above it are frames that ended
+ * (pops are lazy, shadow.h) or seeded frames that returned without the hook, and are
+ * left out.  The current frame pointer is read only when it is on the stack with its
+ * code (the interpreter publishes it before the frame is initialised, and on 3.11 and
+ * 3.12 it is uninitialised C stack for a few instructions of each call).  If it is not
+ * on the stack (that window, a frame starting under sys.monitoring before its
+ * PY_START, an untracked frame, a switch of greenlets not yet seen by the hook), the
+ * sample has no Python frame: the entries on top may have ended.
  * async-signal-safe; not re-entrant for the same record. */
 static void
 copy_stack(sp_thread_t *t, sp_record_t *rec)
 {
-    int trusted = 1;
-    uint32_t d = t->depth;
-    if (d > t->cap)
-        d = t->cap;
-    if (t->overflow) {
+    int deep;
+    uint32_t d = sp_shadow_live_depth(t, t->tstate, &deep);
+    if (deep)
         rec->flags |= SP_SAMPLE_DEEP;
-    } else if (d) {
-        sp_pyframe_t *cur = SP_TSTATE_CURRENT(t->tstate);
-        if (t->stack[d - 1].frame != cur) {
-            uint32_t k = d;
-            while (k > 0 && t->stack[k - 1].frame != cur)
-                k--;
-            if (k)
-                d = k;
-            else
-                trusted = 0;
-        }
+    if (d == 0) {
+        rec->flags |= SP_SAMPLE_NOPY;
+        return;
     }
     uint32_t first_leaf = 0, n = d;
     if (d > SP_RING_FRAMES) {
@@ -199,7 +189,7 @@ copy_stack(sp_thread_t *t, sp_record_t *rec)
             continue;
         sp_pyframe_t *f = t->stack[i].frame;
         rec->frames[j].code_id = t->stack[i].code_id;
-        rec->frames[j].instr = (f && trusted) ? SP_FRAME_INSTR(f) : -1;
+        rec->frames[j].instr = f ? SP_FRAME_INSTR(f) : -1;
         j++;
     }
     rec->nframes = n;
@@ -289,8 +279,11 @@ on_signal(int sig, siginfo_t *info, void *ucv)
     }
     /* Ask for a drain early (a few dozen records): it keeps the ring far from full
      * and lets the drain see threads while they still have their names. */
-    if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER)
+    if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER) {
         __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+        if (t)
+            t->room = 0;   /* this thread's next call takes the hooks' slow path */
+    }
     sp_drainer_poke(sp_ring_used(sp_sampler_ring));   /* drainer.h: past the fill mark */
 out:
     __atomic_fetch_add(&handler_ns, sp_clock_wall_ns() - entered_ns, __ATOMIC_RELAXED);

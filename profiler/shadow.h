@@ -2,13 +2,26 @@
  *
  * Each thread that runs Python code under the profiler owns one sp_thread_t: a
  * fixed-capacity array of (frame, code id) entries mirroring the interpreter's frames,
- * pushed and popped by the hook (hook.c) on every call and return, and read by the
+ * pushed by the hooks (hook.c, monitor.c) on every frame entry, and read by the
  * SIGPROF handler (sampler.c) when it interrupts that same thread.
  *
+ * Pops are lazy.  The hooks see frames start, not end: a frame that returned (or
+ * yielded, or unwound) stays on top of the stack until the next push drops it,
+ * finding the new frame's caller by address from the top (sp_shadow_push_depth).  So
+ * entries 0..depth-1 are the live frames of the thread's current chain (those that
+ * were pushed), root first, possibly followed by stale entries of frames that ended.
+ * A stale entry's frame pointer may point at freed or reused memory: readers other
+ * than the hooks take only the entries up to the current frame's nearest ancestor
+ * that is on the stack, matched by frame address and code (sp_shadow_live_depth), and
+ * never dereference a stale pointer.  Why the address alone suffices for the hooks:
+ * every stale entry above a live frame's entry was pushed while that frame was alive,
+ * so it cannot have the live frame's address.
+ *
  * Contract:
- * - Only the owning thread writes its entries, depth, overflow and cur_id, always with
- *   the GIL held; an entry is fully written before depth is raised (a compiler fence
- *   orders them), so a signal arriving at any instruction sees a consistent prefix.
+ * - Only the owning thread writes its entries, depth, room and overflow, always with
+ *   the GIL held; an entry is fully written before depth is raised over it (a compiler
+ *   fence orders them), so a signal arriving at any instruction sees a consistent
+ *   prefix.
  * - The handler finds its thread's state through the initial-exec TLS pointer sp_tls
  *   (one load, no __tls_get_addr) or, for a thread seeded at start() that has not run
  *   the hook since, by kernel thread id in the all-threads list.
@@ -30,7 +43,10 @@
  *   destructor marks them, last) at start(), or while running by sp_shadow_reap()
  *   once no handler is running.
  * - Deeper than capacity: frames are counted in `overflow` and not stored; samples
- *   taken then are marked, never overflow the array.
+ *   taken then are marked, never overflow the array.  `room` is cap - 1 while frames
+ *   are stored and 0 while they are counted (or not known yet): the hooks' one test
+ *   `depth - 1 >= room` sends the empty stack, the full stack and overflow to their
+ *   slow paths.  room never exceeds cap - 1; whoever changes cap zeroes it first.
  */
 #ifndef SP_SHADOW_H
 #define SP_SHADOW_H
@@ -50,8 +66,14 @@ typedef struct {
 typedef struct sp_thread {
     uint32_t depth;          /* entries in use; owner thread, GIL */
     uint32_t overflow;       /* frames entered beyond capacity; owner thread, GIL */
-    uint32_t cur_id;         /* code id of the running frame; owner thread, GIL */
+    uint32_t cur_id;         /* code id of the running frame when seeded; the hooks take
+                                the caller from the entry below instead; GIL */
     uint32_t cap;            /* capacity of stack */
+    uint32_t room;           /* cap - 1, or 0 to send the hooks to their slow path (see
+                                above); owner thread, GIL */
+    int deep_base;           /* overflowing under sys.monitoring: the interpreter's
+                                depth of the frame stored on top (monitor.c); -1 under
+                                the PEP 523 hook; owner thread, GIL */
     sp_entry_t *stack;
     PyThreadState *tstate;   /* the interpreter's state of this thread */
     PyThreadState *live_tstate;  /* tstate until CPython clears it, then NULL (see
@@ -109,35 +131,91 @@ void sp_shadow_reap(volatile int *running_handlers);
  * exception set if memory runs out. */
 int sp_shadow_ignore_self(void);
 
-/* Slow paths of the hook; GIL held, owner thread. */
+/* Slow paths of the old eager pop, no longer used by the hooks (hook.c has theirs). */
 uint32_t sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent);
 void sp_shadow_pop_slow(sp_thread_t *t, sp_pyframe_t *f);
 
-/* The push shared by the two hooks (hook.c, monitor.c), once the hook has found the
- * depth d at which frame f goes (its parent on top): stores the entry, or counts it as
- * overflow past the stack's capacity; t->overflow != 0 already means "past it".  The
- * entry is complete before the new depth is published (the handler reads the stack).
- * Then counts the call of e from the code that was running.  Returns that caller's
- * id.  Owner thread, GIL held. */
-static inline uint32_t
-sp_shadow_push(sp_thread_t *t, uint32_t d, sp_pyframe_t *f, sp_code_t *e)
+/* The entry of `parent` on t's stack, given the top entry `top` (the stack is not
+ * empty): normally the top entry itself; otherwise frames that ended since the last
+ * push are still above it, and the search goes down past them.  Returns NULL if the
+ * parent is not on the stack (the hook's slow path then handles it: an untracked or
+ * incomplete parent, a switched or reseeded stack).  Owner thread, GIL held. */
+static inline sp_entry_t *
+sp_shadow_find(sp_entry_t *stack, sp_entry_t *top, const sp_pyframe_t *parent)
 {
-    if (SP_LIKELY(t->overflow == 0)) {
-        if (SP_LIKELY(d < t->cap)) {
-            t->stack[d].frame = f;
-            t->stack[d].code_id = e->id;
-            __atomic_signal_fence(__ATOMIC_RELEASE);
-            t->depth = d + 1;
-        } else {
-            t->overflow = 1;
-        }
-    } else {
-        t->overflow++;
+    while (top->frame != parent) {
+        if (top == stack)
+            return NULL;
+        top--;
     }
-    uint32_t caller = t->cur_id;
-    t->cur_id = e->id;
+    return top;
+}
+
+/* The push shared by the two hooks, once the hook has found the entry `below` of the
+ * frame's caller, at depth d - 1 (d < cap): stores the entry of f above it (dropping
+ * whatever was there), complete before the new depth is published (the handler reads
+ * the stack).  The hook then counts the call of e from below->code_id (it does so
+ * itself, to keep its slow edge path a tail call).  Owner thread, GIL held. */
+static inline void
+sp_shadow_push(sp_thread_t *t, sp_entry_t *below, uint32_t d, sp_pyframe_t *f,
+               sp_code_t *e)
+{
+    below[1].frame = f;
+    below[1].code_id = e->id;
+    __atomic_signal_fence(__ATOMIC_RELEASE);
+    t->depth = d + 1;
+}
+
+/* The same at depth 0, or with the caller's id given.  Owner thread, GIL held. */
+static inline void
+sp_shadow_push_at(sp_thread_t *t, uint32_t d, sp_pyframe_t *f, sp_code_t *e,
+                  uint32_t caller)
+{
+    t->stack[d].frame = f;
+    t->stack[d].code_id = e->id;
+    __atomic_signal_fence(__ATOMIC_RELEASE);
+    t->depth = d + 1;
     sp_code_count_call(e, caller);
-    return caller;
+}
+
+/* For readers other than the hooks (the handler, thread_stacks): how many of t's
+ * entries are live, given the thread's state ts: the entries up to and including the
+ * one of the current frame, found by address and code id (the stack invariant puts
+ * its tracked ancestors below it).  The current frame pointer is dereferenced only
+ * once it is found on the stack (see sampler.c: it may be uninitialised).  *deep is set
+ * when the current frame is beyond the stack's capacity: then every entry is one of
+ * its callers (under sys.monitoring, whose overflow ends lazily too, as long as the
+ * interpreter is deeper than the top entry).  Returns 0 when the current frame is not
+ * on the stack and not beyond it: the entries on top may be frames that ended.
+ * async-signal-safe when run by the handler on the interrupted owner thread;
+ * otherwise GIL held. */
+static inline uint32_t
+sp_shadow_live_depth(const sp_thread_t *t, PyThreadState *ts, int *deep)
+{
+    uint32_t d = t->depth < t->cap ? t->depth : t->cap;
+    *deep = 0;
+    if (d == 0)
+        return 0;
+    sp_pyframe_t *cur = SP_TSTATE_CURRENT(ts);
+    uint32_t k = d;
+    while (k > 0 && t->stack[k - 1].frame != cur)
+        k--;
+    if (k) {
+        /* A frame that ended may have left its entry at the new frame's address. */
+        sp_code_t *e = sp_code_of(SP_FRAME_CODE(cur));
+        if (e && e->id == t->stack[k - 1].code_id)
+            return k;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (t->overflow &&
+        ts->py_recursion_limit - ts->py_recursion_remaining > t->deep_base) {
+#else
+    if (t->overflow) {
+#endif
+        *deep = 1;
+        return d;
+    }
+    return 0;
 }
 
 /* Finds the state of the calling thread in the handler.  async-signal-safe. */

@@ -201,8 +201,8 @@ def test_own_tool_id_taken_and_released():
         assert mon.get_tool(mon.PROFILER_ID) is None   # cProfile's id stays free
         events = mon.get_events(3)
         E = mon.events
-        assert events == (E.PY_START | E.PY_RESUME | E.PY_THROW | E.PY_RETURN |
-                          E.PY_YIELD | E.PY_UNWIND)
+        # one event per frame entry: returns, yields and unwinds are found lazily
+        assert events == E.PY_START | E.PY_RESUME | E.PY_THROW
     finally:
         p.stop()
     assert mon.get_tool(3) is None and mon.get_events(3) == 0

@@ -41,7 +41,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 ALL_MODES = ["none", "eval_pass", "eval_push", "setprofile_push", "monitoring_push",
-             "shadowprof"]
+             "shadowprof", "shadowprof_eval", "shadowprof_monitoring"]
+# shadowprof modes -> the hook= argument of _set_hook ("auto": this CPython's default).
+SP_MODES = {"shadowprof": "auto", "shadowprof_eval": "eval",
+            "shadowprof_monitoring": "monitoring"}
 
 # ---- workloads (run inside the measured interpreter) -----------------------------
 
@@ -135,13 +138,13 @@ class Modes:
     def __init__(self, modes=ALL_MODES):
         self.hc = None
         self.sp = None
-        if any(m not in ("none", "shadowprof") for m in modes):
+        if any(m != "none" and m not in SP_MODES for m in modes):
             try:
                 import hookcost
                 self.hc = hookcost
             except ImportError:
                 pass
-        if "shadowprof" in modes:
+        if any(m in SP_MODES for m in modes):
             try:
                 import shadowprof
                 self.sp = shadowprof
@@ -151,15 +154,15 @@ class Modes:
     def install(self, mode):
         if mode == "none":
             return
-        if mode == "shadowprof":
-            self.sp._core._set_hook(True)
+        if mode in SP_MODES:
+            self.sp._core._set_hook(True, SP_MODES[mode])
         else:
             self.hc.install(mode)
 
     def uninstall(self, mode):
         if mode == "none":
             return
-        if mode == "shadowprof":
+        if mode in SP_MODES:
             self.sp._core._set_hook(False)
         else:
             self.hc.uninstall()
@@ -168,9 +171,9 @@ class Modes:
         out, why = [], {}
         for m in ALL_MODES:
             try:
-                if m == "shadowprof" and self.sp is None:
+                if m in SP_MODES and self.sp is None:
                     raise ImportError("shadowprof not importable")
-                if m not in ("none", "shadowprof") and self.hc is None:
+                if m != "none" and m not in SP_MODES and self.hc is None:
                     raise ImportError("hookcost not importable")
                 self.install(m)
                 self.uninstall(m)

@@ -1,0 +1,141 @@
+"""The PEP 523 hook at its edges: C stack exhaustion, and the lazy pop (frames that
+ended stay on the shadow stack until the next push) as readers see it."""
+import json
+import subprocess
+import sys
+import time
+
+import shadowprof
+
+# ------------------------------------------------------------------ C stack exhausted
+
+C_STACK = r'''
+import json, sys, threading, weakref, gc
+import shadowprof
+
+class Token:
+    pass
+
+refs = []
+out = {}
+
+def gen():
+    yield 1
+
+def probe(n, g):
+    t = Token()
+    refs.append(weakref.ref(t))
+    try:
+        return probe(n + 1, g)
+    except RecursionError as e:
+        if "depth" in out:
+            raise
+        # Deepest level that runs: entering one more frame fails.  Resume the
+        # generator through two more C calls, deeper still.
+        out["depth"] = n
+        out["message"] = str(e)
+        try:
+            list(map(next, [g]))
+            out["resume"] = "ran"
+        except RecursionError:
+            out["resume"] = "refused"
+        out["running_after"] = g.gi_running
+        return n
+
+def main():
+    g = gen()
+    probe(0, g)
+    out["running_later"] = g.gi_running
+    try:
+        out["next_later"] = repr(next(g, "exhausted"))
+    except Exception as e:   # "generator already executing" with the bug
+        out["next_later"] = type(e).__name__ + ": " + str(e)
+
+sys.setrecursionlimit(1_000_000)
+threading.stack_size(128 * 1024)
+p = shadowprof.Profiler(interval="10ms", hook="eval").start()
+th = threading.Thread(target=main)
+th.start()
+th.join()
+p.stop()
+gc.collect()
+out["leaked"] = sum(r() is not None for r in refs)
+print(json.dumps(out))
+'''
+
+
+def test_c_stack_exhausted_raises_and_cleans_the_frame(tmp_path):
+    """A thread whose C stack runs out under the PEP 523 hook gets RecursionError,
+    and the refused frame is cleaned up as CPython cleans its own refused frames: a
+    generator refused at its resumption is not left running, and the arguments of a
+    refused call are released (on 3.12+ the hook used to return without evaluating
+    the frame, which then leaked and left its generator marked as running)."""
+    script = tmp_path / "cstack.py"
+    script.write_text(C_STACK)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["depth"] > 20, out                # the thread did recurse first
+    assert out["resume"] == "refused", out       # the generator resume was refused
+    assert "C stack is nearly full" in out["message"], out
+    assert out["running_after"] is False, out
+    assert out["running_later"] is False, out
+    assert out["next_later"] == "'exhausted'", out   # finished, as CPython does it
+    assert out["leaked"] == 0, out
+
+
+# ------------------------------------------------------------------ lazy pops
+
+
+def _leaf():
+    return 1
+
+
+def _spin(seconds):
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+def _after_return():
+    # _leaf returns at once; its entry stays on the shadow stack until the next push,
+    # which never comes while _spin's loop runs in this frame (time.process_time is a
+    # C function).  The samples must not show _leaf.
+    _leaf()
+    end = time.process_time() + 0.3
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+def test_samples_after_a_return_belong_to_the_caller():
+    with shadowprof.Profiler(interval="1ms") as p:
+        _after_return()
+    prof = p.profile
+    names = {fid: f.name for fid, f in prof.functions.items()}
+    mine = leaf = 0
+    for st in prof.stacks:
+        frames = [names[fid] for fid, _ in st.frames]
+        if "_after_return" in frames:
+            mine += st.count
+            if frames[-1] == "_leaf":
+                leaf += st.count
+    assert mine >= 10
+    assert leaf <= 1   # a sample may land while _leaf really runs
+
+
+def test_thread_stacks_leave_out_ended_frames():
+    from shadowprof import _core
+    with shadowprof.Profiler(interval="10ms"):
+        _leaf()
+        _leaf()
+        stacks = _core.thread_stacks()
+    import threading
+    mine = stacks[threading.get_native_id()]
+    names = [name for name, _, _ in mine]
+    assert names[-1] == "test_thread_stacks_leave_out_ended_frames", names
+    assert "_leaf" not in names
