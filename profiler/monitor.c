@@ -94,10 +94,15 @@ push_slow(PyObject *const *args, Py_ssize_t nargs, int thrown)
     /* The frame that starts is the thread's current one.  Only a call from the
      * interpreter for the frame it runs is recorded (the comparison also guards
      * against a direct call with other arguments). */
-    PyThreadState *ts = sp_shadow_bind(t);
+    PyThreadState *ts = t->live_tstate;
     sp_pyframe_t *f = ts ? SP_TSTATE_CURRENT(ts) : NULL;
-    if (f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0])
-        Py_RETURN_NONE;
+    if (f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0]) {
+        /* CPython cleared t->live_tstate, or another state was swapped in. */
+        ts = sp_shadow_bind(t);
+        f = ts ? SP_TSTATE_CURRENT(ts) : NULL;
+        if (f == NULL || (PyObject *)SP_FRAME_CODE(f) != args[0])
+            Py_RETURN_NONE;
+    }
     PyCodeObject *co = SP_FRAME_CODE(f);
     sp_code_t *e = sp_code_of(co);
     if (e == NULL && (e = sp_code_register(co)) == NULL)
