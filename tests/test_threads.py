@@ -1,7 +1,6 @@
 """Every thread is sampled by its own timer: in CPU mode in proportion to its own CPU
 time, in wall mode including the time it spends blocked; thread names are kept."""
 
-import sys
 import threading
 import time
 
