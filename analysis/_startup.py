@@ -181,6 +181,25 @@ class Session:
             os.register_at_fork(after_in_child=self._after_fork_in_child)
         atexit.register(self.stop)
 
+    def _save(self, profile, path: str, fmt) -> None:
+        """Write *profile* (the Profiler's, without shadowprof's own frames) to
+        *path*; pprof straight from the core in C, which strips the same frames."""
+        from . import formats
+        if (fmt or formats.format_for(path, None)) == "pprof":
+            from . import pprof_writer
+            snap = self.profiler.last_snapshot or {"functions": {}}
+            fns = snap["functions"]
+            site = {fid for fid, (name, filename, _) in fns.items()
+                    if name == "addpackage" and "site" in filename}
+            own = [fid for fid, (name, filename, _) in fns.items()
+                   if fid > 0 and (filename.startswith(_own_dir()) or (
+                       # a .pth line run again by site (a venv's lib and lib64)
+                       (name, filename) == ("<module>", "<string>") and site
+                       and all(a in site for a, b in snap["edges"] if b == fid)))]
+            if pprof_writer.write_profiler(self.profiler, path, strip=own):
+                return
+        formats.write_profile(profile, path, fmt)
+
     def _dump_profile(self):
         from .model import strip_own_frames, strip_pth_lines
         if self.writer is not None:
@@ -263,7 +282,7 @@ class Session:
                 path = _expand(out, opts["start_stamp"])
                 if "{pid}" not in out:
                     path = formats.path_for_pid(path, os.getpid())
-                self._write(lambda p: self.profiler.save(p, opts["format"]), path)
+                self._write(lambda p: self._save(profile, p, opts["format"]), path)
             return
         if out:
             path = _expand(out, opts["start_stamp"])
@@ -272,7 +291,7 @@ class Session:
                 written = self._write(lambda p: formats.write_bytes(data, p), path)
             else:
                 written = self._write(
-                    lambda p: self.profiler.save(p, opts["format"]), path)
+                    lambda p: self._save(profile, p, opts["format"]), path)
             if written and not opts["quiet"] and path != "-":
                 _message(f"profile written to {path} ({profile.samples} samples)")
         elif not opts["quiet"]:
@@ -312,8 +331,12 @@ def _exit_status_120() -> None:
     setattr(sys, name, _FlushFails(getattr(sys, name)))
 
 
+def _own_dir() -> str:
+    return os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _is_own(fn) -> bool:
-    return fn.filename.startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep)
+    return fn.filename.startswith(_own_dir())
 
 
 def _draw() -> float:

@@ -69,6 +69,41 @@ def _is_own(fn) -> bool:
     return fn.filename.startswith(_HERE)
 
 
+def window_length(period_s: float, budget: float, rho: float, fixed_s: float,
+                  program_cpu_s: float | None, floor_s: float) -> float:
+    """Seconds to profile in each *period_s* so that shadowprof's cost stays under
+    *budget* (a share of the program's CPU time): *rho* is the cost while profiling
+    per second of the program's own CPU time, *fixed_s* the writer's CPU time per
+    window, *program_cpu_s* the program's CPU time in a period (None: not known
+    yet).  Bounded below by *floor_s* and above by the period."""
+    share = budget
+    if program_cpu_s is not None and fixed_s > 0:
+        share -= fixed_s / program_cpu_s if program_cpu_s > 0 else budget
+    if rho <= 0:
+        return period_s
+    return max(floor_s, min(period_s, period_s * share / rho))
+
+
+def _own_code_ids() -> list:
+    """Registry ids of shadowprof's own functions that the hook has seen (entered
+    before the thread that ran them could mark itself, or at start-up): removed from
+    the files."""
+    import sys
+    ids = []
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("shadowprof") or mod is None:
+            continue
+        for obj in list(vars(mod).values()):
+            for f in ([obj] + list(vars(obj).values()) if isinstance(obj, type) else [obj]):
+                code = getattr(f, "__code__", None) or getattr(
+                    getattr(f, "fget", None), "__code__", None)
+                if code is not None and code.co_filename.startswith(_HERE):
+                    fid = _core.code_id(code)
+                    if fid:
+                        ids.append(fid)
+    return ids
+
+
 def _uniform() -> float:
     """A uniform number in [0, 1) without importing random."""
     return int.from_bytes(os.urandom(7), "big") / float(1 << 56)
@@ -403,7 +438,8 @@ class PeriodicWriter:
                 f"period_s={self.period_s:g}"]
         period = pprof_writer.write_period(
             path, base, head + self.comments + notes, end=end,
-            meta_add={"overhead_weight_ns": writer_ns, "covered_ns": covered_ns})
+            meta_add={"overhead_weight_ns": writer_ns, "covered_ns": covered_ns},
+            strip=_own_code_ids())
         self.files_written += 1
         self.samples_written += period.samples
         self._prune()

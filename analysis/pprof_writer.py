@@ -116,14 +116,15 @@ def _write(path: str, base, end, **kwargs) -> tuple:
 
 
 def write_period(path: str, base=None, comments=(), *, end=None,
-                 meta_add: dict | None = None) -> Period:
+                 meta_add: dict | None = None, strip=None) -> Period:
     """Write the profile of the session from *base* to *end* (None: now) to *path*
     (gzipped profile.proto, written atomically), with *comments* after its own.
     *base*: None, or a previous call's ``Period.base``.  *end*: None, a mark
     (``_core.mark()``), or the snapshot dict of the stopped core.  The hook's
     calibrated per-call cost is moved into [shadowprof overhead] as
     Profile.from_snapshot() does.  *meta_add*: numbers added to the profile's
-    scalars (covered_ns, or the writer's own time as overhead_weight_ns)."""
+    scalars (covered_ns, or the writer's own time as overhead_weight_ns).  *strip*:
+    code ids removed from the root end of stacks, with their calls."""
     per_call, cap, err = _calibration()
     if not _core._session()["native"]:
         if isinstance(end, dict):
@@ -133,12 +134,14 @@ def write_period(path: str, base=None, comments=(), *, end=None,
             info, new = _write(path, mark, end, threads=_thread_names(),
                                per_call_overhead_ns=per_call, per_call_overhead_cap=cap,
                                comments=_comment_fn(list(comments), err, meta_add),
+                               strip=strip,
                                level=GZIP_LEVEL)
         except ValueError:
             if mark is None:
                 raise
             # a base of an earlier session (forked since): start afresh
-            return write_period(path, None, comments, end=end, meta_add=meta_add)
+            return write_period(path, None, comments, end=end, meta_add=meta_add,
+                                strip=strip)
         sampling = info["handler_ns"] + info["drain_ns"]
         return Period(_Base(new, sampling), info["samples"], info["cpu_ns"],
                       info["duration_ns"], info["running"], info["interval_ns"],
