@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import atexit
-import functools
 import os
 import sys
-import threading
 import time
 
 from . import _core
@@ -18,7 +17,7 @@ __all__ = ["Profiler", "profile"]
 # Profilers started and not yet stopped, outermost first.  The C core runs one session
 # per process; nested profilers read differences of its cumulative snapshots.
 _active: list = []
-_lock = threading.RLock()
+_lock = _thread.RLock()   # _thread: threading is not imported at start-up
 _calibrated_ns: float | None = None
 _calibrated_share: float = 0.5
 _calibrated_err_ns: float = 0.0   # half the interquartile range of the rounds, per call
@@ -80,6 +79,13 @@ def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False,
         k = len(diffs)
         _calibrated_err_ns = (diffs[(3 * k) // 4] - diffs[k // 4]) / 2 / calls
     return _calibrated_ns
+
+
+def needs_calibration(snap: dict) -> bool:
+    """Whether the per-call correction of *snap* needs the calibrated cost: only a
+    profile with both samples and calls has time to move out of its functions, so an
+    empty or very short run never pays for the calibration."""
+    return bool(snap.get("samples")) and bool(snap.get("calls"))
 
 
 def _check_hook(hook: str) -> str:
@@ -153,6 +159,7 @@ class Profiler:
         self._end_mark = None
         self._correction = (0.0, 0.5, 0.0)
         self._running = False
+        self.last_snapshot: dict | None = None   # the core's, taken by stop()
 
     @classmethod
     def from_options(cls, text: str) -> "Profiler":
@@ -185,8 +192,8 @@ class Profiler:
             if _active:
                 self._base_mark, self._base = self._mark_and_snapshot()
             else:
-                if self.correct_overhead:
-                    _calibrate(hook=self.hook)
+                # No calibration here: it runs once, at stop, and only when the
+                # profile has something to correct (see stop()).
                 _core.set_sigprof_policy(self.sigprof)
                 _core.start(interval_ns=self.interval_ns, mode=self.mode,
                             max_depth=self.max_depth, fork=self.fork, hook=self.hook,
@@ -196,7 +203,9 @@ class Profiler:
             self._running = True
         return self
 
-    def stop(self) -> Profile:
+    def stop(self, *, profile: bool = True) -> Profile | None:
+        """Stop profiling; returns the Profile (None with profile=False: nothing
+        is built, nor calibrated, when nobody will read it)."""
         with _lock:
             if not self._running:
                 raise RuntimeError("this Profiler is not running")
@@ -206,8 +215,12 @@ class Profiler:
             if stopped:
                 _core.stop()
             self._end_mark, snap = self._mark_and_snapshot()
-            if stopped and self.correct_overhead:
-                _calibrate(refresh=True, hook=self.hook)   # again, warm, after the run
+            self.last_snapshot = snap
+            if not profile:
+                return None
+            if stopped and self.correct_overhead and needs_calibration(snap):
+                # After the snapshot: the calibration's own calls are never in it.
+                _calibrate(hook=self.hook)
         per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
         self._correction = (per_call, _calibrated_share, _calibrated_err_ns)
         self.profile = Profile.from_snapshot(snap, self._base,
@@ -269,6 +282,7 @@ class Profiler:
 
     def __call__(self, func):
         """Use the profiler as a decorator: profile each call of *func*."""
+        import functools
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
             with self:

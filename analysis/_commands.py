@@ -132,7 +132,7 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
     of the program gives one line saying why.
     """
     from .paths import PathMapper, is_machinery
-    from .report import _tree, header, no_samples_reason
+    from .report import _tree, duty_line, header, no_samples_reason
     keys = {"self": "self", "total": "total", "cumulative": "total", "calls": "calls"}
     if sort not in keys:
         raise _Error(f"--sort {sort!r}: choose self, cumulative (total) or calls")
@@ -169,6 +169,8 @@ def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
     lines = [header(profile, confidence),
              f"shares are of {n:,} samples, each with its {pct} Wilson score interval; "
              "calls are exact"]
+    if profile.duty < 1.0:
+        lines.insert(1, duty_line(profile))
     rows = [st for st in fstats.values() if wanted(st.function)
             and (self_n.get(st.function.id) or total_n.get(st.function.id)
                  or st.calls)]

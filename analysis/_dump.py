@@ -5,6 +5,8 @@ The C handler (profiler/dumpsig.c) only writes a byte to a pipe; a daemon thread
 blocked reading the pipe, does the dump as ordinary Python code.  The stacks are read
 from the profiler's shadow stacks (``_core.thread_stacks()``: the functions each thread
 is in, root first; no line numbers, since a shadow entry's frame may already be gone).
+The thread is the profiler's own (``_core._ignore_thread``): never tracked nor
+sampled, and marked before the profiler starts (install() waits for it).
 The dump goes to stderr (stacks) and to two files in *directory*:
 ``shadowprof-dump-HOST-PID-TIME.pb.gz`` (the profile since the session started) and
 ``....stacks.txt``.
@@ -12,13 +14,12 @@ The dump goes to stderr (stacks) and to two files in *directory*:
 
 from __future__ import annotations
 
+import _thread
 import os
-import socket
 import sys
-import threading
 import time
 
-from . import _core, formats
+from . import _core
 
 __all__ = ["DumpListener", "format_stacks"]
 
@@ -26,8 +27,11 @@ __all__ = ["DumpListener", "format_stacks"]
 def format_stacks(stacks: dict) -> str:
     """Text of ``_core.thread_stacks()``: one block per thread, innermost call last
     (as in a traceback)."""
+    # Never import threading here: first imported from this thread (not the main
+    # one), it would take this thread for the main thread and hang at exit.
+    threading = sys.modules.get("threading")
     names = {t.native_id: t.name for t in threading.enumerate()
-             if getattr(t, "native_id", None)}
+             if getattr(t, "native_id", None)} if threading else {}
     lines = []
     for tid, frames in sorted(stacks.items()):
         lines.append(f"Thread {tid} ({names.get(tid, 'unnamed')}), "
@@ -48,6 +52,7 @@ class DumpListener:
         self.directory = directory
         self.quiet = quiet
         self.dumps = 0
+        self.cost_ns = 0
         self.fd = None
 
     def install(self) -> bool:
@@ -57,8 +62,12 @@ class DumpListener:
         if fd is None:
             return False
         self.fd = fd
-        threading.Thread(target=self._loop, args=(fd,), name="shadowprof-dump",
-                         daemon=True).start()
+        # A bare _thread (threading is not imported at start-up); it ends with the
+        # process, as a daemon thread would.
+        ready = _thread.allocate_lock()
+        ready.acquire()
+        _thread.start_new_thread(self._loop, (fd, ready))
+        ready.acquire(timeout=5.0)   # marked as the profiler's own before profiling
         return True
 
     def uninstall(self) -> None:
@@ -74,7 +83,9 @@ class DumpListener:
             self.fd = None
             self.install()
 
-    def _loop(self, fd: int) -> None:
+    def _loop(self, fd: int, ready) -> None:
+        _core._ignore_thread()   # the profiler never profiles itself
+        ready.release()
         while True:
             try:
                 data = os.read(fd, 64)
@@ -90,9 +101,18 @@ class DumpListener:
                 print(f"shadowprof: cannot write the dump: {e}", file=sys.stderr)
 
     def dump(self) -> str:
-        """Write the profile and the stacks now; returns the profile's path."""
+        """Write the profile and the stacks now; returns the profile's path.  The
+        thread CPU time it takes is added to ``cost_ns`` (shadowprof's own cost)."""
+        t0 = time.thread_time_ns()
+        try:
+            return self._dump()
+        finally:
+            self.cost_ns += time.thread_time_ns() - t0
+
+    def _dump(self) -> str:
         stacks = format_stacks(_core.thread_stacks())
-        host = socket.gethostname().replace("/", "_") or "host"
+        from . import formats
+        host = os.uname().nodename.replace("/", "_") or "host"
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         self.dumps += 1
         base = os.path.join(self.directory,

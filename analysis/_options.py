@@ -1,7 +1,5 @@
 """Parsing of option values shared by the API and the command line."""
 
-import re
-
 __all__ = ["parse_interval", "MODES"]
 
 MODES = ("cpu", "wall")
@@ -21,6 +19,7 @@ def parse_interval(value) -> int:
     if isinstance(value, (int, float)):
         ns = int(round(value * 1_000_000_000))
     else:
+        import re   # here: a number needs no regular expression (start-up)
         text = str(value).strip().lower()
         m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ns|us|µs|ms|s|hz)?", text)
         if not m:

@@ -28,10 +28,9 @@ forked child keeps profiling into files of its own pid.
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import os
-import signal
-import socket
 import sys
 import time
 
@@ -41,7 +40,7 @@ __all__ = ["run", "Session", "resolve", "DEFAULTS"]
 # None: 1% in continuous mode; it needs period= (it is checked once per period).
 DEFAULTS = {
     "interval_ns": 10_000_000, "mode": "cpu", "output": None, "format": None,
-    "period_ns": 0, "keep": 10, "sample_rate": 1.0, "signal": int(signal.SIGUSR2),
+    "period_ns": 0, "keep": 10, "sample_rate": 1.0, "signal": _signal.SIGUSR2,
     "native": False, "max_depth": 1024, "budget": None, "quiet": False, "top": 20,
     "fork": "continue",
 }
@@ -69,7 +68,7 @@ def option_text() -> tuple:
 def _expand(template: str, start: str) -> str:
     """*template* with {pid}, {host} and {time} filled in."""
     try:
-        return template.format(pid=os.getpid(), host=socket.gethostname(), time=start)
+        return template.format(pid=os.getpid(), host=os.uname().nodename, time=start)
     except (KeyError, IndexError, ValueError):
         raise ValueError(f"bad option output={template}: only {{pid}}, {{host}} and "
                          "{time} may be filled in (double other braces)") from None
@@ -92,7 +91,7 @@ def _writable_dir(key: str, value: str, directory: str) -> None:
 def resolve(text: str) -> dict:
     """The full option set of *text*: parsed, defaults filled in, and checked against
     the file system.  Raises ValueError with a one-line message."""
-    from . import _core, formats
+    from . import _core
     opts = dict(DEFAULTS)
     opts.update(_core.parse_options(text))
     opts["start_stamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -115,6 +114,7 @@ def resolve(text: str) -> dict:
             opts["budget"] = 0.01
     else:
         if out:
+            from . import formats
             path = _expand(out, opts["start_stamp"])
             opts["format"] = formats.format_for(path, opts["format"])
             if os.path.isdir(path):
@@ -138,9 +138,11 @@ class Session:
         self.opts = opts
         self.comments = comments
         self.pid = os.getpid()
+        # Nothing to report (quiet, no output file): no calibration is needed.
+        correct = not (opts["quiet"] and not opts["output"])
         self.profiler = Profiler(interval=opts["interval_ns"] / 1e9, mode=opts["mode"],
                                  max_depth=opts["max_depth"], fork=opts["fork"],
-                                 native=opts["native"])
+                                 native=opts["native"], correct_overhead=correct)
         self.writer = None
         self.dumper = None
 
@@ -153,26 +155,65 @@ class Session:
         return os.getcwd() if os.access(".", os.W_OK) else "/tmp"
 
     def start(self) -> None:
+        # The profiler's own threads (dump, writer) mark themselves before the core
+        # starts, so that none of their frames is ever tracked.
         opts = self.opts
-        self.profiler.start()
-        if opts["period_ns"]:
-            from .continuous import PeriodicWriter
-            self.writer = PeriodicWriter(
-                _expand(opts["output"], opts["start_stamp"]), opts["period_ns"] / 1e9,
-                keep=opts["keep"], budget=opts["budget"], comments=self.comments,
-                on_message=None if opts["quiet"] else _message).start()
         if opts["signal"]:
             from ._dump import DumpListener
-            self.dumper = DumpListener(opts["signal"], self.profiler.snapshot,
+            self.dumper = DumpListener(opts["signal"], self._dump_profile,
                                        self._dump_dir(), quiet=opts["quiet"])
             if not self.dumper.install():
                 self.dumper = None
+        if opts["period_ns"]:
+            from .continuous import PeriodicWriter
+            p = self.profiler
+            self.writer = PeriodicWriter(
+                _expand(opts["output"], opts["start_stamp"]), opts["period_ns"] / 1e9,
+                keep=opts["keep"], budget=opts["budget"], comments=self.comments,
+                on_message=None if opts["quiet"] else _message,
+                session=dict(interval_ns=p.interval_ns, mode=p.mode,
+                             max_depth=p.max_depth, fork=p.fork, hook=p.hook,
+                             **({"native": True} if p.native else {})),
+                sigprof=p.sigprof).start()
+        if not (self.writer is not None and self.writer.duty_cycled):
+            self.profiler.start()   # duty-cycled: the writer starts each window
         if opts["fork"] == "continue" and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
         atexit.register(self.stop)
 
+    def _save(self, profile, path: str, fmt) -> None:
+        """Write *profile* (the Profiler's, without shadowprof's own frames) to
+        *path*; pprof straight from the core in C, which strips the same frames."""
+        from . import formats
+        if (fmt or formats.format_for(path, None)) == "pprof":
+            from . import pprof_writer
+            snap = self.profiler.last_snapshot or {"functions": {}}
+            fns = snap["functions"]
+            site = {fid for fid, (name, filename, _) in fns.items()
+                    if name == "addpackage" and "site" in filename}
+            own = [fid for fid, (name, filename, _) in fns.items()
+                   if fid > 0 and (filename.startswith(_own_dir()) or (
+                       # a .pth line run again by site (a venv's lib and lib64)
+                       (name, filename) == ("<module>", "<string>") and site
+                       and all(a in site for a, b in snap["edges"] if b == fid)))]
+            if pprof_writer.write_profiler(self.profiler, path, strip=own):
+                return
+        formats.write_profile(profile, path, fmt)
+
+    def _dump_profile(self):
+        from .model import strip_own_frames, strip_pth_lines
+        if self.writer is not None:
+            return self.writer.current_profile()
+        return strip_pth_lines(strip_own_frames(self.profiler.snapshot(), _is_own))
+
+    @property
+    def running(self) -> bool:
+        if self.writer is not None and self.writer.duty_cycled:
+            return self.writer._thread is not None
+        return self.profiler.running
+
     def _after_fork_in_child(self) -> None:
-        if not self.profiler.running:
+        if not self.running:
             return
         if self.writer is not None:
             self.writer.after_fork_in_child()
@@ -202,33 +243,46 @@ class Session:
         return error is None
 
     def _stop(self) -> None:
-        from . import _core, formats
-        if not self.profiler.running:
+        from . import _core
+        from .model import strip_own_frames, strip_pth_lines
+        if not self.running:
             return
         if self.dumper is not None:
             self.dumper.uninstall()
         opts = self.opts
         if self.writer is not None:
-            self.writer._stop.set()
-            if self.writer._thread is not None:
-                self.writer._thread.join(timeout=max(5.0, 2 * self.writer.period_s))
-            self.profiler.stop()
-            # The end of the last period: the core's counters when it stopped (not
-            # the calls of the calibration that stop() runs afterwards).
-            self.writer.close(self.profiler._end_mark)
+            w = self.writer
+            if w.duty_cycled:
+                w.close()
+                w._thread = None
+                if _core.is_running():   # the writer thread did not finish in time
+                    _core.stop()
+            else:
+                w._stop.set()
+                if w._thread is not None:
+                    w._thread.join(timeout=max(5.0, 2 * w.period_s))
+                self.profiler.stop()
+                # The end of the last period: the core's counters when it stopped.
+                w.close(self.profiler._end_mark)
             if not opts["quiet"]:
-                _message(f"{self.writer.files_written} periodic profiles in "
-                         f"{self.writer.directory} ({self.writer.samples_written} "
+                _message(f"{w.files_written} periodic profiles in "
+                         f"{w.directory} ({w.samples_written} "
                          f"samples in total)")
             return
-        profile = self.profiler.stop()
         out = opts["output"]
+        if opts["quiet"] and not out:
+            self.profiler.stop(profile=False)   # nothing to report: build nothing
+            return
+        profile = strip_pth_lines(strip_own_frames(self.profiler.stop(), _is_own))
+        if self.dumper is not None and self.dumper.cost_ns:
+            profile.add_overhead(self.dumper.cost_ns)
+        from . import formats
         if os.getpid() != self.pid:   # a forked child: a file of its own, no report
             if out and out != "-":
                 path = _expand(out, opts["start_stamp"])
                 if "{pid}" not in out:
                     path = formats.path_for_pid(path, os.getpid())
-                self._write(lambda p: self.profiler.save(p, opts["format"]), path)
+                self._write(lambda p: self._save(profile, p, opts["format"]), path)
             return
         if out:
             path = _expand(out, opts["start_stamp"])
@@ -237,7 +291,7 @@ class Session:
                 written = self._write(lambda p: formats.write_bytes(data, p), path)
             else:
                 written = self._write(
-                    lambda p: self.profiler.save(p, opts["format"]), path)
+                    lambda p: self._save(profile, p, opts["format"]), path)
             if written and not opts["quiet"] and path != "-":
                 _message(f"profile written to {path} ({profile.samples} samples)")
         elif not opts["quiet"]:
@@ -275,6 +329,14 @@ def _exit_status_120() -> None:
         return
     name = "stderr" if sys.stderr is not None else "stdout"
     setattr(sys, name, _FlushFails(getattr(sys, name)))
+
+
+def _own_dir() -> str:
+    return os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_own(fn) -> bool:
+    return fn.filename.startswith(_own_dir())
 
 
 def _draw() -> float:

@@ -1,25 +1,48 @@
 """Continuous profiling: one pprof file per period, for canaries and fleets.
 
-A daemon thread wakes every *period*, takes the core's cumulative snapshot and writes
-the difference from the previous one, so each file covers exactly its period (counts,
-samples and calls of that period only) and a fleet's files can be merged without
-counting anything twice.  Files are named ``HOST-PID-START-SEQ.pb.gz`` (START: the
-writer's start, UTC), written to a temporary file in the same directory and renamed
-(a process killed mid-write never leaves a partial file under a final name), and only
-the newest *keep* files of this process are kept.  At exit the last, partial period is
-written.  After os.fork() the child starts a writer of its own (its own pid in the
-names; its core profile restarts at the fork).
+Two ways to run, chosen by *budget*:
 
-Overhead budget: after each period the writer measures what sampling cost in that
-period (time in the signal handler and draining the samples into the table) as a share
-of the process's CPU time; above *budget* it doubles the sampling interval, up to 1 s.
-That is the part of shadowprof's cost the interval controls.  Neither the hook's
-per-call cost nor the writer's (set by the period) depends on the interval, so they are
-not counted against the budget: raising the interval could not lower them, only make
-the profile coarser.  (The hook's cost is in every profile as [shadowprof overhead].)
+Duty-cycled (budget > 0, the default of ``period=`` is 1%): in each period the writer
+thread profiles one *window* at a random offset (so it cannot lock onto periodic work)
+and between windows the profiler is off entirely: ``_core.stop()`` removes the hook
+(on 3.11 CPython inlines Python calls again; on 3.12+ the monitoring events are off)
+and disarms the timers; ``_core.start()`` re-seeds every thread.  Each window is one
+file, which holds exactly what happened in it: calls are exact for the window, pprof
+``duration_nanos`` is the time actually profiled, and the comments say the window,
+the period and the duty (``shadowprof.window ...``).  The window is sized from what
+was measured so that everything shadowprof adds stays under the budget, as a share
+of the process's CPU time:
+
+    in the window: exact calls x the calibrated per-call cost of the hook, plus the
+                   signal handler and the drain (measured by the core);
+    per window:    the writer's own CPU time (start, stop, snapshot, encode, write).
+
+With rho = (in-window cost) / (the program's own CPU in the window) and U the
+program's CPU time in a period, a window of P x (budget - writer / U) / rho keeps the
+total under budget x U.  Before the first window rho is the worst case the
+calibration measured (an empty function called in a loop).  The window is bounded
+below (MIN_WINDOW_S, two sampling intervals) so that a period never goes empty;
+when that floor is above what the budget allows, the file says so.  At exit an open
+window is closed and written; a period whose window had not begun writes nothing.
+
+Always on (budget 0, ``budget=off``): the core runs for the whole session (started
+by the caller) and the writer writes the difference between consecutive snapshots
+every period, so each file covers exactly its period.
+
+Files are named ``HOST-PID-START-SEQ.pb.gz`` (START: the writer's start, UTC),
+written to a temporary file in the same directory and renamed (a process killed
+mid-write never leaves a partial file under a final name), and only the newest
+*keep* files of this process are kept.  After os.fork() the child starts a writer of
+its own (its own pid in the names).
+
+The profiler never profiles itself: the writer thread calls ``_core._ignore_thread``
+before it starts the core (it is never tracked, seeded or sampled), the calibration
+runs before that, outside any session (start() resets its counts), and the writer's
+CPU time is added to each file's overhead (``overhead_weight_ns``).
 
 Thread contract: the writer thread and the exiting main thread take ``_lock`` around
-"snapshot, write"; nothing else touches the writer's state.
+"snapshot, write"; nothing else touches the writer's state.  Files are written by
+pprof_writer.write_period (the core's table encoded, compressed and written in C).
 """
 
 from __future__ import annotations
@@ -29,11 +52,62 @@ import socket
 import threading
 import time
 
-from . import _core, pprof_writer
+from . import _api, _core, pprof_writer
+from .model import Profile, strip_own_frames, strip_pth_lines
 
-__all__ = ["PeriodicWriter", "file_prefix", "add_comments"]
+__all__ = ["PeriodicWriter", "file_prefix", "add_comments", "window_length"]
 
-MAX_BUDGET_INTERVAL_NS = 1_000_000_000
+# The shortest window (besides two sampling intervals): a period never goes empty.
+MIN_WINDOW_S = 0.02
+# The hook's cost relative to the program's own CPU time assumed before a window
+# has measured it, when the calibration could not run (the core was already on).
+DEFAULT_RHO = 2.0
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_own(fn) -> bool:
+    return fn.filename.startswith(_HERE)
+
+
+def window_length(period_s: float, budget: float, rho: float, fixed_s: float,
+                  program_cpu_s: float | None, floor_s: float) -> float:
+    """Seconds to profile in each *period_s* so that shadowprof's cost stays under
+    *budget* (a share of the program's CPU time): *rho* is the cost while profiling
+    per second of the program's own CPU time, *fixed_s* the writer's CPU time per
+    window, *program_cpu_s* the program's CPU time in a period (None: not known
+    yet).  Bounded below by *floor_s* and above by the period."""
+    share = budget
+    if program_cpu_s is not None and fixed_s > 0:
+        share -= fixed_s / program_cpu_s if program_cpu_s > 0 else budget
+    if rho <= 0:
+        return period_s
+    return max(floor_s, min(period_s, period_s * share / rho))
+
+
+def _own_code_ids() -> list:
+    """Registry ids of shadowprof's own functions that the hook has seen (entered
+    before the thread that ran them could mark itself, or at start-up): removed from
+    the files."""
+    import sys
+    ids = []
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("shadowprof") or mod is None:
+            continue
+        for obj in list(vars(mod).values()):
+            for f in ([obj] + list(vars(obj).values()) if isinstance(obj, type) else [obj]):
+                code = getattr(f, "__code__", None) or getattr(
+                    getattr(f, "fget", None), "__code__", None)
+                if code is not None and code.co_filename.startswith(_HERE):
+                    fid = _core.code_id(code)
+                    if fid:
+                        ids.append(fid)
+    return ids
+
+
+def _uniform() -> float:
+    """A uniform number in [0, 1) without importing random."""
+    return int.from_bytes(os.urandom(7), "big") / float(1 << 56)
+
 
 # profile.proto field numbers (see pprof.py): string_table = 6, comment = 13.
 _STRING_TABLE = 6
@@ -106,21 +180,31 @@ def file_prefix(host: str, pid: int, start: str) -> str:
     return f"{host}-{pid}-{start}-"
 
 
+
 class PeriodicWriter:
-    """Write the profile of each *period_s* seconds of the running core session into
-    *directory*, keeping the newest *keep* files (0: all).  *comments* go into every
-    file (e.g. the canary decision).  *budget*: the profiler's share of CPU time
-    above which the interval is raised (0: off)."""
+    """Write the profile of each *period_s* seconds into *directory*, keeping the
+    newest *keep* files (0: all).  *comments* go into every file (e.g. the canary
+    decision).
+
+    *budget* > 0: duty-cycled windows (see the module docstring); the writer starts
+    and stops the core itself with *session* (keyword arguments of ``_core.start``:
+    interval_ns, mode, max_depth, fork, native, hook; from the running core if it is
+    running and *session* is None) and *sigprof* (``_core.set_sigprof_policy``).
+    *budget* 0: the core session must be running (the caller starts it); each file
+    is the difference between consecutive snapshots."""
 
     def __init__(self, directory: str, period_s: float, *, keep: int = 10,
                  budget: float = 0.0, comments: list | None = None,
-                 on_message=None):
+                 on_message=None, session: dict | None = None,
+                 sigprof: str = "refuse"):
         self.directory = directory
         self.period_s = period_s
         self.keep = keep
         self.budget = budget
         self.comments = list(comments or [])
         self.on_message = on_message or (lambda text: None)
+        self.session = dict(session) if session else None
+        self.sigprof = sigprof
         self.files_written = 0
         self.samples_written = 0
         self._lock = threading.Lock()
@@ -138,61 +222,239 @@ class PeriodicWriter:
         self._notes: list = []
         self.files_written = 0
         self.samples_written = 0
+        self.windows = []            # (window_s, period_s, cost_ns, program_cpu_ns)
+        self._rho = None             # measured cost per ns of the program's CPU
+        self._fixed_ns = 0           # the writer's CPU time per window
+        self._program_cpu_ns = None  # the program's CPU time in the last period
+        self._window_s = 0.0
+        self._open = None            # (monotonic start, length s, offset s, writer ns)
+
+    @property
+    def duty_cycled(self) -> bool:
+        return self.budget > 0
 
     # ------------------------------------------------------------------ thread
 
     def start(self) -> "PeriodicWriter":
-        """Start the writer thread (the core session must be running)."""
+        """Start the writer thread; returns once the thread is marked as the
+        profiler's own, so that a caller may then start the core."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="shadowprof-writer",
-                                        daemon=True)
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,),
+                                        name="shadowprof-writer", daemon=True)
         self._thread.start()
+        ready.wait(30.0)
         return self
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: the core restarted the profile at the fork; write files
-        of this pid from now on."""
+        """In a forked child: write files of this pid from now on.  A duty-cycled
+        window open at the fork is dropped (the child's counts restarted there) and
+        the child's own windows begin with its next period."""
         self._lock = threading.Lock()   # the parent's may have been held at fork
         self._stop = threading.Event()
+        if self.duty_cycled and _core.is_running():
+            _core.stop()
         self._reset()
         self.start()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                self.write_period()
-            except Exception as e:    # keep the program running; say what failed
-                self.on_message(f"cannot write a periodic profile: {e}")
+    def _run(self, ready) -> None:
+        try:
+            if not _core.is_running():
+                # Before the mark: the calibration needs this thread's calls counted.
+                # Its counts are reset by the next _core.start().
+                _api._calibrate(hook=(self.session or {}).get("hook", "auto"))
+        except Exception as e:
+            self.on_message(f"cannot calibrate the hook's cost: {e}")
+        finally:
+            _core._ignore_thread()   # never tracked, seeded, counted nor sampled
+            ready.set()
+        try:
+            if self.duty_cycled:
+                self._duty_loop()
+            else:
+                while not self._stop.wait(self.period_s):
+                    try:
+                        self.write_period()
+                    except Exception as e:   # keep the program running; say why
+                        self.on_message(f"cannot write a periodic profile: {e}")
+        except Exception as e:
+            self.on_message(f"continuous profiling stopped: {e}")
+            if self.duty_cycled and _core.is_running():
+                _core.stop()
 
     def close(self, final_snapshot: dict | None = None) -> None:
-        """Stop the thread and write the last, partial period (from
-        *final_snapshot* if given: the snapshot taken when the core stopped)."""
+        """Stop the thread and write what is left: the open window (duty-cycled)
+        or the last, partial period (from *final_snapshot* if given: the snapshot
+        taken when the core stopped)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, 2 * self.period_s))
+        if self.duty_cycled:
+            with self._lock:
+                if self._open is not None:   # the thread did not get to it
+                    self._close_window(partial=True)
+            return
         self.write_period(final_snapshot)
+
+    # ------------------------------------------------------------------ windows
+
+    def _floor_s(self) -> float:
+        interval = (self.session or {}).get("interval_ns", 10_000_000) / 1e9
+        return min(self.period_s, max(MIN_WINDOW_S, 2 * interval))
+
+    def _next_window_s(self) -> float:
+        rho = self._rho
+        if rho is None:
+            share = _api._calibrated_share if _api._calibrated_ns else None
+            rho = share / (1 - share) if share is not None and share < 1 else DEFAULT_RHO
+        program = None if self._program_cpu_ns is None else self._program_cpu_ns / 1e9
+        return window_length(self.period_s, self.budget, rho, self._fixed_ns / 1e9,
+                             program, self._floor_s())
+
+    def _duty_loop(self) -> None:
+        period = self.period_s
+        wait = self._stop.wait
+        if _core.is_running():
+            # Started by the caller: this is the first window; it ends with its period.
+            self._session_from_core()
+            self._open = (time.monotonic(), self._next_window_s(), 0.0, 0)
+        period_start = time.monotonic()
+        cpu_mark = time.process_time_ns()
+        while True:
+            if self._open is None:
+                length = self._next_window_s()
+                offset = (period - length) * _uniform()
+                if wait(max(0.0, period_start + offset - time.monotonic())):
+                    return
+                with self._lock:
+                    self._open_window(length, offset)
+            began, length = self._open[0], self._open[1]
+            if wait(max(0.0, began + length - time.monotonic())):
+                with self._lock:
+                    if self._open is not None:
+                        self._close_window(partial=True)
+                return
+            with self._lock:
+                cost_ns = self._close_window()
+            period_start += period
+            now = time.monotonic()
+            if now > period_start:   # fell behind (a slow write): start afresh
+                period_start = now
+            if wait(period_start - now):
+                return
+            cpu = time.process_time_ns()
+            self._program_cpu_ns = max(0, cpu - cpu_mark - cost_ns)
+            cpu_mark = cpu
+
+    def _session_from_core(self) -> None:
+        if self.session is None:
+            snap = _core.snapshot()
+            self.session = {k: snap[k] for k in ("interval_ns", "mode", "max_depth",
+                                                 "hook") if k in snap}
+            if snap.get("native"):
+                self.session["native"] = True
+
+    def _open_window(self, length: float, offset: float) -> None:
+        t0 = time.thread_time_ns()
+        if self.session is None:
+            self.session = {}
+        _core.set_sigprof_policy(self.sigprof)
+        _core.start(**self.session)
+        self._open = (time.monotonic(), length, offset, time.thread_time_ns() - t0)
+
+    def _close_window(self, partial: bool = False) -> int:
+        """Stop the core, write the window's file; returns shadowprof's cost in the
+        window and for it (ns of CPU time).  Caller holds _lock."""
+        t0 = time.thread_time_ns()
+        began, length, offset, open_ns = self._open
+        self._open = None
+        _core.stop()
+        snap = _core.snapshot()
+        if snap.get("native"):
+            from .native import resolve_snapshot
+            resolve_snapshot(snap)
+        per_call = _api._calibrated_ns or 0.0
+        in_window = (sum(snap["calls"].values()) * per_call + snap.get("handler_ns", 0)
+                     + snap.get("drain_ns", 0))
+        program = snap["cpu_ns"] - in_window
+        if program > 0 and not partial:
+            self._rho = in_window / program
+        window_s = snap["duration_ns"] / 1e9
+        # The writer's cost of this window: starting and stopping the core now, and
+        # encoding and writing, estimated from the previous window (measured below).
+        writer_ns = open_ns + (time.thread_time_ns() - t0) + self._fixed_ns
+        cost = in_window + writer_ns
+        duty = window_s / self.period_s
+        # Share of the program's CPU time in the period (estimated from the window's:
+        # the window is a random part of it).
+        share = cost * duty / program if program > 0 and duty > 0 else 0.0
+        note = (f"shadowprof.window window_s={window_s:.6f} period_s={self.period_s:g} "
+                f"duty={duty:.6f} offset_s={offset:.3f} budget={self.budget:g} "
+                f"cost={share:.6f} cpu_ns={snap['cpu_ns']} hook_ns={int(sum(snap['calls'].values()) * per_call)} "
+                f"handler_ns={snap.get('handler_ns', 0)} "
+                f"drain_ns={snap.get('drain_ns', 0)} writer_ns={writer_ns}"
+                + (" partial=1" if partial else ""))
+        notes = [note]
+        if length <= self._floor_s() + 1e-9 and share > self.budget and not partial:
+            notes.append(f"shadowprof.budget over: the shortest window "
+                         f"({self._floor_s():g}s) costs {100 * share:.2f}% of this "
+                         f"period's CPU, over the budget {100 * self.budget:g}%; use "
+                         "a longer period= for a smaller share")
+        self._write(None, notes, writer_ns=writer_ns,
+                    covered_ns=int(round(self.period_s * 1e9)) if not partial
+                    else int(snap["duration_ns"] + offset * 1e9))
+        total_writer = open_ns + time.thread_time_ns() - t0
+        self._fixed_ns = total_writer
+        self.windows.append((window_s, self.period_s, in_window + total_writer,
+                             program))
+        return int(in_window + total_writer)
 
     # ------------------------------------------------------------------ writing
 
-    def write_period(self, snap: dict | None = None) -> str | None:
-        """Write what happened since the previous file; returns its path."""
+    def write_period(self, snap=None) -> str | None:
+        """Always-on mode: write what happened since the previous file; returns its
+        path.  *snap*: the end of the period (a mark or the stopped core's snapshot;
+        None: now)."""
         with self._lock:
-            self.seq += 1
-            name = f"{self.prefix}{self.seq:05d}.pb.gz"
-            path = os.path.join(self.directory, name)
-            notes = [f"shadowprof.period file={name} seq={self.seq} pid={self.pid} "
-                     f"host={self.host} start={self.start_stamp} "
-                     f"period_s={self.period_s:g}"] + self.comments + self._notes
+            t0 = time.thread_time_ns()
+            notes = self._notes
             self._notes = []
-            # The core's counters from the previous file's end to now, encoded,
-            # compressed and written in C (pprof_writer.py).
-            period = pprof_writer.write_period(path, self._base, notes, end=snap)
+            path, period = self._write(self._base, notes, end=snap,
+                                       writer_ns=self._fixed_ns)
             self._base = period.base
-            self.files_written += 1
-            self.samples_written += period.samples
-            self._prune()
-            self._check_budget(period)
+            self._fixed_ns = time.thread_time_ns() - t0
             return path
+
+    def _write(self, base, notes: list, *, end=None, writer_ns: int = 0,
+               covered_ns: int = 0) -> tuple:
+        """One file from the core (pprof_writer: encoded, compressed and written in
+        C); the writer's CPU time counts as shadowprof's overhead, *covered_ns* is the
+        time the file stands for.  Returns (path, pprof_writer.Period)."""
+        self.seq += 1
+        name = f"{self.prefix}{self.seq:05d}.pb.gz"
+        path = os.path.join(self.directory, name)
+        head = [f"shadowprof.period file={name} seq={self.seq} pid={self.pid} "
+                f"host={self.host} start={self.start_stamp} "
+                f"period_s={self.period_s:g}"]
+        period = pprof_writer.write_period(
+            path, base, head + self.comments + notes, end=end,
+            meta_add={"overhead_weight_ns": writer_ns, "covered_ns": covered_ns},
+            strip=_own_code_ids())
+        self.files_written += 1
+        self.samples_written += period.samples
+        self._prune()
+        return path, period
+
+    def current_profile(self) -> Profile:
+        """The profile of the open window (or the last one), for the dump signal."""
+        with self._lock:
+            try:
+                snap = _core.snapshot()
+            except RuntimeError:    # no window has begun yet
+                return Profile({}, [], {}, {})
+        prof = Profile.from_snapshot(snap, per_call_overhead_ns=_api._calibrated_ns or 0.0,
+                                     per_call_overhead_cap=_api._calibrated_share)
+        return strip_pth_lines(strip_own_frames(prof, _is_own))
 
     def _prune(self) -> None:
         if self.keep <= 0:
@@ -207,21 +469,3 @@ class PeriodicWriter:
                 os.unlink(os.path.join(self.directory, f))
             except OSError:
                 pass
-
-    def _check_budget(self, period: "pprof_writer.Period") -> None:
-        if self.budget <= 0 or not period.running or period.cpu_ns <= 0:
-            return
-        share = period.sampling_ns / period.cpu_ns
-        interval = period.interval_ns
-        if share <= self.budget or interval >= MAX_BUDGET_INTERVAL_NS:
-            return
-        new = min(2 * interval, MAX_BUDGET_INTERVAL_NS)
-        try:
-            _core._set_interval(new)
-        except (RuntimeError, ValueError):
-            return
-        note = (f"shadowprof.budget interval {interval / 1e6:g}ms -> {new / 1e6:g}ms: "
-                f"sampling cost {100 * share:.2f}% of CPU > budget "
-                f"{100 * self.budget:g}%")
-        self._notes.append(note)
-        self.on_message(note)

@@ -11,7 +11,10 @@ id and those frames.  The merged profile's import roots are all the files' roots
 
 Counters add up: samples, time, lost samples, overhead, durations and CPU time (the
 merged duration is the total profiled time, which for the periodic files of one run is
-that run's duration).  The merged start time is the earliest one.
+that run's duration).  Files of duty-cycled windows (continuous mode with a budget)
+also add up the time they stand for (covered_ns, their periods): the merged profile's
+duty is profiled / covered time, by which the report turns totals into rates.
+The merged start time is the earliest one.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Merger:
         self._next_synthetic = 0
         self._roots: list = []
         self._how: set = set()
+        self._covered = 0
         self.files = 0
 
     @property
@@ -130,6 +134,9 @@ class Merger:
         self._threads.update(profile.threads)
         for k in _SUMMED:
             self._scalars[k] += getattr(profile, k)
+        # Covered time: a duty-cycled window stands for its period, any other
+        # profile for its own duration.
+        self._covered += profile.covered_ns or profile.duration_ns
         if self._interval is None or profile.interval_ns < self._interval:
             self._interval = profile.interval_ns
         if profile.start_unix_ns and (not self._start
@@ -158,6 +165,8 @@ class Merger:
             per_call_overhead_ns=weighted / n_calls if n_calls else 0.0,
             per_call_overhead_err_ns=weighted_err / n_calls if n_calls else 0.0,
             per_call_overhead_cap=self._cap if self._cap is not None else 0.5,
+            covered_ns=(self._covered if self._covered > self._scalars["duration_ns"]
+                        else 0),
             **self._scalars)
 
 

@@ -8,8 +8,8 @@ kernel does not fire CPU timers at the requested rate.
 
 from __future__ import annotations
 
-import threading
-from collections import namedtuple
+import sys
+
 
 __all__ = ["Function", "Stack", "FunctionStats", "Profile"]
 
@@ -22,7 +22,49 @@ LOST_NAME = "[lost samples]"
 # about 15 ms of start-up.
 
 
-class Function(namedtuple("Function", "id name filename firstlineno")):
+def _record(name: str, fields: str, doc: str):
+    """A namedtuple-like base class without importing collections (about 3 ms of
+    the profiled program's start-up): positional and keyword construction, field
+    access by name, _replace and _asdict, a repr, equality and pickling of a tuple."""
+    names = tuple(fields.split())
+    try:
+        from _collections import _tuplegetter   # what namedtuple uses, in C
+    except ImportError:
+        def _tuplegetter(i, doc):
+            return property(lambda self: self[i], doc=doc)
+
+    def __new__(cls, *args, **kwargs):
+        if kwargs:
+            args += tuple(kwargs.pop(f) for f in names[len(args):] if f in kwargs)
+            if kwargs:
+                raise TypeError(f"{name}() got unexpected fields {sorted(kwargs)}")
+        if len(args) != len(names):
+            raise TypeError(f"{name}() takes {len(names)} fields "
+                            f"({', '.join(names)}), got {len(args)}")
+        return tuple.__new__(cls, args)
+
+    def __repr__(self):
+        return f"{name}(" + ", ".join(f"{f}={v!r}" for f, v in zip(names, self)) + ")"
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+    def _replace(self, **changes):
+        return type(self)(*(changes.pop(f, v) for f, v in zip(names, self)))
+
+    def _asdict(self):
+        return dict(zip(names, self))
+
+    body = {"__slots__": (), "__doc__": doc, "_fields": names, "__new__": __new__,
+            "__repr__": __repr__, "__getnewargs__": __getnewargs__,
+            "_replace": _replace, "_asdict": _asdict}
+    for i, f in enumerate(names):
+        body[f] = _tuplegetter(i, f"field {i}: {f}")
+    return type(name, (tuple,), body)
+
+
+class Function(_record("Function", "id name filename firstlineno",
+                       "(id, name, filename, firstlineno)")):
     """A Python function (one code object), or a synthetic frame of shadowprof's."""
     __slots__ = ()
 
@@ -36,7 +78,8 @@ class Function(namedtuple("Function", "id name filename firstlineno")):
         return f"{self.name} ({self.filename}:{self.firstlineno})"
 
 
-class Stack(namedtuple("Stack", "thread_id frames count weight_ns")):
+class Stack(_record("Stack", "thread_id frames count weight_ns",
+                    "(thread_id, frames, count, weight_ns)")):
     """Samples of one thread that saw the same frames.  frames: ((function id, line),
     ...), root first."""
     __slots__ = ()
@@ -66,6 +109,9 @@ _PROFILE_DEFAULTS = {
     "lost_weight_ns": 0, "overhead": 0, "overhead_weight_ns": 0, "table_full": 0,
     "start_unix_ns": 0, "duration_ns": 0, "cpu_ns": 0, "per_call_overhead_ns": 0.0,
     "per_call_overhead_cap": 0.5, "corrected_ns": 0.0, "per_call_overhead_err_ns": 0.0,
+    # Wall time the profile stands for when it was profiled only part of it (the
+    # periods of duty-cycled windows: continuous.py); 0 when it is duration_ns.
+    "covered_ns": 0,
 }
 
 
@@ -136,8 +182,12 @@ class Profile:
         stacks = [Stack(tid, frames, c, w) for (tid, frames), (c, w) in counts.items()
                   if c > 0]
         names = dict(snap.get("threads", {}))
-        names.update((t.native_id, t.name) for t in threading.enumerate()
-                     if getattr(t, "native_id", None))
+        # Only if the program imported threading: importing it first from another
+        # thread than the main one (the dump thread) would break its shutdown.
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            names.update((t.native_id, t.name) for t in threading.enumerate()
+                         if getattr(t, "native_id", None))
         threads = {s.thread_id: names.get(s.thread_id, f"thread-{s.thread_id}")
                    for s in stacks}
         prof = cls(functions=functions, stacks=stacks,
@@ -224,11 +274,27 @@ class Profile:
         self.stacks = stacks
         self.corrected_ns = moved
 
+    def add_overhead(self, ns: float) -> None:
+        """Count *ns* of shadowprof's own work done outside the sampled threads (its
+        writer or dump thread) as [shadowprof overhead]."""
+        if ns > 0:
+            oid = self._function_id(OVERHEAD_NAME)
+            self.stacks.append(Stack(0, ((oid, 0),), 0, ns))
+            self.overhead_weight_ns += ns
+
     # ----------------------------------------------------------------- queries
 
     @property
     def total_ns(self) -> float:
         return sum(s.weight_ns for s in self.stacks)
+
+    @property
+    def duty(self) -> float:
+        """Share of the covered wall time that was profiled: 1.0 unless the profile
+        comes from duty-cycled windows (continuous mode with a budget)."""
+        if self.covered_ns and self.covered_ns > self.duration_ns > 0:
+            return self.duration_ns / self.covered_ns
+        return 1.0
 
     @property
     def effective_rate_hz(self) -> float:
@@ -324,7 +390,7 @@ class Profile:
                 "mode", "interval_ns", "samples", "weight_ns", "lost", "lost_weight_ns",
                 "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
                 "duration_ns", "cpu_ns", "per_call_overhead_ns", "per_call_overhead_cap",
-                "corrected_ns", "per_call_overhead_err_ns")},
+                "corrected_ns", "per_call_overhead_err_ns", "covered_ns")},
         }
 
     @classmethod
@@ -345,7 +411,8 @@ class Profile:
                 "overhead", "overhead_weight_ns", "table_full", "start_unix_ns",
                 "duration_ns", "cpu_ns", "per_call_overhead_ns", "corrected_ns")},
             per_call_overhead_cap=d.get("per_call_overhead_cap", 0.5),
-            per_call_overhead_err_ns=d.get("per_call_overhead_err_ns", 0.0))
+            per_call_overhead_err_ns=d.get("per_call_overhead_err_ns", 0.0),
+            covered_ns=d.get("covered_ns", 0))
 
     def to_json(self) -> str:
         import json
@@ -392,4 +459,76 @@ def strip_outer_frames(profile: Profile, is_outer) -> Profile:
         a = 0 if a in outer else a
         edges[(a, b)] = edges.get((a, b), 0) + n
     profile.edges = edges
+    return profile
+
+
+def strip_own_frames(profile: Profile, is_own) -> Profile:
+    """Remove the profiler's own functions (``is_own(function)`` true) from
+    *profile*, wherever they are: their calls and the edges into them go; calls
+    they made count as calls from the root; a sample with one of them on its stack
+    is shadowprof's own time and is kept as [shadowprof overhead].  A safety net
+    for frames entered before a thread of the profiler could mark itself
+    (``_core._ignore_thread``)."""
+    own = {fid for fid, fn in profile.functions.items() if not fn.synthetic
+           and is_own(fn)}
+    if not own:
+        return profile
+    stacks = []
+    overhead = None
+    for s in profile.stacks:
+        if any(fid in own for fid, _ in s.frames):
+            if overhead is None:
+                overhead = ((profile._function_id(OVERHEAD_NAME), 0),)
+            s = Stack(0, overhead, s.count, s.weight_ns)
+            profile.overhead += s.count
+            profile.overhead_weight_ns += s.weight_ns
+        stacks.append(s)
+    profile.stacks = stacks
+    profile.calls = {k: v for k, v in profile.calls.items() if k not in own}
+    edges: dict = {}
+    for (a, b), n in profile.edges.items():
+        if b in own:
+            continue
+        a = 0 if a in own else a
+        edges[(a, b)] = edges.get((a, b), 0) + n
+    profile.edges = edges
+    for fid in own:
+        del profile.functions[fid]
+    return profile
+
+
+def strip_pth_lines(profile: Profile) -> Profile:
+    """Remove the frames of ``.pth`` lines (code that site.addpackage exec's, named
+    ``<module>`` in ``<string>``) that ran after profiling began at start-up: the
+    start-up hook's own line runs again when site sees its directory twice (a
+    venv's lib and lib64).  Their samples keep the rest of their stack; calls they
+    made count as calls from the root."""
+    site = {fid for fid, fn in profile.functions.items()
+            if fn.name == "addpackage" and (fn.filename.endswith("site.py")
+                                            or fn.filename == "<frozen site>")}
+    if not site:
+        return profile
+    pth = {fid for fid, fn in profile.functions.items()
+           if fn.name == "<module>" and fn.filename == "<string>"}
+    pth = {fid for fid in pth
+           if all(a in site for (a, b) in profile.edges if b == fid)}
+    if not pth:
+        return profile
+    stacks = []
+    for s in profile.stacks:
+        frames = tuple(f for f in s.frames if f[0] not in pth)
+        if s.frames and not frames:
+            frames = ((profile._function_id(OVERHEAD_NAME), 0),)
+        stacks.append(Stack(s.thread_id, frames, s.count, s.weight_ns))
+    profile.stacks = stacks
+    profile.calls = {k: v for k, v in profile.calls.items() if k not in pth}
+    edges: dict = {}
+    for (a, b), n in profile.edges.items():
+        if b in pth:
+            continue
+        a = 0 if a in pth else a
+        edges[(a, b)] = edges.get((a, b), 0) + n
+    profile.edges = edges
+    for fid in pth:
+        del profile.functions[fid]
     return profile

@@ -130,7 +130,7 @@ MAPPING = 1
 # Scalars of Profile carried in "shadowprof.KEY=VALUE" comments.
 _META_KEYS = ("samples", "weight_ns", "lost", "lost_weight_ns", "overhead",
               "overhead_weight_ns", "table_full", "cpu_ns", "per_call_overhead_ns",
-              "corrected_ns", "per_call_overhead_err_ns")
+              "corrected_ns", "per_call_overhead_err_ns", "covered_ns")
 _META_PREFIX = "shadowprof.meta "
 
 _MASK64 = (1 << 64) - 1

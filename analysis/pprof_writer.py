@@ -47,16 +47,20 @@ class _Totals:
     """The scalars pprof.comments() reads: the writer's info dict, the calibration's
     spread and this process's import roots (as Profile.from_snapshot has them)."""
 
-    def __init__(self, info: dict, err_ns: float):
+    def __init__(self, info: dict, err_ns: float, meta_add=None):
         from .paths import import_roots
+        self.covered_ns = 0
         self.__dict__.update(info)
+        for k, v in (meta_add or {}).items():   # e.g. the writer's own time
+            setattr(self, k, getattr(self, k, 0) + v)
         self.per_call_overhead_err_ns = err_ns
         self.roots = import_roots()
 
 
-def _comment_fn(extra, err_ns: float = 0.0):
+def _comment_fn(extra, err_ns: float = 0.0, meta_add=None):
     def comments(info: dict) -> list:
-        return pprof.comments(_Totals(info, err_ns), info["total_ns"], None, extra)
+        return pprof.comments(_Totals(info, err_ns, meta_add), info["total_ns"], None,
+                              extra)
     return comments
 
 
@@ -111,13 +115,16 @@ def _write(path: str, base, end, **kwargs) -> tuple:
     return info, mark
 
 
-def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
+def write_period(path: str, base=None, comments=(), *, end=None,
+                 meta_add: dict | None = None, strip=None) -> Period:
     """Write the profile of the session from *base* to *end* (None: now) to *path*
     (gzipped profile.proto, written atomically), with *comments* after its own.
     *base*: None, or a previous call's ``Period.base``.  *end*: None, a mark
     (``_core.mark()``), or the snapshot dict of the stopped core.  The hook's
     calibrated per-call cost is moved into [shadowprof overhead] as
-    Profile.from_snapshot() does."""
+    Profile.from_snapshot() does.  *meta_add*: numbers added to the profile's
+    scalars (covered_ns, or the writer's own time as overhead_weight_ns).  *strip*:
+    code ids removed from the root end of stacks, with their calls."""
     per_call, cap, err = _calibration()
     if not _core._session()["native"]:
         if isinstance(end, dict):
@@ -126,13 +133,15 @@ def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
         try:
             info, new = _write(path, mark, end, threads=_thread_names(),
                                per_call_overhead_ns=per_call, per_call_overhead_cap=cap,
-                               comments=_comment_fn(list(comments), err),
+                               comments=_comment_fn(list(comments), err, meta_add),
+                               strip=strip,
                                level=GZIP_LEVEL)
         except ValueError:
             if mark is None:
                 raise
             # a base of an earlier session (forked since): start afresh
-            return write_period(path, None, comments, end=end)
+            return write_period(path, None, comments, end=end, meta_add=meta_add,
+                                strip=strip)
         sampling = info["handler_ns"] + info["drain_ns"]
         return Period(_Base(new, sampling), info["samples"], info["cpu_ns"],
                       info["duration_ns"], info["running"], info["interval_ns"],
@@ -146,6 +155,8 @@ def write_period(path: str, base=None, comments=(), *, end=None) -> Period:
     base_snap = base if isinstance(base, dict) else None
     prof = Profile.from_snapshot(snap, base_snap, per_call_overhead_ns=per_call,
                                  per_call_overhead_cap=cap, per_call_overhead_err_ns=err)
+    for k, v in (meta_add or {}).items():
+        setattr(prof, k, getattr(prof, k, 0) + v)
     data = pprof.encode(prof, list(comments))
     formats.write_bytes(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), path)
     sampling = sum(snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .paths import PathMapper, display_path, is_machinery
 
-__all__ = ["render", "header", "no_samples_reason"]
+__all__ = ["render", "header", "duty_line", "no_samples_reason"]
 
 
 def _fmt_s(ns: float) -> str:
@@ -90,6 +90,20 @@ def header(profile, confidence: float = 0.95) -> str:
             f"profiler overhead {share:.1f}%{band}")
 
 
+def duty_line(profile) -> str:
+    """For a profile of duty-cycled windows (continuous mode with a budget): the
+    profiled and covered time, and rates per second of profiled time."""
+    profiled = profile.duration_ns / 1e9
+    calls = sum(profile.calls.values())
+    clock = "CPU" if profile.mode == "cpu" else "wall"
+    return (f"duty-cycled: {profiled:.3g} s profiled in {profile.covered_ns / 1e9:.3g} s "
+            f"(duty {100 * profile.duty:.3g}%); per second profiled: {calls / profiled:,.0f} "
+            f"calls, {profile.total_ns / 1e9 / profiled:.3g} s of {clock} time.  Times and "
+            f"calls below are of the profiled windows only; scaled by the duty "
+            f"(x{1 / profile.duty:.3g}) they estimate the whole time covered: about "
+            f"{calls / profile.duty:,.0f} calls")
+
+
 def render(profile, *, top: int = 20, tree_threshold: float = 0.01,
            tree_depth: int = 40, machinery: bool = False) -> str:
     """Return the report of *profile* as text.
@@ -105,6 +119,8 @@ def render(profile, *, top: int = 20, tree_threshold: float = 0.01,
     total = profile.total_ns
     roots = profile.roots
     lines = [header(profile)]
+    if profile.duty < 1.0:
+        lines.append(duty_line(profile))
     stats = profile.function_stats()
     if total <= 0:
         total = 1

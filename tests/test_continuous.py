@@ -1,5 +1,6 @@
 """Continuous mode (period=): one complete pprof file per period, counts of each
-period only, old files pruned, never a partial file under a final name."""
+period only, old files pruned, never a partial file under a final name.  Always on
+(budget=off) here; the duty-cycled windows of budget= are in test_duty.py."""
 
 import os
 import re
@@ -40,7 +41,8 @@ def test_files_cover_each_period_exactly(py, tmp_path):
     from shadowprof.pprof import decode, read_pprof
     import gzip
     d = tmp_path / "profiles"
-    served, written, total = serve(py, f"period=0.5s,keep=0,interval=1ms,output={d}", 2.6)
+    served, written, total = serve(py, f"period=0.5s,keep=0,interval=1ms,budget=off,output={d}",
+                                   2.6)
     files = sorted(d.glob("*.pb.gz"))
     assert len(files) == written
     assert 4 <= written <= 8, written     # 2.6 s / 0.5 s, plus the partial last one
@@ -59,7 +61,7 @@ def test_files_cover_each_period_exactly(py, tmp_path):
 
 def test_old_files_pruned(py, tmp_path):
     d = tmp_path / "profiles"
-    served, written, total = serve(py, f"period=0.3s,keep=2,output={d}", 1.5)
+    served, written, total = serve(py, f"period=0.3s,keep=2,budget=off,output={d}", 1.5)
     files = sorted(f.name for f in d.glob("*.pb.gz"))
     assert written >= 4 and len(files) == 2
     seqs = [int(f.split("-")[-1].split(".")[0]) for f in files]
@@ -81,7 +83,7 @@ def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
         "    for f in fs: f(1)\n")
     for delay in (0.35, 0.5, 0.62, 0.8, 1.05):
         proc = subprocess.Popen([py, str(prog)], env=canary_venv.clean_env(
-            SHADOWPROF=f"period=0.1s,keep=0,interval=1ms,output={d}"),
+            SHADOWPROF=f"period=0.1s,keep=0,interval=1ms,budget=off,output={d}"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -91,56 +93,3 @@ def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
     for f in finals:
         assert not f.name.startswith(".")
         read_pprof(str(f))      # complete: decodes
-
-
-BUDGET_PROGRAM = """\
-import sys, threading, time
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
-def idle(stop):
-    while not stop.wait(0.001):
-        pass
-stop = threading.Event()
-threads = [threading.Thread(target=idle, args=(stop,)) for _ in range(int(sys.argv[1]))]
-for t in threads:
-    t.start()
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    fib(15)
-stop.set()
-for t in threads:
-    t.join()
-"""
-
-
-def budget_notes(py, tmp_path, options, threads, seconds):
-    from shadowprof.pprof import decode
-    import gzip
-    prog = tmp_path / "budget_prog.py"
-    prog.write_text(BUDGET_PROGRAM)
-    d = tmp_path / "profiles"
-    p = canary_venv.run(py, str(prog), str(threads), str(seconds),
-                        env={"SHADOWPROF": f"{options},keep=0,output={d}"})
-    assert p.returncode == 0, p.stderr
-    notes = []
-    for f in sorted(d.glob("*.pb.gz")):
-        notes += [c for c in decode(gzip.decompress(f.read_bytes())).comments
-                  if c.startswith("shadowprof.budget")]
-    return notes
-
-
-def test_budget_raises_the_interval_when_sampling_is_expensive(py, tmp_path):
-    # 24 threads sampled 10,000 times a second of wall time each, a process that
-    # mostly waits: the handler and the drain cost far more than 1% of its CPU.
-    notes = budget_notes(py, tmp_path, "mode=wall,interval=100us,period=0.4s,budget=1%",
-                         24, 2.0)
-    assert notes, "the interval was never raised"
-    assert "interval 0.1ms -> 0.2ms" in notes[0], notes
-    assert "sampling cost" in notes[0]
-
-
-def test_budget_ignores_the_hooks_per_call_cost(py, tmp_path):
-    # All calls, sampled at 100 Hz: the hook costs tens of percent here, sampling
-    # a tiny fraction; the interval must stay where it was.
-    notes = budget_notes(py, tmp_path, "interval=10ms,period=0.4s,budget=1%", 0, 2.0)
-    assert notes == []

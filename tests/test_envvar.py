@@ -89,8 +89,12 @@ def test_signal_native_fork_keep_period_budget_accepted(py, tmp_path):
     p = run(py, "signal=usr1,top=1")
     assert REPORT in p.stderr
     d = tmp_path / "cont"
-    p = run(py, f"period=10s,keep=3,budget=5%,output={d}")
+    p = run(py, f"period=10s,keep=3,budget=off,output={d}")
     assert len(list(d.glob("*.pb.gz"))) == 1    # the one partial period at exit
+    # Duty-cycled: the short run ends before or in its first window (random offset).
+    p = run(py, f"period=10s,keep=3,budget=5%,output={d}/duty")
+    assert "periodic profiles in" in p.stderr
+    assert len(list((d / "duty").glob("*.pb.gz"))) <= 1
 
 
 @pytest.mark.parametrize("options,named", [
