@@ -136,8 +136,10 @@ def test_duty_cycled_files_say_what_they_cover_with_exact_calls(py, tmp_path):
             continue   # a window cut by the exit, after the program's loop
         assert calls.get("unit", 0) > 0, (calls, fields)
         assert abs(calls["leaf"] - 50 * calls["unit"]) <= 100, calls
-        # The overhead figure is true: the hook's per-call cost and the writer.
-        assert prof.overhead_share > 0
+        # The overhead figure is true: the hook's per-call cost and the writer (a
+        # window without a sample has no time to share, but the writer's is there).
+        assert prof.overhead_weight_ns > 0
+        assert prof.overhead_share > 0 or not prof.samples
         # go tool pprof reads the file, and its calls are the window's exact ones.
         top = go_pprof("-top", "-sample_index=calls", "-nodefraction=0", str(f))
         m = re.search(r"^\s*(\d+)\s+\S+%\s+\S+%\s+\d+\s+\S+%\s+leaf$", top, re.M)
