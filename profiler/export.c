@@ -158,6 +158,7 @@ mark_take(int drain)
         m->count[i] = v.count;
         m->weight[i] = v.weight_ns;
     }
+    sp_registry_sum_calls();   /* the hooks count edges; calls are their sums */
     for (uint32_t id = 0; id < m->nids; id++)
         m->calls[id] = sp_registry_get(id)->calls;
     edge_collect_t c = {m, 0, 0};

@@ -87,6 +87,7 @@ main(void)
     for (uint32_t c = 0; c < 10; c++)
         for (uint32_t k = 0; k <= c; k++)
             sp_code_count_call(ea, SP_ID_FIRST_CODE + c);
+    sp_registry_sum_calls();          /* calls are the sum of the edges */
     CHECK(ea->calls == 1000 + 55);
     edge_sum = edge_from_5 = 0;
     sp_registry_visit_edges(visit, &id);
@@ -100,6 +101,7 @@ main(void)
     sp_registry_visit_edges(visit, &id);
     CHECK(edge_sum == 3055);
     sp_registry_reset_counts();
+    sp_registry_sum_calls();
     CHECK(ea->calls == 0);
     edge_sum = 0;
     sp_registry_visit_edges(visit, &id);
