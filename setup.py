@@ -1,7 +1,8 @@
 """Builds the shadowprof._core extension; metadata lives in pyproject.toml.
 
-The package `shadowprof` comes from analysis/ (see [tool.setuptools] in
-pyproject.toml); the extension is every profiler/*.c.
+The package `shadowprof` is the runtime in profiler/*.py with the extension built
+from every profiler/*.c; its subpackage `shadowprof.analysis`, what reads profiles,
+is analysis/ (see [tool.setuptools] in pyproject.toml).
 """
 import glob
 import os

@@ -1,21 +1,11 @@
-"""shadowprof: a low-overhead sampling-hybrid profiler for CPython.
+"""shadowprof.analysis: everything that reads profiles, apart from the profiler.
 
-A C hook keeps a per-thread shadow stack of the running Python functions and counts
-every call exactly; a SIGPROF timer samples those stacks.  You get statistical time per
-function and line plus exact call counts, at a sampler's cost.
-
-    import shadowprof
-
-    with shadowprof.Profiler(interval="10ms") as prof:
-        work()
-    print(prof.profile.report())
-
-From the command line: ``python -m shadowprof script.py [args]``.
+The in-memory model (model.py), the file formats (formats.py and one module per
+format), the text report, statistics, diff, merge and the flame graph, and the
+subcommands that run them (commands.py).  Nothing here imports the runtime in the
+package above it (the API, the command line, the start-up hook and the continuous
+writer): they use this package, never the other way round, so a profile can be read
+where shadowprof's C core cannot be loaded.
 """
 
-from ._api import Profiler, profile
-from .model import Function, Profile, Stack
-from ._options import parse_interval
-
-__all__ = ["Profiler", "profile", "Profile", "Function", "Stack", "parse_interval"]
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from . import __version__
 from .model import Profile
 
 __all__ = ["write_speedscope", "to_speedscope", "SCHEMA_URL"]
@@ -22,7 +23,6 @@ SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
 def to_speedscope(profile: Profile, name: str = "shadowprof profile") -> dict:
     """The speedscope file as a JSON-ready dict."""
-    from . import __version__
     frames, index = [], {}
 
     def frame(fid: int) -> int:

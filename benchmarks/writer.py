@@ -27,8 +27,9 @@ import tempfile
 import time
 
 import shadowprof
-from shadowprof import _core, formats, pprof, pprof_writer
-from shadowprof.model import Profile
+from shadowprof import _core, pprof_writer
+from shadowprof.analysis import formats, pprof
+from shadowprof.analysis.model import Profile
 
 N_FUNCS = 2000
 THREADS = (101, 102, 103, 104)

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dat
 import ana_synth  # noqa: E402
 from conftest import run_shadowprof  # noqa: E402
 
-from shadowprof import diff  # noqa: E402
+from shadowprof.analysis import diff  # noqa: E402
 
 SHARES = ana_synth.SHARES
 
@@ -82,7 +82,7 @@ def test_cli_gates_on_regressions_and_shows_call_changes(tmp_path):
     worse = ana_synth.draw(ana_synth.shifted(SHARES, 0, 2, 5), 5000, rng,
                            calls_scale=2)
     # And the canary as pprof: foreign-format files are compared alike.
-    from shadowprof import formats
+    from shadowprof.analysis import formats
     formats.write_profile(worse, str(tmp_path / "canary.pb.gz"), "pprof")
 
     r = run_shadowprof("diff", base, same)
@@ -137,7 +137,7 @@ def _per_call_profile(rng, rate, cost, calls):
     """A run with leaf 'work' (called *calls* times, *cost* ms each) and leaf 'rest'
     (1000 ms in all), sampled at *rate* samples per ms: each leaf's samples are
     Poisson with mean rate x its time, each sample standing for 1/rate ms."""
-    from shadowprof.model import Function, Profile, Stack
+    from shadowprof.analysis.model import Function, Profile, Stack
     x = _poisson(rng, rate * cost * calls)
     y = _poisson(rng, rate * 1000)
     w = round(1_000_000 / rate)

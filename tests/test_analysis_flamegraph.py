@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dat
 import ana_synth  # noqa: E402
 from conftest import run_shadowprof  # noqa: E402
 
-from shadowprof import flamegraph  # noqa: E402
+from shadowprof.analysis import flamegraph  # noqa: E402
 
 WIDTH = 1200
 
@@ -171,7 +171,7 @@ def test_static_svg(tmp_path):
 
 
 def test_differential_tree_holds_both_profiles_frames():
-    from shadowprof.model import Function, Profile, Stack
+    from shadowprof.analysis.model import Function, Profile, Stack
     fns = {1: Function(1, "main", "/v1/app.py", 1),
            2: Function(2, "old", "/v1/app.py", 5),
            3: Function(3, "new", "/v1/app.py", 9)}

@@ -12,8 +12,8 @@ sys.path.insert(0, DATA)
 import ana_synth  # noqa: E402
 from conftest import run_shadowprof  # noqa: E402
 
-from shadowprof.merge import Merger, load_profile, merge_files  # noqa: E402
-from shadowprof.model import Profile, Stack  # noqa: E402
+from shadowprof.analysis.merge import Merger, load_profile, merge_files  # noqa: E402
+from shadowprof.analysis.model import Profile, Stack  # noqa: E402
 
 SCALARS = ("mode", "samples", "weight_ns", "lost", "lost_weight_ns", "overhead",
            "overhead_weight_ns", "table_full", "duration_ns", "cpu_ns",
@@ -155,7 +155,7 @@ def test_merge_cli_errors_are_one_line(tmp_path):
 def test_hosts_with_other_release_folders_merge_function_by_function():
     # Two hosts deployed one release into different folders; each profile records
     # its import roots.  The merged profile has each function once.
-    from shadowprof.model import Function
+    from shadowprof.analysis.model import Function
     profiles = []
     for folder in ("/srv/releases/2024-05-01-a", "/opt/app"):
         fns = {1: Function(1, "main", f"{folder}/app.py", 1),

@@ -10,8 +10,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dat
 import ana_synth  # noqa: E402
 from conftest import run_shadowprof  # noqa: E402
 
-from shadowprof import stats  # noqa: E402
-from shadowprof.model import Stack  # noqa: E402
+from shadowprof.analysis import stats  # noqa: E402
+from shadowprof.analysis.model import Stack  # noqa: E402
 
 
 def _rows(text):

@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 import ana_synth  # noqa: E402
 
-from shadowprof import stats  # noqa: E402
-from shadowprof.diff import sample_counts  # noqa: E402
+from shadowprof.analysis import stats  # noqa: E402
+from shadowprof.analysis.diff import sample_counts  # noqa: E402
 
 
 def _coverage(n, draws, seed):

@@ -158,7 +158,7 @@ UMASK_PROGRAM = r"""
 import os, sys, time
 os.umask(int(sys.argv[2], 8))
 import shadowprof
-from shadowprof import formats
+from shadowprof.analysis import formats
 from shadowprof.continuous import PeriodicWriter
 out = sys.argv[1]
 prof = shadowprof.Profiler(interval="1ms")
@@ -187,7 +187,7 @@ def test_every_format_and_continuous_files_follow_the_umask(tmp_path):
         modes = {str(f): oct(stat.S_IMODE(os.stat(f).st_mode)) for f in files}
         assert set(modes.values()) == {oct(want)}, modes
     # The period files carry the import roots.
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     period = sorted(os.listdir(tmp_path / "022" / "periods"))[0]
     roots = read_pprof(str(tmp_path / "022" / "periods" / period)).roots
     assert roots and all(os.path.isabs(p) for p in roots)

@@ -38,7 +38,7 @@ def calls_of(prof, name):
 
 
 def test_files_cover_each_period_exactly(py, tmp_path):
-    from shadowprof.pprof import decode, read_pprof
+    from shadowprof.analysis.pprof import decode, read_pprof
     import gzip
     d = tmp_path / "profiles"
     served, written, total = serve(py, f"period=0.5s,keep=0,interval=1ms,budget=off,output={d}",
@@ -69,7 +69,7 @@ def test_old_files_pruned(py, tmp_path):
 
 
 def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     d = tmp_path / "profiles"
     # Many distinct functions make each file slow enough to be caught mid-write.
     prog = tmp_path / "many.py"

@@ -45,7 +45,7 @@ def start(py, tmp_path, options):
 
 
 def test_dump_writes_profile_and_stacks_without_stopping(py, tmp_path):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     proc = start(py, tmp_path, "interval=1ms,quiet")
     time.sleep(0.3)
     proc.send_signal(signal.SIGUSR2)

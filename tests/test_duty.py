@@ -18,8 +18,8 @@ import canary_venv  # noqa: E402
 
 from shadowprof import _api  # noqa: E402
 from shadowprof.continuous import window_length  # noqa: E402
-from shadowprof.merge import Merger  # noqa: E402
-from shadowprof.model import Function, Profile, Stack, strip_own_frames  # noqa: E402
+from shadowprof.analysis.merge import Merger  # noqa: E402
+from shadowprof.analysis.model import Function, Profile, Stack, strip_own_frames  # noqa: E402
 
 # Call-only: unit() calls leaf() exactly 50 times, so in any window the calls of
 # leaf are 50 x those of unit, give or take the one unit cut by each window edge.
@@ -87,7 +87,7 @@ def go_pprof(*args):
 
 
 def comments(path):
-    from shadowprof.pprof import decode
+    from shadowprof.analysis.pprof import decode
     return decode(gzip.decompress(path.read_bytes())).comments
 
 
@@ -111,7 +111,7 @@ def test_window_length_keeps_the_total_under_the_budget():
 
 
 def test_duty_cycled_files_say_what_they_cover_with_exact_calls(py, tmp_path):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     d = tmp_path / "periods"
     p = run_program(py, tmp_path, 3.0, options=f"period=0.4s,keep=0,output={d}")
     assert "periodic profiles in" in p.stderr

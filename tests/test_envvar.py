@@ -28,7 +28,7 @@ def run(py, options, *args, cwd=None):
 
 
 def read(path):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     return read_pprof(str(path))
 
 

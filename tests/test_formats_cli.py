@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 import fmt_common as fc  # noqa: E402
 
-from shadowprof import formats  # noqa: E402
+from shadowprof.analysis import formats  # noqa: E402
 
 ALL = ["text", "json", "pprof", "collapsed", "speedscope", "pstats"]
 
@@ -116,8 +116,8 @@ KILLED_WRITER = """\
 import sys, time
 sys.path.insert(0, {data!r})
 import fmt_common as fc
-from shadowprof import formats
-from shadowprof.model import Profile, Stack
+from shadowprof.analysis import formats
+from shadowprof.analysis.model import Profile, Stack
 prof = fc.made_up_profile()
 base = prof.stacks[0]
 prof.stacks = [Stack(101, base.frames + ((6, i),), 1, 1000 + i) for i in range(300_000)]

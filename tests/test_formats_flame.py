@@ -13,9 +13,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 import fmt_common as fc  # noqa: E402
 
-from shadowprof import formats, pprof  # noqa: E402
-from shadowprof.model import Profile  # noqa: E402
-from shadowprof.speedscope import to_speedscope  # noqa: E402
+from shadowprof.analysis import formats, pprof  # noqa: E402
+from shadowprof.analysis.model import Profile  # noqa: E402
+from shadowprof.analysis.speedscope import to_speedscope  # noqa: E402
 
 SCHEMA = os.path.join(os.path.dirname(fc.PROTO), "fmt_speedscope_schema.json")
 

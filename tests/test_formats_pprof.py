@@ -17,8 +17,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 import fmt_common as fc  # noqa: E402
 
-from shadowprof import formats, pprof  # noqa: E402
-from shadowprof.model import Profile  # noqa: E402
+from shadowprof.analysis import formats, pprof  # noqa: E402
+from shadowprof.analysis.model import Profile  # noqa: E402
 
 
 # --------------------------------------------------------------------------- encoder
@@ -327,7 +327,7 @@ def test_protoc_decodes_our_file(workload, tmp_path):
 
 
 def test_schema_copy_matches_our_field_numbers():
-    """tests/data/fmt_profile.proto and the constants of shadowprof.pprof agree."""
+    """tests/data/fmt_profile.proto and the constants of shadowprof.analysis.pprof agree."""
     text = open(fc.PROTO).read()
     messages = dict(re.findall(r"message (\w+) \{(.*?)\n\}", text, re.S))
     for msg, body in messages.items():

@@ -17,8 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "data"))
 import fmt_common as fc  # noqa: E402
 
-from shadowprof import formats  # noqa: E402
-from shadowprof.pstats_export import to_pstats  # noqa: E402
+from shadowprof.analysis import formats  # noqa: E402
+from shadowprof.analysis.pstats_export import to_pstats  # noqa: E402
 
 PROGRAM = os.path.join(HERE, "data", "cc_program.py")
 DRIVER = os.path.join(HERE, "data", "cc_driver.py")
@@ -75,7 +75,7 @@ def test_times_and_primitive_calls(tmp_path):
     calls (fact: 5/1); callers carry exact counts and the time per caller."""
     path = tmp_path / "w.json"
     fc.profile_workload(path)
-    from shadowprof.model import Profile
+    from shadowprof.analysis.model import Profile
     prof = Profile.load_json(path)
     out = tmp_path / "w.pstats"
     formats.write_profile(prof, str(out), "pstats")

@@ -107,7 +107,7 @@ def test_startup_warns_of_a_bad_destination_at_start(py, tmp_path, how, case):
 @pytest.mark.parametrize("code", [0, 3])
 def test_startup_write_failing_at_exit_falls_back_and_exits_120(py, tmp_path, how,
                                                                 code):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     out = str(tmp_path / "prof.pb.gz")
     tmp = tmp_path / "tmp"
     tmp.mkdir()

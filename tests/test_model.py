@@ -2,7 +2,7 @@
 
 import pytest
 
-from shadowprof.model import Function, Profile, Stack, strip_outer_frames
+from shadowprof.analysis.model import Function, Profile, Stack, strip_outer_frames
 
 
 def make_profile(per_call=0.0, cap=0.5):

@@ -22,7 +22,7 @@ sys.path.insert(0, DATA)
 import fmt_common as fc  # noqa: E402
 
 from shadowprof import native as native_mod  # noqa: E402
-from shadowprof.model import Profile  # noqa: E402
+from shadowprof.analysis.model import Profile  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOAD = os.path.join(DATA, "native_workload.py")

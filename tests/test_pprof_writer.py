@@ -21,9 +21,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dat
 import fmt_common as fc  # noqa: E402
 
 import shadowprof  # noqa: E402
-from shadowprof import _core, continuous, pprof, pprof_writer  # noqa: E402
+from shadowprof import _core, continuous, pprof_writer  # noqa: E402
+from shadowprof.analysis import pprof  # noqa: E402
 from shadowprof.continuous import PeriodicWriter  # noqa: E402
-from shadowprof.model import Profile, strip_outer_frames, strip_own_frames  # noqa: E402
+from shadowprof.analysis.model import Profile, strip_outer_frames, strip_own_frames  # noqa: E402
 
 N_FUNCS = 12
 

@@ -50,7 +50,7 @@ def test_json_keeps_the_name(outputs):
 
 
 def test_pprof_keeps_the_name(outputs):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     p = read_pprof(str(outputs["pprof"]))
     assert "worker-1" in set(p.threads.values()), p.threads
 

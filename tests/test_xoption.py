@@ -32,7 +32,7 @@ def test_bare_flag_prints_report_and_keeps_stdout_and_exit_code(py):
 
 
 def test_flag_with_output_file(py, tmp_path):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     out = tmp_path / "out.pb.gz"
     p = canary_venv.run(py, f"-Xshadowprof={out}", PROG)
     assert p.returncode == 0 and p.stdout == RESULT, p.stderr
@@ -43,7 +43,7 @@ def test_flag_with_output_file(py, tmp_path):
 
 
 def test_full_form_with_pid_template(py, tmp_path):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     p = canary_venv.run(py, "-X", "shadowprof=interval=5ms,mode=wall,"
                         "output=prof-{pid}.pb.gz,format=pprof", PROG, cwd=str(tmp_path))
     assert p.returncode == 0 and p.stdout == RESULT, p.stderr
@@ -61,7 +61,7 @@ def test_flag_wins_over_variable(py):
 
 
 def test_forked_child_profiles_into_its_own_file(py, tmp_path, write_script):
-    from shadowprof.pprof import read_pprof
+    from shadowprof.analysis.pprof import read_pprof
     script = write_script(
         "import os, sys\n"
         "def parent_work():\n    return sum(i for i in range(1000))\n"

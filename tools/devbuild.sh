@@ -8,8 +8,9 @@ DEST="${1:-/tmp/shadowprof-dev}"
 PY="${2:-${SHADOWPROF_PYTHON:-python3}}"
 INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 SUF=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
-mkdir -p "$DEST/shadowprof"
-cp "$ROOT"/analysis/*.py "$DEST/shadowprof/"
+mkdir -p "$DEST/shadowprof/analysis"
+cp "$ROOT"/profiler/*.py "$DEST/shadowprof/"
+cp "$ROOT"/analysis/*.py "$DEST/shadowprof/analysis/"
 gcc -O2 -g -fPIC -shared -fvisibility=hidden -fno-omit-frame-pointer -Wall \
     ${EXTRA_CFLAGS:-} -I"$INC" "$ROOT"/profiler/*.c -o "$DEST/shadowprof/_core$SUF" \
     -lpthread -lz

@@ -13,9 +13,10 @@ import os
 import sys
 import time
 
-from shadowprof import Profiler, _core, formats
-from shadowprof.pprof import write_pprof
-from shadowprof.model import Profile
+from shadowprof import Profiler, _core
+from shadowprof.analysis import formats
+from shadowprof.analysis.pprof import write_pprof
+from shadowprof.analysis.model import Profile
 
 
 def spin(seconds):

@@ -7,7 +7,7 @@ the true self share of each leaf is known exactly.
 
 import random
 
-from shadowprof.model import Function, Profile, Stack
+from shadowprof.analysis.model import Function, Profile, Stack
 
 FILE = "/srv/app/service.py"
 LEAVES = ("parse_request", "render_page", "query_db", "compress", "log_line",

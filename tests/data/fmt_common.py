@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from shadowprof.model import SYNTHETIC_FILE, Function, Profile, Stack
+from shadowprof.analysis.model import SYNTHETIC_FILE, Function, Profile, Stack
 
 DATA = os.path.dirname(os.path.abspath(__file__))
 WORKLOAD = os.path.join(DATA, "fmt_workload.py")

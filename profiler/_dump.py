@@ -111,7 +111,7 @@ class DumpListener:
 
     def _dump(self) -> str:
         stacks = format_stacks(_core.thread_stacks())
-        from . import formats
+        from .analysis import formats
         host = os.uname().nodename.replace("/", "_") or "host"
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         self.dumps += 1

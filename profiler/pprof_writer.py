@@ -33,8 +33,9 @@ import os
 import threading
 import time
 
-from . import _core, formats, pprof
-from .model import Profile
+from . import _core
+from .analysis import formats, pprof
+from .analysis.model import Profile
 
 __all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
 
@@ -48,7 +49,7 @@ class _Totals:
     spread and this process's import roots (as Profile.from_snapshot has them)."""
 
     def __init__(self, info: dict, err_ns: float, meta_add=None):
-        from .paths import import_roots
+        from .analysis.paths import import_roots
         self.covered_ns = 0
         self.__dict__.update(info)
         for k, v in (meta_add or {}).items():   # e.g. the writer's own time

@@ -53,7 +53,7 @@ import threading
 import time
 
 from . import _api, _core, pprof_writer
-from .model import Profile, strip_own_frames, strip_pth_lines
+from .analysis.model import Profile, strip_own_frames, strip_pth_lines
 
 __all__ = ["PeriodicWriter", "file_prefix", "add_comments", "window_length"]
 

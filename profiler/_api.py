@@ -10,7 +10,7 @@ import time
 
 from . import _core
 from ._options import MODES, parse_interval
-from .model import Profile
+from .analysis.model import Profile
 
 __all__ = ["Profiler", "profile"]
 
@@ -248,7 +248,7 @@ class Profiler:
         shadowprof.formats).  pprof files are encoded from the core's own tables in C,
         compressed and written without holding the GIL: milliseconds where encoding
         the Profile in Python takes seconds."""
-        from . import formats
+        from .analysis import formats
         fmt = formats.format_for(os.fspath(path), format)
         if fmt == "pprof":
             from . import pprof_writer

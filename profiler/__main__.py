@@ -12,7 +12,7 @@ import runpy
 import sys
 import types
 
-from . import formats
+from .analysis import formats
 from ._options import MODES, parse_interval
 
 USAGE = ("python -m shadowprof [options] script.py [args ...]\n"
@@ -190,7 +190,7 @@ class _ForkedChildExit:
         if cls.current is None or cls.written_pid == os.getpid():
             return
         cls.written_pid = os.getpid()
-        from .model import strip_outer_frames
+        from .analysis.model import strip_outer_frames
         profiler, output, fmt = cls.current
         try:
             profile = profiler.stop() if profiler.running else profiler.profile
@@ -286,7 +286,7 @@ def run(argv: list) -> int:
             return _error(f"can't open file {script!r}: no such file")
 
     from ._api import Profiler
-    from .model import strip_outer_frames
+    from .analysis.model import strip_outer_frames
 
     main_mod = types.ModuleType("__main__")
     saved_main = sys.modules.get("__main__")
@@ -381,7 +381,7 @@ def main(argv: list | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("report", "merge", "diff", "flamegraph") \
             and not os.path.exists(argv[0]):
-        from ._commands import COMMANDS   # the analysis subcommands (_commands.py)
+        from .analysis.commands import COMMANDS   # the subcommands that read profiles
         return COMMANDS[argv[0]](argv[1:])
     if argv and argv[0] == "run" and not os.path.exists("run"):
         argv = argv[1:]

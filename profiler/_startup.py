@@ -114,7 +114,7 @@ def resolve(text: str) -> dict:
             opts["budget"] = 0.01
     else:
         if out:
-            from . import formats
+            from .analysis import formats
             path = _expand(out, opts["start_stamp"])
             opts["format"] = formats.format_for(path, opts["format"])
             if os.path.isdir(path):
@@ -184,7 +184,7 @@ class Session:
     def _save(self, profile, path: str, fmt) -> None:
         """Write *profile* (the Profiler's, without shadowprof's own frames) to
         *path*; pprof straight from the core in C, which strips the same frames."""
-        from . import formats
+        from .analysis import formats
         if (fmt or formats.format_for(path, None)) == "pprof":
             from . import pprof_writer
             snap = self.profiler.last_snapshot or {"functions": {}}
@@ -201,7 +201,7 @@ class Session:
         formats.write_profile(profile, path, fmt)
 
     def _dump_profile(self):
-        from .model import strip_own_frames, strip_pth_lines
+        from .analysis.model import strip_own_frames, strip_pth_lines
         if self.writer is not None:
             return self.writer.current_profile()
         return strip_pth_lines(strip_own_frames(self.profiler.snapshot(), _is_own))
@@ -232,7 +232,7 @@ class Session:
 
     def _write(self, write, path: str) -> bool:
         """write(path), else a fallback file (see stop()); True if *path* was written."""
-        from . import formats
+        from .analysis import formats
         where, error = formats.write_or_fall_back(write, path)
         if error is not None:
             went = (f"written to {where} instead" if where
@@ -244,7 +244,7 @@ class Session:
 
     def _stop(self) -> None:
         from . import _core
-        from .model import strip_own_frames, strip_pth_lines
+        from .analysis.model import strip_own_frames, strip_pth_lines
         if not self.running:
             return
         if self.dumper is not None:
@@ -276,7 +276,7 @@ class Session:
         profile = strip_pth_lines(strip_own_frames(self.profiler.stop(), _is_own))
         if self.dumper is not None and self.dumper.cost_ns:
             profile.add_overhead(self.dumper.cost_ns)
-        from . import formats
+        from .analysis import formats
         if os.getpid() != self.pid:   # a forked child: a file of its own, no report
             if out and out != "-":
                 path = _expand(out, opts["start_stamp"])
