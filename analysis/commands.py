@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import linecache
 import os
-import re
 import sys
 
-from . import stats
 from .model import Profile
 
-__all__ = ["COMMANDS", "cmd_report", "cmd_merge", "cmd_diff", "cmd_flamegraph",
-           "render_report"]
+__all__ = ["COMMANDS", "cmd_report", "cmd_merge", "cmd_diff", "cmd_flamegraph"]
 
 PROFILE_SUFFIXES = (".json", ".pb.gz", ".pprof", ".pb")
 
@@ -70,25 +66,6 @@ def _load(paths: list) -> Profile:
                           f": {msg}") from None
 
 
-def _regex(pattern: str | None, option: str):
-    if pattern is None:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise _Error(f"{option} {pattern!r} is not a valid regular expression ({e}); "
-                     "escape special characters with \\") from None
-
-
-def _counts_of(profile: Profile):
-    """The sample count of a stack; for profiles with times only (some foreign pprof
-    files), the time in periods of the sampling interval."""
-    if any(s.count for s in profile.stacks):
-        return lambda s: s.count
-    period = profile.interval_ns or 1
-    return lambda s: round(s.weight_ns / period)
-
-
 def _select_threads(profile: Profile, thread: str | None) -> Profile:
     if thread is None:
         return profile
@@ -107,170 +84,6 @@ def _select_threads(profile: Profile, thread: str | None) -> Profile:
 
 
 # --------------------------------------------------------------------------- report
-
-def _short(path: str, roots=()) -> str:
-    from .paths import display_path
-    return display_path(path, roots)
-
-
-def _where(fn, roots=()) -> str:
-    return "" if fn.synthetic else f"  {_short(fn.filename, roots)}:{fn.firstlineno}"
-
-
-def render_report(profile: Profile, *, top: int = 20, sort: str = "self",
-                  confidence: float = 0.95, file: str | None = None,
-                  function: str | None = None, match: str | None = None,
-                  tree_threshold: float = 0.01, machinery: bool = False) -> str:
-    """The report with a confidence interval on every share, filtered and sorted.
-
-    Shares are of sample counts, each with its Wilson score interval (stats.py says
-    why); seconds are the time the samples stand for.  file, function and match are
-    regular expressions (searched in the file name, the qualified name, and
-    ``name file:line``) selecting the functions listed and the call-tree paths shown;
-    shares stay shares of all samples.  Sorted by calls, the interpreter's machinery
-    (paths.is_machinery) is left out unless *machinery*.  A profile without a sample
-    of the program gives one line saying why.
-    """
-    from .paths import PathMapper, is_machinery
-    from .report import _tree, duty_line, header, no_samples_reason
-    keys = {"self": "self", "total": "total", "cumulative": "total", "calls": "calls"}
-    if sort not in keys:
-        raise _Error(f"--sort {sort!r}: choose self, cumulative (total) or calls")
-    sort = keys[sort]
-    rx_file, rx_func, rx_any = (_regex(file, "--file"), _regex(function, "--function"),
-                                _regex(match, "--match"))
-
-    def wanted(fn) -> bool:
-        if rx_file and not rx_file.search(fn.filename):
-            return False
-        if rx_func and not rx_func.search(fn.name):
-            return False
-        if rx_any and not rx_any.search(f"{fn.name} {fn.filename}:{fn.firstlineno}"):
-            return False
-        return True
-
-    empty = no_samples_reason(profile)
-    if empty:
-        return empty + "\n"
-    count = _counts_of(profile)
-    n = sum(count(s) for s in profile.stacks if s.frames)
-    self_n: dict = {}
-    total_n: dict = {}
-    for s in profile.stacks:
-        c = count(s)
-        if not s.frames or c <= 0:
-            continue
-        leaf = s.frames[-1][0]
-        self_n[leaf] = self_n.get(leaf, 0) + c
-        for fid in {f for f, _ in s.frames}:
-            total_n[fid] = total_n.get(fid, 0) + c
-    fstats = profile.function_stats()
-    pct = f"{100 * confidence:g}%"
-    lines = [header(profile, confidence),
-             f"shares are of {n:,} samples, each with its {pct} Wilson score interval; "
-             "calls are exact"]
-    if profile.duty < 1.0:
-        lines.insert(1, duty_line(profile))
-    rows = [st for st in fstats.values() if wanted(st.function)
-            and (self_n.get(st.function.id) or total_n.get(st.function.id)
-                 or st.calls)]
-    hidden = 0
-    if sort == "calls" and not machinery:
-        paths = PathMapper(profile)
-        kept = [st for st in rows if not is_machinery(
-            st.function, paths.module_path(st.function.filename))]
-        hidden, rows = len(rows) - len(kept), kept
-    order = {"self": lambda st: (-self_n.get(st.function.id, 0), -st.self_ns),
-             "total": lambda st: (-total_n.get(st.function.id, 0), -st.total_ns),
-             "calls": lambda st: (-st.calls, -st.self_ns)}[sort]
-    rows.sort(key=order)
-    shown = rows[:top]
-    title = {"self": "self samples", "total": "cumulative samples",
-             "calls": "exact calls"}[sort]
-    filters = ", ".join(f"{k} ~ {v!r}" for k, v in
-                        (("file", file), ("function", function), ("match", match)) if v)
-    lines += ["", f"Top functions by {title}" + (f" ({filters})" if filters else "")
-              + (f", {len(shown)} of {len(rows)}" if len(rows) > len(shown) else "")
-              + (f" ({hidden} functions of the import system, threading and "
-                 "shadowprof left out: --machinery)" if hidden else ""),
-              f"{'self%':>6} {pct + ' CI':>15} {'total%':>6} {pct + ' CI':>15} "
-              f"{'self s':>7} {'total s':>7} {'samples':>8} {'calls':>11}  function"]
-    for st in shown:
-        fid = st.function.id
-        xs, xt = self_n.get(fid, 0), total_n.get(fid, 0)
-        ls, hs = stats.wilson_interval(xs, n, confidence)
-        lt, ht = stats.wilson_interval(xt, n, confidence)
-        calls = f"{st.calls:,}" if st.calls else "-"
-        lines.append(
-            f"{100 * xs / max(n, 1):5.1f}% [{100 * ls:5.1f}, {100 * hs:5.1f}]% "
-            f"{100 * xt / max(n, 1):5.1f}% [{100 * lt:5.1f}, {100 * ht:5.1f}]% "
-            f"{st.self_ns / 1e9:7.3f} {st.total_ns / 1e9:7.3f} {xt:>8} {calls:>11}  "
-            f"{st.function.name}{_where(st.function, profile.roots)}")
-    if not shown:
-        lines.append("  (no function matches the filters)")
-
-    tree_profile = profile
-    if filters:
-        hit = {fid for fid, fn in profile.functions.items() if wanted(fn)}
-        tree_profile = Profile(profile.functions,
-                               [s for s in profile.stacks
-                                if any(f in hit for f, _ in s.frames)],
-                               profile.calls, profile.edges, roots=profile.roots)
-    total_ns = profile.total_ns or 1
-    lines += ["", f"Call tree (paths with at least {100 * tree_threshold:g}% of the "
-                  "time" + (f", through functions with {filters}" if filters else "")
-              + "; calls are exact)"]
-    lines.extend(_tree(tree_profile, total_ns, tree_threshold, 40, profile.roots))
-    return "\n".join(lines) + "\n"
-
-
-def render_lines(profile: Profile, function: str, *, confidence: float = 0.95,
-                 limit: int = 50) -> str:
-    """Line-level view of the functions whose qualified name matches the regular
-    expression *function*: per line, the share of samples running that line (self)
-    and running it or something it called (total), with intervals and the source."""
-    rx = _regex(function, "--lines")
-    targets = [fn for fn in profile.functions.values()
-               if not fn.synthetic and rx.search(fn.name)]
-    if not targets:
-        raise _Error(f"--lines {function!r} matches no function of the profile; give a "
-                     "regular expression matching a qualified name, e.g. 'Class.method'")
-    count = _counts_of(profile)
-    n = sum(count(s) for s in profile.stacks if s.frames)
-    pct = f"{100 * confidence:g}%"
-    out = []
-    for fn in sorted(targets, key=lambda f: (f.filename, f.firstlineno))[:10]:
-        per_line: dict = {}
-        for s in profile.stacks:
-            c = count(s)
-            if c <= 0:
-                continue
-            seen = set()
-            for i, (fid, line) in enumerate(s.frames):
-                if fid != fn.id or line in seen:
-                    continue
-                seen.add(line)
-                acc = per_line.setdefault(line, [0, 0])
-                acc[1] += c
-                if i == len(s.frames) - 1:
-                    acc[0] += c
-        out += ["", f"{fn.name}  {_short(fn.filename, profile.roots)}:{fn.firstlineno}  "
-                    f"(shares of {n:,} samples, {pct} Wilson intervals)",
-                f"{'line':>6} {'self%':>6} {pct + ' CI':>15} {'total%':>6} "
-                f"{pct + ' CI':>15} {'samples':>8}  source"]
-        if not per_line:
-            out.append("  (never sampled)")
-        for line in sorted(per_line)[:limit]:
-            xs, xt = per_line[line]
-            ls, hs = stats.wilson_interval(xs, n, confidence)
-            lt, ht = stats.wilson_interval(xt, n, confidence)
-            src = linecache.getline(fn.filename, line).strip() if line > 0 else ""
-            out.append(f"{line:>6} {100 * xs / max(n, 1):5.1f}% "
-                       f"[{100 * ls:5.1f}, {100 * hs:5.1f}]% "
-                       f"{100 * xt / max(n, 1):5.1f}% "
-                       f"[{100 * lt:5.1f}, {100 * ht:5.1f}]% {xt:>8}  {src[:80]}")
-    return "\n".join(out).lstrip("\n") + "\n"
-
 
 def _confidence(text: str) -> float:
     try:
@@ -326,17 +139,14 @@ def cmd_report(argv: list) -> int:
                    help="with --sort calls, also list the interpreter's machinery "
                         "(import system, threading bootstrap, shadowprof itself)")
     opts = p.parse_args(argv)
+    from .report import render
     try:
         prof = _select_threads(_load(opts.profiles), opts.thread)
-        if opts.lines:
-            text = render_lines(prof, opts.lines, confidence=opts.confidence)
-        else:
-            text = render_report(prof, top=opts.top, sort=opts.sort,
-                                 confidence=opts.confidence, file=opts.file,
-                                 function=opts.function, match=opts.match,
-                                 tree_threshold=opts.tree_threshold / 100,
-                                 machinery=opts.machinery)
-    except _Error as e:
+        text = render(prof, top=opts.top, sort=opts.sort, confidence=opts.confidence,
+                      file=opts.file, function=opts.function, match=opts.match,
+                      lines=opts.lines, tree_threshold=opts.tree_threshold / 100,
+                      machinery=opts.machinery)
+    except (_Error, ValueError) as e:
         return _error(str(e))
     sys.stdout.write(text)
     return 0
@@ -375,10 +185,7 @@ def cmd_merge(argv: list) -> int:
         return _error(str(e))
     merged = merger.profile()
     try:
-        if fmt == "text":
-            formats.write_bytes(merged.report().encode("utf-8"), opts.output)
-        else:
-            formats.write_profile(merged, opts.output, fmt)
+        formats.write_profile(merged, opts.output, fmt)
     except OSError as e:
         return _error(f"cannot write {opts.output!r}: {e}")
     print(f"shadowprof: merged {merger.files} profiles: {merged.samples:,} samples, "

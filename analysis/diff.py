@@ -78,39 +78,26 @@ def function_key(fn, match: str = "line", paths: PathMapper | None = None
 
 
 def _sampled(profile: Profile, by: str, match: str, paths) -> tuple:
-    """({function key: [samples, ns]}, total samples, total ns) of *profile*."""
+    """({function key: [samples, ns]}, total samples, total ns) of *profile*: the
+    functions with samples (Profile.function_stats), self or total, summed by key."""
     if by not in ("self", "total"):
         raise ValueError(f"--by {by!r}: choose self or total")
     match = _check_match(match)
-    use_weight = not any(s.count for s in profile.stacks)
-    period = profile.interval_ns or 1
+    count = profile.sample_counter()
+    counted = [s for s in profile.stacks if s.frames and count(s) > 0]
     out: dict = {}
-    n = 0
-    total_ns = 0.0
-    keys: dict = {}
-    for s in profile.stacks:
-        c = round(s.weight_ns / period) if use_weight else s.count
-        if c <= 0 or not s.frames:
+    for fid, st in profile.function_stats().items():
+        c, ns = ((st.self_samples, st.self_ns) if by == "self"
+                 else (st.total_samples, st.total_ns))
+        if c <= 0:
             continue
-        n += c
-        total_ns += s.weight_ns
-        if by == "self":
-            fids = (s.frames[-1][0],)
-        else:
-            fids = {fid for fid, _ in s.frames}
-        for fid in fids:
-            k = keys.get(fid)
-            if k is None:
-                fn = profile.functions.get(fid)
-                k = keys[fid] = (function_key(fn, match, paths) if fn
-                                 else (f"<id {fid}>", "?", 0))
-            acc = out.get(k)
-            if acc is None:
-                out[k] = [c, s.weight_ns]
-            else:
-                acc[0] += c
-                acc[1] += s.weight_ns
-    return out, n, total_ns
+        fn = profile.functions.get(fid)
+        k = function_key(fn, match, paths) if fn else (f"<id {fid}>", "?", 0)
+        acc = out.setdefault(k, [0, 0.0])
+        acc[0] += c
+        acc[1] += ns
+    return (out, sum(count(s) for s in counted),
+            sum(s.weight_ns for s in counted))
 
 
 def sample_counts(profile: Profile, by: str = "self", match: str = "line",

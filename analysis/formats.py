@@ -2,7 +2,9 @@
 
 Each format is a function (profile, binary file) -> None that lives in a module of
 its own (pprof.py, collapsed.py, speedscope.py, pstats_export.py); this module only
-names them and maps file extensions to them.
+names them and maps file extensions to them.  The text format is the report
+(report.py); the options of report.render given to write_profile shape it, and the
+other formats have no use for them.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ __all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile", "write_bytes"
            "check_destination", "write_or_fall_back"]
 
 
-def _write_text(profile, f) -> None:
-    f.write(profile.report().encode("utf-8"))
+def _write_text(profile, f, **report_options) -> None:
+    f.write(profile.report(**report_options).encode("utf-8"))
 
 
-def _write_json(profile, f) -> None:
+def _write_json(profile, f, **_report_options) -> None:
     f.write(profile.to_json().encode("utf-8"))
 
 
@@ -27,7 +29,7 @@ def _lazy(module: str, function: str):
     """The writer *function* of the format module *module*, imported on first use (the
     command line names the formats before the program runs, and should not pay for
     importing them)."""
-    def write(profile, f) -> None:
+    def write(profile, f, **_report_options) -> None:
         mod = importlib.import_module(f".{module}", __package__)
         getattr(mod, function)(profile, f)
     write.__name__ = function
@@ -85,10 +87,11 @@ def path_for_pid(path: str, pid: int) -> str:
     return f"{path}.{pid}"
 
 
-def write_profile(profile, path: str, fmt: str) -> None:
-    """Write *profile* in format *fmt* to *path* ('-': stdout), atomically."""
+def write_profile(profile, path: str, fmt: str, **report_options) -> None:
+    """Write *profile* in format *fmt* to *path* ('-': stdout), atomically.
+    report_options (top, machinery, ...: see report.render) shape the text format."""
     writer = FORMATS[fmt]
-    _write_atomic(path, lambda f: writer(profile, f))
+    _write_atomic(path, lambda f: writer(profile, f, **report_options))
 
 
 def write_bytes(data: bytes, path: str) -> None:

@@ -15,7 +15,6 @@ __all__ = ["Function", "Stack", "FunctionStats", "Profile"]
 
 SYNTHETIC_FILE = "<shadowprof>"
 OVERHEAD_NAME = "[shadowprof overhead]"
-LOST_NAME = "[lost samples]"
 
 # Plain classes rather than dataclasses: this module is imported when profiling
 # starts, and importing dataclasses (and inspect) would cost the profiled program
@@ -333,9 +332,20 @@ class Profile:
         up = (up ** 2 + calibrated ** 2) ** 0.5
         return (max(0.0, share - down), min(1.0, share + up))
 
+    def sample_counter(self):
+        """A function giving the samples a stack stands for: its count; in a profile
+        with times only (some foreign pprof files), its time in sampling intervals."""
+        if any(s.count for s in self.stacks):
+            return lambda s: s.count
+        period = self.interval_ns or 1
+        return lambda s: round(s.weight_ns / period)
+
     def function_stats(self) -> dict:
-        """Per-function self and total (inclusive) samples and time, and exact calls."""
+        """{function id: FunctionStats}: per function, self and total (inclusive)
+        samples (see sample_counter) and time, and exact calls.  A function counts
+        once per stack however often it recurs in it."""
         stats: dict[int, FunctionStats] = {}
+        count = self.sample_counter()
 
         def get(fid: int) -> FunctionStats:
             st = stats.get(fid)
@@ -347,29 +357,20 @@ class Profile:
         for s in self.stacks:
             if not s.frames:
                 continue
+            c = max(count(s), 0)
             leaf = get(s.frames[-1][0])
-            leaf.self_samples += s.count
+            leaf.self_samples += c
             leaf.self_ns += s.weight_ns
             for fid in {fid for fid, _ in s.frames}:
                 st = get(fid)
-                st.total_samples += s.count
+                st.total_samples += c
                 st.total_ns += s.weight_ns
         for fid, n in self.calls.items():
             get(fid).calls = n
         return stats
 
-    def line_stats(self) -> dict:
-        """{(function id, line): (self samples, self ns)} for leaf frames."""
-        out: dict = {}
-        for s in self.stacks:
-            if s.frames:
-                key = s.frames[-1]
-                c, w = out.get(key, (0, 0))
-                out[key] = (c + s.count, w + s.weight_ns)
-        return out
-
     def report(self, **kwargs) -> str:
-        """The text report (see shadowprof.report.render)."""
+        """The text report (see shadowprof.analysis.report.render for the options)."""
         from .report import render
         return render(self, **kwargs)
 
@@ -429,6 +430,19 @@ class Profile:
         return cls.from_dict(data)
 
 
+def _forget_calls(profile: Profile, fids: set) -> None:
+    """Drop the exact calls of the functions *fids* and the edges into them; the
+    calls they made count as calls from the root (caller 0)."""
+    profile.calls = {k: v for k, v in profile.calls.items() if k not in fids}
+    edges: dict = {}
+    for (a, b), n in profile.edges.items():
+        if b in fids:
+            continue
+        a = 0 if a in fids else a
+        edges[(a, b)] = edges.get((a, b), 0) + n
+    profile.edges = edges
+
+
 def strip_outer_frames(profile: Profile, is_outer) -> Profile:
     """Remove frames of functions for which ``is_outer(function)`` is true from the
     root end of every stack (e.g. the command line's own frames around the profiled
@@ -451,14 +465,7 @@ def strip_outer_frames(profile: Profile, is_outer) -> Profile:
             frames, i = overhead, 0
         stacks.append(Stack(s.thread_id, frames[i:], s.count, s.weight_ns))
     profile.stacks = stacks
-    profile.calls = {k: v for k, v in profile.calls.items() if k not in outer}
-    edges: dict = {}
-    for (a, b), n in profile.edges.items():
-        if b in outer:
-            continue
-        a = 0 if a in outer else a
-        edges[(a, b)] = edges.get((a, b), 0) + n
-    profile.edges = edges
+    _forget_calls(profile, outer)
     return profile
 
 
@@ -484,14 +491,7 @@ def strip_own_frames(profile: Profile, is_own) -> Profile:
             profile.overhead_weight_ns += s.weight_ns
         stacks.append(s)
     profile.stacks = stacks
-    profile.calls = {k: v for k, v in profile.calls.items() if k not in own}
-    edges: dict = {}
-    for (a, b), n in profile.edges.items():
-        if b in own:
-            continue
-        a = 0 if a in own else a
-        edges[(a, b)] = edges.get((a, b), 0) + n
-    profile.edges = edges
+    _forget_calls(profile, own)
     for fid in own:
         del profile.functions[fid]
     return profile
@@ -521,14 +521,7 @@ def strip_pth_lines(profile: Profile) -> Profile:
             frames = ((profile._function_id(OVERHEAD_NAME), 0),)
         stacks.append(Stack(s.thread_id, frames, s.count, s.weight_ns))
     profile.stacks = stacks
-    profile.calls = {k: v for k, v in profile.calls.items() if k not in pth}
-    edges: dict = {}
-    for (a, b), n in profile.edges.items():
-        if b in pth:
-            continue
-        a = 0 if a in pth else a
-        edges[(a, b)] = edges.get((a, b), 0) + n
-    profile.edges = edges
+    _forget_calls(profile, pth)
     for fid in pth:
         del profile.functions[fid]
     return profile

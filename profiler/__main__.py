@@ -153,7 +153,7 @@ def _is_our_frame(fn) -> bool:
             or fn.filename.startswith("<frozen runpy"))
 
 
-def _write_profile(profiler, profile, path: str, fmt: str) -> None:
+def _write_profile(profiler, profile, path: str, fmt: str, **report_options) -> None:
     """Write *profile* (*profiler*'s, with the command line's own frames stripped) to
     *path*; pprof straight from the core's tables in C (pprof_writer), which strips
     the same frames."""
@@ -163,7 +163,7 @@ def _write_profile(profiler, profile, path: str, fmt: str) -> None:
                 if fid > 0 and _is_our_frame(fn)]
         if pprof_writer.write_profiler(profiler, path, strip=ours):
             return
-    formats.write_profile(profile, path, fmt)
+    formats.write_profile(profile, path, fmt, **report_options)
 
 
 class _ForkedChildExit:
@@ -348,16 +348,12 @@ def run(argv: list) -> int:
             raise pending
         return exit_code
     text = None
-    if not opts.quiet or fmt == "text":
-        text = profile.report(top=opts.top,   # rendered once for both uses
-                              machinery=opts.machinery)
+    if not opts.quiet:
+        text = profile.report(top=opts.top, machinery=opts.machinery)
     if opts.output:
-        if fmt == "text":
-            written = _write(lambda p: formats.write_bytes(text.encode("utf-8"), p),
-                             opts.output)
-        else:
-            written = _write(lambda p: _write_profile(profiler, profile, p, fmt),
-                             opts.output)
+        written = _write(lambda p: _write_profile(profiler, profile, p, fmt,
+                                                  top=opts.top, machinery=opts.machinery),
+                         opts.output)
         if not written:
             exit_code = _failed_status(exit_code)
     if not opts.quiet:

@@ -198,7 +198,7 @@ class Session:
                        and all(a in site for a, b in snap["edges"] if b == fid)))]
             if pprof_writer.write_profiler(self.profiler, path, strip=own):
                 return
-        formats.write_profile(profile, path, fmt)
+        formats.write_profile(profile, path, fmt, top=self.opts["top"])
 
     def _dump_profile(self):
         from .analysis.model import strip_own_frames, strip_pth_lines
@@ -286,12 +286,8 @@ class Session:
             return
         if out:
             path = _expand(out, opts["start_stamp"])
-            if opts["format"] == "text":
-                data = profile.report(top=opts["top"]).encode()
-                written = self._write(lambda p: formats.write_bytes(data, p), path)
-            else:
-                written = self._write(
-                    lambda p: self._save(profile, p, opts["format"]), path)
+            written = self._write(lambda p: self._save(profile, p, opts["format"]),
+                                  path)
             if written and not opts["quiet"] and path != "-":
                 _message(f"profile written to {path} ({profile.samples} samples)")
         elif not opts["quiet"]:
