@@ -127,3 +127,23 @@ def test_empty_profile(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(prof.to_json())
     _check("cli_empty", run_shadowprof("report", str(path), cwd=str(tmp_path)).stdout)
+
+
+PROG = ("def a():\n    return sum(range(2000))\n"
+        "def b():\n    return sum(range(3000))\n"
+        "def c():\n    return sum(range(4000))\n"
+        "for _ in range(300):\n    a(); b(); c()\n")
+
+
+def _table_rows(text: str, title: str) -> int:
+    block = text.split(title, 1)[1].split("\n\n", 1)[0]
+    return len(block.splitlines()) - 2      # less the rest of the title, the columns
+
+
+def test_text_file_honours_report_options(tmp_path):
+    """A text profile written to a file is the report with the run's --top."""
+    out = tmp_path / "p.txt"
+    r = run_shadowprof("-q", "-i", "1ms", "--top", "2", "-o", str(out), "-c", PROG)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert _table_rows(text, "Most called functions") == 2, text
