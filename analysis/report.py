@@ -130,9 +130,9 @@ def render(profile, *, top: int = 20, sort: str | None = None,
     """
     if lines is not None:
         return _line_view(profile, lines, 0.95 if confidence is None else confidence)
-    order = _SORTS.get(sort, ...)
-    if order is ...:
+    if sort not in _SORTS:
         raise ValueError(f"--sort {sort!r}: choose self, cumulative (total) or calls")
+    kinds = (_SORTS[sort],) if sort else ("self", "total", "calls")
     rx_file, rx_func, rx_any = (_regex(file, "--file"), _regex(function, "--function"),
                                 _regex(match, "--match"))
 
@@ -158,14 +158,14 @@ def render(profile, *, top: int = 20, sort: str | None = None,
     if profile.duty < 1.0:
         out.append(duty_line(profile))
     if confidence is None:
-        for kind in (order,) if order else ("self", "total", "calls"):
+        for kind in kinds:
             out += _time_table(profile, stats, kind, total, top, machinery)
     else:
         count = profile.sample_counter()
         n = sum(count(s) for s in profile.stacks if s.frames)
         out.append(f"shares are of {n:,} samples, each with its "
                    f"{100 * confidence:g}% Wilson score interval; calls are exact")
-        for kind in (order,) if order else ("self", "total", "calls"):
+        for kind in kinds:
             out += _share_table(profile, stats, kind, n, confidence, top, machinery,
                                 filters)
     stacks = profile.stacks
