@@ -283,6 +283,10 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
         if (t)
             t->room = 0;   /* this thread's next call takes the hooks' slow path */
+    } else if (t && (__atomic_load_n(&sp_hook_state, __ATOMIC_RELAXED) & SP_HOOK_DRAIN)) {
+        /* The drain thread asked (drainer.h): the hooks' fast paths do not read
+         * sp_hook_state, so send this thread's next call to the slow path too. */
+        t->room = 0;
     }
     sp_drainer_poke(sp_ring_used(sp_sampler_ring));   /* drainer.h: past the fill mark */
 out:
