@@ -6,6 +6,7 @@
 #include "registry.h"
 #include "sampler.h"
 #include "shadow.h"
+#include "spill.h"
 
 #include <string.h>
 
@@ -267,6 +268,78 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
 #undef ANCHOR
 }
 
+/* Resolves one record (a ring slot, or `count` merged records from the spill) and adds
+ * it to the table. */
+static void
+aggregate(const sp_record_t *rec, uint64_t count, uint64_t weight)
+{
+    static uint64_t locs[SP_RING_FRAMES + 2];
+    static uint64_t spliced[SP_RING_FRAMES + 2 + SP_RING_NATIVE + 1];
+    uint32_t n = 0;
+    if (rec->flags & SP_SAMPLE_OVERHEAD) {
+        locs[n++] = loc(SP_ID_OVERHEAD, 0);
+        sp_drain_stats.overhead += count;
+        sp_drain_stats.overhead_weight_ns += weight;
+    } else if (rec->flags & SP_SAMPLE_NOPY) {
+        locs[n++] = loc(SP_ID_NOPY, 0);
+    } else {
+        uint32_t nf = rec->nframes > SP_RING_FRAMES ? SP_RING_FRAMES : rec->nframes;
+        for (uint32_t i = 0; i < nf; i++) {
+            if ((rec->flags & SP_SAMPLE_TRUNCATED) && i == SP_RING_ROOT_FRAMES)
+                locs[n++] = loc(SP_ID_TRUNCATED, 0);
+            locs[n++] = loc(rec->frames[i].code_id,
+                            resolve_line(rec->frames[i].code_id, rec->frames[i].instr));
+        }
+        if (rec->flags & SP_SAMPLE_DEEP)
+            locs[n++] = loc(SP_ID_DEEP, 0);
+        if (n == 0)
+            locs[n++] = loc(SP_ID_NOPY, 0);
+    }
+    const uint64_t *stack = locs;
+    if (rec->nnative && !(rec->flags & SP_SAMPLE_OVERHEAD)) {
+        if (rec->flags & SP_SAMPLE_NOPY) {
+            /* No Python frame: the marker, then the native stack root first. */
+            uint32_t nn = rec->nnative > SP_RING_NATIVE ? SP_RING_NATIVE : rec->nnative;
+            spliced[0] = locs[0];
+            for (uint32_t i = 0; i < nn; i++)
+                spliced[1 + i] = native_loc(rec->native[nn - 1 - i]);
+            n = nn + 1;
+        } else {
+            n = splice(rec, locs, n, spliced);
+        }
+        stack = spliced;
+    }
+    sp_drain_stats.samples += count;
+    sp_drain_stats.weight_ns += weight;
+    add(rec->tid, stack, n, count, weight);
+}
+
+/* Threads seen by one drain, named once the spill lock is released (naming calls into
+ * Python objects; nothing under the lock may).  Past the limit a thread is named by a
+ * later drain that sees it again. */
+#define TIDS_PER_DRAIN 256
+static uint64_t drained_tids[TIDS_PER_DRAIN];
+static size_t ndrained_tids;
+
+static void
+remember_tid(uint64_t tid)
+{
+    if (ndrained_tids && drained_tids[ndrained_tids - 1] == tid)
+        return;
+    for (size_t i = 0; i < ndrained_tids; i++)
+        if (drained_tids[i] == tid)
+            return;
+    if (ndrained_tids < TIDS_PER_DRAIN)
+        drained_tids[ndrained_tids++] = tid;
+}
+
+static void
+aggregate_spilled(const sp_record_t *rec, uint64_t count, uint64_t weight, void *arg)
+{
+    remember_tid(rec->tid);
+    aggregate(rec, count, weight);
+}
+
 SP_HOT static void
 drain(int names_ok)
 {
@@ -275,54 +348,22 @@ drain(int names_ok)
     draining = 1;
     sp_sampler_draining = sp_tls;
     uint64_t started_ns = sp_clock_wall_ns();
-    uint64_t locs[SP_RING_FRAMES + 2];
-    uint64_t spliced[SP_RING_FRAMES + 2 + SP_RING_NATIVE + 1];
+    ndrained_tids = 0;
+    sp_spill_totals_t spill = {0};
+    /* The consumer side is shared with the drain thread's spill (spill.h).  Nothing
+     * below runs Python code until the unlock. */
+    sp_spill_lock();
+    /* Spilled records first: they are older than the ring's. */
+    sp_spill_take(aggregate_spilled, NULL, &spill);
     sp_record_t *rec;
     while ((rec = sp_ring_peek(sp_sampler_ring)) != NULL) {
-        uint32_t n = 0;
-        if (rec->flags & SP_SAMPLE_OVERHEAD) {
-            locs[n++] = loc(SP_ID_OVERHEAD, 0);
-            sp_drain_stats.overhead++;
-            sp_drain_stats.overhead_weight_ns += rec->weight_ns;
-        } else if (rec->flags & SP_SAMPLE_NOPY) {
-            locs[n++] = loc(SP_ID_NOPY, 0);
-        } else {
-            uint32_t nf = rec->nframes > SP_RING_FRAMES ? SP_RING_FRAMES : rec->nframes;
-            for (uint32_t i = 0; i < nf; i++) {
-                if ((rec->flags & SP_SAMPLE_TRUNCATED) && i == SP_RING_ROOT_FRAMES)
-                    locs[n++] = loc(SP_ID_TRUNCATED, 0);
-                locs[n++] = loc(rec->frames[i].code_id,
-                                resolve_line(rec->frames[i].code_id, rec->frames[i].instr));
-            }
-            if (rec->flags & SP_SAMPLE_DEEP)
-                locs[n++] = loc(SP_ID_DEEP, 0);
-            if (n == 0)
-                locs[n++] = loc(SP_ID_NOPY, 0);
-        }
-        const uint64_t *stack = locs;
-        if (rec->nnative && !(rec->flags & SP_SAMPLE_OVERHEAD)) {
-            if (rec->flags & SP_SAMPLE_NOPY) {
-                /* No Python frame: the marker, then the native stack root first. */
-                uint32_t nn = rec->nnative > SP_RING_NATIVE ? SP_RING_NATIVE : rec->nnative;
-                spliced[0] = locs[0];
-                for (uint32_t i = 0; i < nn; i++)
-                    spliced[1 + i] = native_loc(rec->native[nn - 1 - i]);
-                n = nn + 1;
-            } else {
-                n = splice(rec, locs, n, spliced);
-            }
-            stack = spliced;
-        }
-        uint64_t tid = rec->tid, weight = rec->weight_ns;
+        remember_tid(rec->tid);
+        aggregate(rec, 1, rec->weight_ns);
         sp_ring_pop(sp_sampler_ring);
-        if (names_ok)
-            note_thread(tid);
-        sp_drain_stats.samples++;
-        sp_drain_stats.weight_ns += weight;
-        add(tid, stack, n, 1, weight);
     }
     uint64_t lost, lost_weight;
     sp_ring_take_lost(sp_sampler_ring, &lost, &lost_weight);
+    sp_spill_unlock();
     if (lost) {
         uint64_t l = loc(SP_ID_LOST, 0);
         sp_drain_stats.samples += lost;
@@ -331,9 +372,27 @@ drain(int names_ok)
         sp_drain_stats.lost_weight_ns += lost_weight;
         add(0, &l, 1, lost, lost_weight);
     }
-    sp_drain_stats.drain_ns += sp_clock_wall_ns() - started_ns;
+    if (spill.full) {
+        /* Records the spill could not keep apart: the table's cap, reached early. */
+        uint64_t full = loc(SP_ID_TABLE_FULL, 0);
+        sp_drain_stats.samples += spill.full;
+        sp_drain_stats.weight_ns += spill.full_weight_ns;
+        sp_drain_stats.table_full += spill.full;
+        sp_table_add(sp_drain_table, 0, &full, 1, spill.full, spill.full_weight_ns);
+    }
+    if (names_ok)
+        for (size_t i = 0; i < ndrained_tids; i++)
+            note_thread(drained_tids[i]);
+    sp_drain_stats.drain_ns += sp_clock_wall_ns() - started_ns + spill.spill_ns;
     sp_sampler_draining = NULL;
     draining = 0;
+}
+
+int
+sp_drain_pending(void)
+{
+    /* The ring first: a record leaves it only after the spill counted it. */
+    return (sp_sampler_ring && sp_ring_used(sp_sampler_ring)) || sp_spill_pending();
 }
 
 SP_HOT void
@@ -357,6 +416,7 @@ sp_drain_reset(void)
         uint64_t full = loc(SP_ID_TABLE_FULL, 0);
         sp_table_add(sp_drain_table, 0, &full, 1, 0, 0);
     }
+    sp_spill_reset();
     memset(&sp_drain_stats, 0, sizeof(sp_drain_stats));
     thread_names_stale = 1;   /* no Python object may be touched here (fork child) */
 }

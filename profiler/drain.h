@@ -1,10 +1,12 @@
 /* drain.h: ring -> aggregation table, with lines resolved.
  *
- * The drain is the single consumer of the sample ring.  It runs with the GIL held:
- * from the hook when the handler asks for it, before a code object is freed, and at
- * stop and snapshot.  For each record it turns (code id, instruction) pairs into
- * (code id, line) location keys, adds synthetic frames for the record's flags, and adds
- * the stack to the table.  Not re-entrant (a guard makes a nested call a no-op).
+ * The drain consumes the sample ring with the GIL held: from the hook when the handler
+ * or the drain thread asks for it, before a code object is freed, and at stop and
+ * snapshot.  It shares the ring's consumer side with the drain thread's GIL-free spill
+ * (spill.h), under the spill's lock: it first takes the records the spill moved out of
+ * the ring, then the ring's own.  For each record it turns (code id, instruction) pairs
+ * into (code id, line) location keys, adds synthetic frames for the record's flags, and
+ * adds the stack to the table.  Not re-entrant (a guard makes a nested call a no-op).
  */
 #ifndef SP_DRAIN_H
 #define SP_DRAIN_H
@@ -21,7 +23,8 @@ typedef struct {
     uint64_t overhead;       /* samples that interrupted shadowprof's own code */
     uint64_t overhead_weight_ns;
     uint64_t table_full;     /* samples folded into "[table full]" */
-    uint64_t drain_ns;       /* time spent draining (resolving and aggregating) */
+    uint64_t drain_ns;       /* time spent draining (resolving and aggregating), the
+                                drain thread's spilling included */
 } sp_drain_stats_t;
 
 extern sp_table_t *sp_drain_table;
@@ -33,6 +36,8 @@ extern sp_drain_stats_t sp_drain_stats;
  * code object. */
 void sp_drain(void);
 void sp_drain_quiet(void);
+/* Whether records wait for a drain, in the ring or in the spill.  Any thread. */
+int sp_drain_pending(void);
 /* {kernel thread id: name} of the threads seen so far.  New reference. */
 PyObject *sp_drain_thread_names(void);
 /* Clears the table, the statistics and (lazily, at the next drain) the thread names.

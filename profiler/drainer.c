@@ -11,9 +11,9 @@
  *    longer current exits.  Atomic.
  *  - alive, stopping, thread, restart_in_child: GIL (or the fork child handler).
  *
- * The thread reads the ring's indexes (atomics) without the GIL and touches everything
- * else (the ring's records, the table, the registry, Python objects) only through
- * sp_drain with the GIL held.
+ * The thread never takes the GIL: it reads the ring's indexes (atomics) and moves
+ * records out of the ring with sp_spill_from_ring, under the spill's lock (spill.h); it
+ * touches no Python object, no registry entry and not the aggregation table.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -22,6 +22,7 @@
 #include "compat.h"
 #include "drain.h"
 #include "hook.h"
+#include "spill.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,47 +42,6 @@ static int alive;               /* a thread of ours runs; GIL */
 static int stopping;            /* a stop is joining the thread; GIL */
 static int restart_in_child;    /* fork child: start a thread once Python runs */
 static int registered;          /* atexit and at-fork callbacks are in place */
-
-static int
-finalizing(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
-}
-
-static uint64_t
-thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Takes the GIL and drains, unless the interpreter is finalizing or the thread has
- * been told to stop.  The thread's CPU time beyond what sp_drain measured itself (the
- * thread state made and freed by PyGILState_Ensure/Release) is added to the drain
- * time, so the overhead statistics include it. */
-static void
-drain_with_gil(uint64_t gen)
-{
-    if (finalizing())
-        return;
-    uint64_t cpu0 = thread_cpu_ns();
-    PyGILState_STATE g = PyGILState_Ensure();
-    if (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == gen) {
-        uint64_t before = sp_drain_stats.drain_ns;
-        sp_drain();
-        uint64_t own = sp_drain_stats.drain_ns - before;
-        uint64_t cpu = thread_cpu_ns() - cpu0;
-        if (cpu > own)
-            sp_drain_stats.drain_ns += cpu - own;
-        __atomic_fetch_add(&drains, 1, __ATOMIC_RELAXED);
-    }
-    PyGILState_Release(g);
-}
 
 static void *
 drainer_main(void *arg)
@@ -109,9 +69,13 @@ drainer_main(void *arg)
         }
         if (__atomic_load_n(&poked, __ATOMIC_ACQUIRE) || (seen && consumed < seen_reserved)) {
             /* Past the fill mark, or records pending a period ago still are: no
-             * Python call drained them. */
-            drain_with_gil(gen);
+             * Python call drained them, perhaps because a C call holds the GIL.  Move
+             * them out of the ring without the GIL (spill.h); the next Python call,
+             * or stop or snapshot, aggregates them. */
+            if (sp_spill_from_ring(r))
+                __atomic_fetch_add(&drains, 1, __ATOMIC_RELAXED);
             __atomic_store_n(&poked, 0, __ATOMIC_RELEASE);
+            __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
             seen = 0;
         } else {
             /* Let the next Python call drain (cheap); check again next period. */
@@ -207,6 +171,10 @@ sp_drainer_start(sp_ring_t *the_ring)
         }
         wake_ready = 1;
     }
+    if (sp_spill_init(sp_table_max(sp_drain_table)) < 0) {   /* empty: stop drained it */
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     ring = the_ring;
     __atomic_store_n(&poked, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&wakes, 0, __ATOMIC_RELAXED);
@@ -257,7 +225,7 @@ sp_drainer_stop(void)
     __atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
     pthread_t t = thread;
     sem_post(&wake);
-    /* The thread may be waiting for the GIL: let it have it, then it exits. */
+    /* The thread never waits for the GIL; other threads may run meanwhile. */
     Py_BEGIN_ALLOW_THREADS
     pthread_join(t, NULL);
     Py_END_ALLOW_THREADS

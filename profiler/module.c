@@ -70,7 +70,7 @@ hook_drain(void)
 static void
 drain_if_pending(void)
 {
-    if (sp_sampler_ring && sp_ring_used(sp_sampler_ring))
+    if (sp_drain_pending())   /* the ring or the drain thread's spill (drain.h) */
         sp_drain_quiet();
 }
 

@@ -283,6 +283,10 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
         if (t)
             t->room = 0;   /* this thread's next call takes the hooks' slow path */
+    } else if (t && (__atomic_load_n(&sp_hook_state, __ATOMIC_RELAXED) & SP_HOOK_DRAIN)) {
+        /* The drain thread asked (drainer.h): the hooks' fast paths do not read
+         * sp_hook_state, so send this thread's next call to the slow path too. */
+        t->room = 0;
     }
     sp_drainer_poke(sp_ring_used(sp_sampler_ring));   /* drainer.h: past the fill mark */
 out:
@@ -355,6 +359,11 @@ on_attach(sp_thread_t *t)
 
 /* Arms the process-wide CPU timer: a POSIX timer on the process CPU clock (deleted by
  * execve), else ITIMER_PROF.  Returns -1 and sets errno. */
+static int forced_fallback;   /* FORCE_*, see the fallback section below; GIL */
+#define FORCE_PROCESS 1
+#define FORCE_ITIMER 2
+static void itimer_watch_exec(void);
+
 static int
 process_timer_arm(uint64_t interval_ns)
 {
@@ -363,7 +372,8 @@ process_timer_arm(uint64_t interval_ns)
     sev.sigev_notify = SIGEV_SIGNAL;
     sev.sigev_signo = SIGPROF;
     sev.sigev_value.sival_int = SP_TIMER_MAGIC;
-    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &process_posix_timer) == 0) {
+    if (forced_fallback != FORCE_ITIMER &&
+        timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &process_posix_timer) == 0) {
         struct itimerspec its;
         its.it_interval.tv_sec = interval_ns / 1000000000u;
         its.it_interval.tv_nsec = interval_ns % 1000000000u;
@@ -384,6 +394,7 @@ process_timer_arm(uint64_t interval_ns)
     it.it_value = it.it_interval;
     process_timer_kind = PROCESS_TIMER_ITIMER;
     process_timer = 1;
+    itimer_watch_exec();
     if (setitimer(ITIMER_PROF, &it, NULL) == 0)
         return 0;
     process_timer = 0;
@@ -418,6 +429,58 @@ is_handler(const struct sigaction *sa)
                                        : (sa->sa_handler != SIG_DFL &&
                                           sa->sa_handler != SIG_IGN);
 }
+
+/* --- The process-wide fallback: a knob for tests, and exec (issue 12, item 12) ---
+ *
+ * SHADOWPROF_TEST_TIMER, for tests only (read at each start, CPU mode only): "process"
+ * refuses every per-thread timer as a kernel without them would, so the process-wide
+ * POSIX timer is used; "itimer" also refuses POSIX timers, so ITIMER_PROF is used, as
+ * where POSIX timers are missing altogether.
+ *
+ * Exec: unlike POSIX timers, an interval timer survives execve, and the new program
+ * would die of its first SIGPROF.  While ours runs, an audit hook (added once, the
+ * first time it is armed) disarms it at the "os.exec" event, just before os.exec*
+ * replaces the process; if the exec fails, the thread's next Python call arms it again
+ * (the fork child's path: sp_sampler_fork_rearm through the hook's slow path).  An
+ * execve made from C (a preexec_fn child of subprocess, ctypes) raises no event and is
+ * not covered.
+ */
+static int
+read_forced_fallback(void)
+{
+    const char *v = getenv("SHADOWPROF_TEST_TIMER");
+    if (v && strcmp(v, "process") == 0)
+        return FORCE_PROCESS;
+    if (v && strcmp(v, "itimer") == 0)
+        return FORCE_ITIMER;
+    return 0;
+}
+
+/* Audit hook.  GIL held (the thread about to exec). */
+static int
+before_exec(const char *event, PyObject *args, void *data)
+{
+    if (strcmp(event, "os.exec") != 0 || !process_timer ||
+        process_timer_kind != PROCESS_TIMER_ITIMER)
+        return 0;
+    process_timer_disarm();
+    fork_process_timer = 1;
+    fork_rearm = 1;
+    __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+    if (sp_tls)
+        sp_tls->room = 0;   /* this thread's next call takes the slow path (shadow.h) */
+    return 0;
+}
+
+/* GIL held. */
+static void
+itimer_watch_exec(void)
+{
+    static int added;
+    if (!added)
+        added = PySys_AddAuditHook(before_exec, NULL) == 0;
+}
+/* --- end of the fallback section --- */
 
 int
 sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
@@ -482,11 +545,12 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
     armed = 1;
     sp_shadow_on_attach = on_attach;
     sp_shadow_on_exit = thread_timer_stop;
+    forced_fallback = mode == SP_MODE_CPU ? read_forced_fallback() : 0;
     int started = 0, failed = 0;
     for (sp_thread_t *t = sp_threads; t; t = t->next) {
         if (t->dead || t->ignored || !t->in_session || t->tid == 0)
             continue;
-        if (thread_timer_start(t) == 0)
+        if (!forced_fallback && thread_timer_start(t) == 0)
             started++;
         else
             failed++;   /* refused, or the thread exited since it was seeded */
@@ -570,7 +634,7 @@ sp_sampler_timer_failures(void)
 int
 sp_sampler_process_timer(void)
 {
-    return process_timer;
+    return process_timer ? process_timer_kind : 0;
 }
 
 void

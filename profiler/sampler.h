@@ -35,8 +35,8 @@ void sp_sampler_after_fork_child(int keep);
 int sp_sampler_fork_rearm_pending(void);
 void sp_sampler_fork_rearm(void);
 
-/* Threads whose timer could not be created; whether the process-wide fallback
- * timer is in use. */
+/* Threads whose timer could not be created; the process-wide fallback timer in use:
+ * 0 none, 1 a POSIX timer, 2 ITIMER_PROF. */
 uint64_t sp_sampler_timer_failures(void);
 int sp_sampler_process_timer(void);
 /* Signals delivered (sampled or not) since start. */

@@ -147,6 +147,12 @@ sp_table_size(const sp_table_t *t)
     return t->nentries;
 }
 
+size_t
+sp_table_max(const sp_table_t *t)
+{
+    return t->max_stacks;
+}
+
 void
 sp_table_get(const sp_table_t *t, size_t i, sp_stack_view_t *out)
 {

@@ -39,6 +39,8 @@ int sp_table_add(sp_table_t *t, uint64_t tid, const uint64_t *locs, uint32_t nlo
                  uint64_t count, uint64_t weight_ns);
 
 size_t sp_table_size(const sp_table_t *t);
+/* The most distinct stacks it holds (max_stacks at sp_table_new). */
+size_t sp_table_max(const sp_table_t *t);
 /* Stack number i (0 <= i < size), in insertion order; valid until the next add/clear. */
 void sp_table_get(const sp_table_t *t, size_t i, sp_stack_view_t *out);
 /* Bytes held by the table (for reports and memory bounds). */

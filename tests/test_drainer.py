@@ -89,6 +89,32 @@ def test_c_loop_with_native_stacks_loses_nothing():
     check_nothing_lost(r, least=160)
 
 
+# C calls that hold the GIL for longer than the ring lasts, with no Python call: sum()
+# over a range and a regex over a big string, each about half a second or more (the
+# rings last about 0.26 s in wall mode, 256 records at 1 kHz, and 0.5 s in CPU mode, 128
+# at 250 Hz).  The drain thread cannot take the GIL then; it moves the records out of
+# the ring without it (spill.h).  Without that, everything past the ring is lost.
+GIL_HELD = """
+import re
+big = "abc " * 3_000_000
+_core.start(interval_ns=1_000_000, mode="{mode}", ring_size={ring}, native={native})
+end = time.process_time() + 1.5
+while time.process_time() < end:
+    sum(range(30_000_000))
+    re.findall(r"[a-z]+\\d", big)
+_core.stop()
+report(_core.snapshot())
+"""
+
+
+@pytest.mark.parametrize("mode,ring,native,least", [("wall", 256, False, 500),
+                                                     ("cpu", 128, False, 250),
+                                                     ("wall", 256, True, 500)])
+def test_c_call_holding_the_gil_loses_nothing(mode, ring, native, least):
+    (r,) = run(GIL_HELD.format(mode=mode, ring=ring, native=native))
+    check_nothing_lost(r, least)
+
+
 def test_thread_does_not_take_the_gil_while_python_calls_drain():
     # A busy Python loop: the hook drains, the drain thread only asks it to (every
     # 250 ms).  It drains itself only if the program made no call for a whole period,

@@ -23,6 +23,7 @@ static void
 test_merge_and_distinguish(void)
 {
     sp_table_t *t = sp_table_new(100);
+    CHECK(sp_table_max(t) == 100);
     uint64_t a[] = {1, 2, 3}, b[] = {1, 2}, c[] = {1, 2, 4};
     CHECK(sp_table_add(t, 7, a, 3, 1, 10) == 0);
     CHECK(sp_table_add(t, 7, a, 3, 2, 30) == 0);
