@@ -648,10 +648,15 @@ first_line(uint32_t id)
 
 static void encode_location(enc_t *e, uint64_t id, uint32_t fid, int32_t line);
 
+/* The location table's and the buffers' sizes at the end of the previous profile: a
+ * writer called once a period starts at the sizes it will need instead of growing
+ * to them.  GIL held. */
+static size_t loc_cap_hint = 4096, out_hint, locs_hint;
+
 static int
 loc_grow(enc_t *e)
 {
-    size_t cap = e->loc_cap ? e->loc_cap * 2 : 4096;
+    size_t cap = e->loc_cap ? e->loc_cap * 2 : loc_cap_hint;
     struct loc_slot *slots = calloc(cap, sizeof(*slots));
     if (!slots)
         return -1;
@@ -696,15 +701,27 @@ location(enc_t *e, uint64_t key)
 static void
 encode_location(enc_t *e, uint64_t id, uint32_t fid, int32_t line)
 {
-    size_t loc = sp_pb_begin(&e->locs, SP_PROFILE_LOCATION);
-    sp_pb_int(&e->locs, SP_LOCATION_ID, id);
-    sp_pb_int(&e->locs, SP_LOCATION_MAPPING_ID, 1);
-    size_t ln = sp_pb_begin(&e->locs, SP_LOCATION_LINE);
-    sp_pb_key(&e->locs, SP_LINE_FUNCTION_ID, SP_WT_VARINT);
-    sp_buf_varint(&e->locs, pprof_function_id(fid));
-    sp_pb_int(&e->locs, SP_LINE_LINE, (uint64_t)(int64_t)line);
-    sp_pb_end(&e->locs, ln);
-    sp_pb_end(&e->locs, loc);
+    /* Written byte by byte: every key and length here is one byte. */
+    _Static_assert(SP_PROFILE_LOCATION < 16 && SP_LOCATION_LINE < 16, "one-byte keys");
+    uint8_t line_msg[24], *q = line_msg;
+    *q++ = SP_LINE_FUNCTION_ID << 3 | SP_WT_VARINT;
+    q = sp_put_varint(q, pprof_function_id(fid));
+    if (line) {
+        *q++ = SP_LINE_LINE << 3 | SP_WT_VARINT;
+        q = sp_put_varint(q, (uint64_t)(int64_t)line);
+    }
+    uint8_t msg[48], *m = msg + 2;    /* key and length of the Location first */
+    *m++ = SP_LOCATION_ID << 3 | SP_WT_VARINT;
+    m = sp_put_varint(m, id);
+    *m++ = SP_LOCATION_MAPPING_ID << 3 | SP_WT_VARINT;
+    *m++ = 1;
+    *m++ = SP_LOCATION_LINE << 3 | SP_WT_LEN;
+    *m++ = (uint8_t)(q - line_msg);
+    memcpy(m, line_msg, (size_t)(q - line_msg));
+    m += q - line_msg;
+    msg[0] = SP_PROFILE_LOCATION << 3 | SP_WT_LEN;
+    msg[1] = (uint8_t)(m - msg - 2);
+    sp_buf_append(&e->locs, msg, (size_t)(m - msg));
 }
 
 /* The encoded thread labels of tid (pprof.py's labels()): "thread" with its name if
@@ -1077,7 +1094,8 @@ const char sp_export_write_pprof_doc[] =
     "strip: code ids removed from the root end of stacks (model.strip_outer_frames).\n"
     "comments(info) -> [str]: called with the profile's totals (the dict info: samples,\n"
     "cpu_ns, total_ns, corrected_ns ...) for the Profile's comments.  mark: the end\n"
-    "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns.";
+    "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns,\n"
+    "raw_bytes, file_bytes and deflater (libdeflate if the system has it, else zlib).";
 
 PyObject *
 sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
@@ -1183,7 +1201,8 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     sp_buf_init(&e.labels);
     sp_u64map_init(&e.thread_labels);
     e.strings = sp_strtab_new();
-    if (!e.strings || loc_grow(&e) < 0) {
+    if (!e.strings || loc_grow(&e) < 0 || sp_buf_reserve(&e.out, out_hint) < 0 ||
+        sp_buf_reserve(&e.locs, locs_hint) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1194,6 +1213,8 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     e.names_core = names_core;
     if (encode_body(&e, &p, sess.wall) < 0)
         goto done;
+    loc_cap_hint = e.loc_cap;
+    locs_hint = e.locs.len;
 
     info = info_dict(&p, cur, per_call, cap);
     if (!info)
@@ -1234,6 +1255,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         goto done;
     }
+    out_hint = out->len;
     uint64_t t1 = now_ns(), t2 = t1, t3 = t1;
 
     /* compress and write without the GIL: the buffers are this call's alone */
@@ -1266,7 +1288,9 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PUT_U64(info, "compress_ns", t2 - t1) < 0 ||
         PUT_U64(info, "write_ns", t3 - t2) < 0 ||
         PUT_U64(info, "raw_bytes", out->len) < 0 ||
-        PUT_U64(info, "file_bytes", compress ? gz.len : out->len) < 0)
+        PUT_U64(info, "file_bytes", compress ? gz.len : out->len) < 0 ||
+        put_int(info, "deflater", PyUnicode_FromString(compress ? sp_pprof_deflater()
+                                                                : "none")) < 0)
         goto done;
     if (path) {
         data = Py_None;
