@@ -313,6 +313,7 @@ typedef struct {
     sp_drain_stats_t stats;
     uint64_t duration_ns, cpu_ns, handler_ns;
     sp_u64map_t named_tids; /* threads of the profile's stacks (they get a name) */
+    uint64_t *frames;       /* stacks with frames taken out of their middle point here */
 } prof_t;
 
 static void
@@ -322,6 +323,7 @@ prof_free(prof_t *p)
     free(p->calls);
     free(p->edges);
     free(p->used);
+    free(p->frames);
     sp_u64map_free(&p->named_tids);
 }
 
@@ -530,24 +532,79 @@ done:
     return rc;
 }
 
-/* model.strip_outer_frames(): outer[id] marks the functions to strip. */
-static int
-prof_strip(prof_t *p, const unsigned char *outer)
+static inline int
+marked(const prof_t *p, const unsigned char *mask, uint64_t loc)
 {
-    for (size_t i = 0; i < p->nstacks; i++) {
-        stack_t *s = &p->stacks[i];
-        uint32_t k = 0;
-        while (k < s->nlocs && (uint32_t)(s->locs[k] >> 32) < p->nids &&
-               outer[s->locs[k] >> 32])
-            k++;
-        if (s->nlocs && k == s->nlocs) {
-            if (!p->overhead_loc)
-                p->overhead_loc = loc_key(overhead_id(p), 0);
-            s->locs = &p->overhead_loc;
-            s->nlocs = 1;
-        } else {
-            s->locs += k;
-            s->nlocs -= k;
+    return (uint32_t)(loc >> 32) < p->nids && mask[loc >> 32];
+}
+
+static uint32_t
+count_marked(const prof_t *p, const unsigned char *mask, const stack_t *s)
+{
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < s->nlocs; k++)
+        m += marked(p, mask, s->locs[k]);
+    return m;
+}
+
+static void
+overhead_stack(prof_t *p, stack_t *s)
+{
+    if (!p->overhead_loc)
+        p->overhead_loc = loc_key(overhead_id(p), 0);
+    s->locs = &p->overhead_loc;
+    s->nlocs = 1;
+}
+
+/* model.strip_outer_frames() (anywhere 0: from the root end of each stack) and
+ * model.strip_pth_lines() (anywhere 1: wherever they are, and out of the function
+ * table; once per profile): outer[id] marks the functions to strip.  A stack left
+ * with no frame becomes [shadowprof overhead].  -1 when out of memory. */
+static int
+prof_strip(prof_t *p, const unsigned char *outer, int anywhere)
+{
+    if (anywhere) {
+        /* stacks that keep some frames get a copy without the others */
+        size_t need = 0;
+        for (size_t i = 0; i < p->nstacks; i++) {
+            uint32_t m = count_marked(p, outer, &p->stacks[i]);
+            if (m && m < p->stacks[i].nlocs)
+                need += p->stacks[i].nlocs - m;
+        }
+        if (need && !(p->frames = malloc(need * sizeof(uint64_t))))
+            return -1;
+        uint64_t *to = p->frames;
+        for (size_t i = 0; i < p->nstacks; i++) {
+            stack_t *s = &p->stacks[i];
+            uint32_t m = count_marked(p, outer, s);
+            if (!m)
+                continue;
+            if (m == s->nlocs) {
+                overhead_stack(p, s);
+                continue;
+            }
+            const uint64_t *from = s->locs;
+            s->locs = to;
+            for (uint32_t k = 0; k < s->nlocs; k++)
+                if (!marked(p, outer, from[k]))
+                    *to++ = from[k];
+            s->nlocs -= m;
+        }
+        for (uint32_t id = 0; id < p->nids; id++)
+            if (outer[id])
+                p->used[id] = 0;
+    } else {
+        for (size_t i = 0; i < p->nstacks; i++) {
+            stack_t *s = &p->stacks[i];
+            uint32_t k = 0;
+            while (k < s->nlocs && marked(p, outer, s->locs[k]))
+                k++;
+            if (s->nlocs && k == s->nlocs) {
+                overhead_stack(p, s);
+            } else {
+                s->locs += k;
+                s->nlocs -= k;
+            }
         }
     }
     size_t n = 0;
@@ -582,6 +639,60 @@ prof_strip(prof_t *p, const unsigned char *outer)
     p->nedges = n;
     sp_u64map_free(&pos);
     return 0;
+}
+
+/* model.strip_pth_lines(): the functions of .pth lines (code site.addpackage exec's,
+ * "<module>" in "<string>") called from addpackage alone, which site runs again after
+ * profiling began at start-up when it sees a directory twice (a venv's lib and
+ * lib64), taken out of the profile.  -1 with an exception set. */
+static int
+prof_strip_pth(prof_t *p)
+{
+    static PyObject *site_py;   /* "site.py"; created once, GIL held */
+    if (!site_py && !(site_py = PyUnicode_InternFromString("site.py")))
+        return -1;
+    unsigned char *site = calloc(p->nids ? p->nids : 1, 1);
+    unsigned char *pth = calloc(p->nids ? p->nids : 1, 1);
+    int any_site = 0, any_pth = 0, rc = -1;
+    if (!site || !pth) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (uint32_t id = 1; id < p->nids; id++) {
+        if (!p->used[id])
+            continue;
+        sp_code_t *c = sp_registry_get(id);
+        PyObject *name = c->qualname, *file = c->filename;
+        if (!PyUnicode_Check(name) || !PyUnicode_Check(file))
+            continue;
+        if (PyUnicode_CompareWithASCIIString(name, "addpackage") == 0 &&
+            (PyUnicode_CompareWithASCIIString(file, "<frozen site>") == 0 ||
+             PyUnicode_Tailmatch(file, site_py, 0, PY_SSIZE_T_MAX, 1) == 1))
+            site[id] = any_site = 1;
+        else if (PyUnicode_CompareWithASCIIString(name, "<module>") == 0 &&
+                 PyUnicode_CompareWithASCIIString(file, "<string>") == 0)
+            pth[id] = any_pth = 1;
+    }
+    if (any_site && any_pth) {
+        for (size_t j = 0; j < p->nedges; j++) {
+            const edge_t *e = &p->edges[j];
+            if (e->callee < p->nids && pth[e->callee] &&
+                !(e->caller < p->nids && site[e->caller]))
+                pth[e->callee] = 0;
+        }
+        any_pth = 0;
+        for (uint32_t id = 1; id < p->nids; id++)
+            any_pth |= pth[id];
+        if (any_pth && prof_strip(p, pth, 1) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(site);
+    free(pth);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ encoding */
@@ -1082,7 +1193,8 @@ info_dict(const prof_t *p, const mark_t *cur, double per_call_ns, double cap)
 const char sp_export_write_pprof_doc[] =
     "write_pprof(path=None, base=None, end=None, *, threads=None,\n"
     "            per_call_overhead_ns=0.0, per_call_overhead_cap=0.5, strip=None,\n"
-    "            comments=None, level=1, compress=True, fsync=True, mode=-1)\n"
+    "            comments=None, level=1, compress=True, fsync=True, mode=-1,\n"
+    "            strip_pth=False)\n"
     "    -> (info, mark, data)\n--\n\n"
     "Encode the profile between the marks base (None: the session's start) and end\n"
     "(None: now) as pprof's profile.proto, the bytes analysis/pprof.py's encode() writes\n"
@@ -1092,6 +1204,7 @@ const char sp_export_write_pprof_doc[] =
     "threads: {thread id: name} over the drain's names.  per_call_overhead_ns > 0:\n"
     "move the hook's calibrated cost into [shadowprof overhead] as the Profile does.\n"
     "strip: code ids removed from the root end of stacks (model.strip_outer_frames).\n"
+    "strip_pth: remove .pth lines site ran after profiling began (model.strip_pth_lines).\n"
     "comments(info) -> [str]: called with the profile's totals (the dict info: samples,\n"
     "cpu_ns, total_ns, corrected_ns ...) for the Profile's comments.  mark: the end\n"
     "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns,\n"
@@ -1102,15 +1215,15 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "base", "end", "threads", "per_call_overhead_ns",
                              "per_call_overhead_cap", "strip", "comments", "level",
-                             "compress", "fsync", "mode", NULL};
+                             "compress", "fsync", "mode", "strip_pth", NULL};
     PyObject *path_obj = Py_None, *base_obj = Py_None, *end_obj = Py_None;
     PyObject *threads = Py_None, *strip = Py_None, *comments = Py_None;
     double per_call = 0.0, cap = 0.5;
-    int level = 1, compress = 1, do_fsync = 1, mode = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippi:write_pprof", kwlist,
+    int level = 1, compress = 1, do_fsync = 1, mode = -1, strip_pth = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippip:write_pprof", kwlist,
                                      &path_obj, &base_obj, &end_obj, &threads, &per_call,
                                      &cap, &strip, &comments, &level, &compress, &do_fsync,
-                                     &mode))
+                                     &mode, &strip_pth))
         return NULL;
     if (level < 1 || level > 9) {
         PyErr_Format(PyExc_ValueError, "shadowprof: bad gzip level %d: choose 1..9", level);
@@ -1189,11 +1302,13 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         Py_DECREF(it);
         if (PyErr_Occurred())
             goto done;
-        if (any && prof_strip(&p, outer) < 0) {
+        if (any && prof_strip(&p, outer, 0) < 0) {
             PyErr_NoMemory();
             goto done;
         }
     }
+    if (strip_pth && prof_strip_pth(&p) < 0)
+        goto done;
 
     sp_buf_init(&e.out);
     sp_buf_init(&e.locs);

@@ -35,7 +35,7 @@ import time
 
 from . import _core
 from .analysis import formats, pprof
-from .analysis.model import Profile
+from .analysis.model import Profile, strip_pth_lines
 
 __all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
 
@@ -117,7 +117,8 @@ def _write(path: str, base, end, **kwargs) -> tuple:
 
 
 def write_period(path: str, base=None, comments=(), *, end=None,
-                 meta_add: dict | None = None, strip=None) -> Period:
+                 meta_add: dict | None = None, strip=None,
+                 strip_pth: bool = True) -> Period:
     """Write the profile of the session from *base* to *end* (None: now) to *path*
     (gzipped profile.proto, written atomically), with *comments* after its own.
     *base*: None, or a previous call's ``Period.base``.  *end*: None, a mark
@@ -125,7 +126,8 @@ def write_period(path: str, base=None, comments=(), *, end=None,
     calibrated per-call cost is moved into [shadowprof overhead] as
     Profile.from_snapshot() does.  *meta_add*: numbers added to the profile's
     scalars (covered_ns, or the writer's own time as overhead_weight_ns).  *strip*:
-    code ids removed from the root end of stacks, with their calls."""
+    code ids removed from the root end of stacks, with their calls; *strip_pth*:
+    leave out the .pth lines site ran after profiling began (model.strip_pth_lines)."""
     per_call, cap, err = _calibration()
     if not _core._session()["native"]:
         if isinstance(end, dict):
@@ -135,14 +137,13 @@ def write_period(path: str, base=None, comments=(), *, end=None,
             info, new = _write(path, mark, end, threads=_thread_names(),
                                per_call_overhead_ns=per_call, per_call_overhead_cap=cap,
                                comments=_comment_fn(list(comments), err, meta_add),
-                               strip=strip,
-                               level=GZIP_LEVEL)
+                               strip=strip, strip_pth=strip_pth, level=GZIP_LEVEL)
         except ValueError:
             if mark is None:
                 raise
             # a base of an earlier session (forked since): start afresh
             return write_period(path, None, comments, end=end, meta_add=meta_add,
-                                strip=strip)
+                                strip=strip, strip_pth=strip_pth)
         sampling = info["handler_ns"] + info["drain_ns"]
         return Period(_Base(new, sampling), info["samples"], info["cpu_ns"],
                       info["duration_ns"], info["running"], info["interval_ns"],
@@ -158,6 +159,8 @@ def write_period(path: str, base=None, comments=(), *, end=None,
                                  per_call_overhead_cap=cap, per_call_overhead_err_ns=err)
     for k, v in (meta_add or {}).items():
         setattr(prof, k, getattr(prof, k, 0) + v)
+    if strip_pth:
+        strip_pth_lines(prof)
     data = pprof.encode(prof, list(comments))
     formats.write_bytes(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), path)
     sampling = sum(snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)
@@ -167,10 +170,11 @@ def write_period(path: str, base=None, comments=(), *, end=None,
                   time.perf_counter_ns() - t0)
 
 
-def write_profiler(profiler, path: str, strip=None) -> bool:
+def write_profiler(profiler, path: str, strip=None, strip_pth: bool = False) -> bool:
     """Write *profiler*'s profile (see Profiler.save) to *path* with the C writer.
     *strip*: code ids removed from the root end of stacks (the command line's own
-    frames).  Returns False, having written nothing, when the C writer cannot stand
+    frames); *strip_pth*: leave out the .pth lines site ran after profiling began
+    (a profiler started at start-up).  Returns False, having written nothing, when the C writer cannot stand
     for the profiler's Profile (native frames, or marks of an earlier session): the
     caller then writes the Profile with pprof.write_pprof."""
     session = _core._session()
@@ -191,8 +195,8 @@ def write_profiler(profiler, path: str, strip=None) -> bool:
         return False   # nested, without a mark of its start
     try:
         _write(path, base, end, threads=_thread_names(), per_call_overhead_ns=per_call,
-               per_call_overhead_cap=cap, strip=strip, comments=_comment_fn([], err),
-               level=GZIP_LEVEL)
+               per_call_overhead_cap=cap, strip=strip, strip_pth=strip_pth,
+               comments=_comment_fn([], err), level=GZIP_LEVEL)
     except ValueError:
         return False   # a mark of an earlier session: the Profile has the data
     return True
