@@ -309,6 +309,7 @@ typedef struct {
     int extra_overhead;     /* the writer added "[shadowprof overhead]" as EXTRA_ID */
     uint64_t overhead_loc;  /* the location of that function's synthetic stack */
     double corrected_ns;
+    uint64_t total_calls;   /* exact calls in the profile, shadowprof's own included */
     /* delta of the totals */
     sp_drain_stats_t stats;
     uint64_t duration_ns, cpu_ns, handler_ns;
@@ -389,8 +390,10 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
             continue;
         p->used[id] = 1;
         int64_t n = (int64_t)(cur->calls[id] - base_calls(base, id));
-        if (n > 0)
+        if (n > 0) {
             p->calls[p->ncalls++] = (calls_t){id, n};
+            p->total_calls += (uint64_t)n;
+        }
     }
     p->edges = malloc((cur->nedges ? cur->nedges : 1) * sizeof(edge_t));
     if (!p->edges)
@@ -1181,6 +1184,7 @@ info_dict(const prof_t *p, const mark_t *cur, double per_call_ns, double cap)
         put_int(d, "total_ns", is_f ? PyFloat_FromDouble(total_f)
                                     : PyLong_FromLongLong(total_i)) < 0 ||
         PUT_U64(d, "stacks", p->nstacks) < 0 ||
+        PUT_U64(d, "calls", p->total_calls) < 0 ||
         put_int(d, "running", PyBool_FromLong(cur->running)) < 0 ||
         PUT_U64(d, "handler_ns", cur->handler_ns) < 0 ||
         PUT_U64(d, "drain_ns", cur->stats.drain_ns) < 0) {
@@ -1206,7 +1210,7 @@ const char sp_export_write_pprof_doc[] =
     "strip: code ids removed from the root end of stacks (model.strip_outer_frames).\n"
     "strip_pth: remove .pth lines site ran after profiling began (model.strip_pth_lines).\n"
     "comments(info) -> [str]: called with the profile's totals (the dict info: samples,\n"
-    "cpu_ns, total_ns, corrected_ns ...) for the Profile's comments.  mark: the end\n"
+    "cpu_ns, total_ns, corrected_ns, calls ...) for the Profile's comments.  mark: the end\n"
     "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns,\n"
     "raw_bytes, file_bytes and deflater (libdeflate if the system has it, else zlib).";
 

@@ -266,7 +266,7 @@ def test_periodic_files_are_the_differences(session, tmp_path):
         _add(session, seed, 150)
         snaps.append(_core.snapshot())
         paths.append(w.write_period())
-    per_call, cap, err = pprof_writer._calibration()
+    per_call, cap, err = shadowprof._api.calibration()
     umask = os.umask(0o22)
     os.umask(umask)
     for path, base, snap in zip(paths, snaps, snaps[1:]):
