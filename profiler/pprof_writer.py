@@ -40,8 +40,9 @@ from .analysis.model import Profile, strip_pth_lines
 
 __all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
 
-# zlib level of the live writer: Go's runtime/pprof writes with BestSpeed (1) too.
-# Level 6 (gzip's default) costs about three times the CPU for files a fifth smaller.
+# Deflate level of the live writer (libdeflate's if the system has it, else zlib's):
+# Go's runtime/pprof writes with BestSpeed (1) too.  Level 6 (gzip's default) costs
+# two to three times the CPU for files a few percent smaller (benchmarks/RESULTS.md).
 GZIP_LEVEL = 1
 
 
