@@ -1025,8 +1025,13 @@ encode_body(enc_t *e, const prof_t *p, int wall)
         size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
         if (s->nlocs) {
             size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
-            for (uint32_t k = s->nlocs; k-- > 0;)
-                sp_buf_varint(out, location(e, s->locs[k]));
+            /* room for every id at once: location() appends to e->locs, not to out */
+            if (sp_buf_reserve(out, (size_t)s->nlocs * 10) == 0) {
+                uint8_t *q = out->p + out->len;
+                for (uint32_t k = s->nlocs; k-- > 0;)
+                    q = sp_put_varint(q, location(e, s->locs[k]));
+                out->len = (size_t)(q - out->p);
+            }
             sp_pb_end(out, l);
         }
         size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
