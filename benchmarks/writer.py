@@ -111,17 +111,28 @@ def main(argv=None) -> int:
     ap.add_argument("--python-reps", type=int, default=1,
                     help="runs of the (slow) Python path")
     ap.add_argument("--sizes", default="2000,200000")
+    ap.add_argument("--no-python", action="store_true", help="skip the Python path")
+    ap.add_argument("--dump-raw", metavar="DIR",
+                    help="also write each size's uncompressed message to DIR/SIZE.pb "
+                    "(for benchmarks/deflate.c)")
     args = ap.parse_args(argv)
     print(f"Python {sys.version.split()[0]}, {N_FUNCS} functions, stacks 4-40 deep, "
           f"median of {args.reps} (Python path: {args.python_reps})")
     print("| stacks | path | wall ms | CPU ms | encode ms | gzip ms | write ms "
-          "| raw MB | file MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| raw MB | file MB | deflate |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "p.pb.gz")
         for n in (int(s) for s in args.sizes.split(",")):
             fill(n)
             size = _core.memory()["table_stacks"]
+            if args.dump_raw:
+                _, _, raw = _core.write_pprof(
+                    None, None, None, threads={}, per_call_overhead_ns=40.0,
+                    per_call_overhead_cap=0.5, comments=pprof_writer._comment_fn(["note"]),
+                    compress=False)
+                with open(os.path.join(args.dump_raw, f"{n}.pb"), "wb") as f:
+                    f.write(raw)
             rows = [("C, gzip 1, fsync", 1, True), ("C, gzip 1, no fsync", 1, False),
                     ("C, gzip 6, fsync", 6, True)]
             for label, level, fs in rows:
@@ -129,10 +140,12 @@ def main(argv=None) -> int:
                 print(f"| {size} | {label} | {wall:.1f} | {cpu:.1f} | "
                       f"{info['encode_ns'] / 1e6:.1f} | {info['compress_ns'] / 1e6:.1f} | "
                       f"{info['write_ns'] / 1e6:.1f} | {info['raw_bytes'] / 1e6:.2f} | "
-                      f"{os.path.getsize(path) / 1e6:.2f} |")
+                      f"{os.path.getsize(path) / 1e6:.2f} | {info['deflater']} |")
+            if args.no_python:
+                continue
             wall, cpu, _ = timed(lambda: python_path(path, None), args.python_reps)
             print(f"| {size} | Python (snapshot, model, encode, gzip 6) | {wall:.1f} | "
-                  f"{cpu:.1f} | | | | | {os.path.getsize(path) / 1e6:.2f} |")
+                  f"{cpu:.1f} | | | | | {os.path.getsize(path) / 1e6:.2f} | zlib |")
             sys.stdout.flush()
     return 0
 

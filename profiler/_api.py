@@ -26,6 +26,12 @@ _calibrated_hook: str = "auto"   # the mechanism _calibrated_ns was measured wit
 HOOKS = ("auto", "eval", "monitoring")
 
 
+def calibration() -> tuple:
+    """(the hook's calibrated cost per call in ns, 0.0 if not measured; its share of
+    an empty call, the correction's cap; the spread of the measurement per call)."""
+    return _calibrated_ns or 0.0, _calibrated_share, _calibrated_err_ns
+
+
 def _calibrate(calls: int = 4_000, rounds: int = 9, refresh: bool = False,
                hook: str = "auto") -> float:
     """Measure what the hook adds to one Python call, in ns: the median over

@@ -188,15 +188,10 @@ class Session:
         if (fmt or formats.format_for(path, None)) == "pprof":
             from . import pprof_writer
             snap = self.profiler.last_snapshot or {"functions": {}}
-            fns = snap["functions"]
-            site = {fid for fid, (name, filename, _) in fns.items()
-                    if name == "addpackage" and "site" in filename}
-            own = [fid for fid, (name, filename, _) in fns.items()
-                   if fid > 0 and (filename.startswith(_own_dir()) or (
-                       # a .pth line run again by site (a venv's lib and lib64)
-                       (name, filename) == ("<module>", "<string>") and site
-                       and all(a in site for a, b in snap["edges"] if b == fid)))]
-            if pprof_writer.write_profiler(self.profiler, path, strip=own):
+            own = [fid for fid, (name, filename, _) in snap["functions"].items()
+                   if fid > 0 and filename.startswith(_own_dir())]
+            # strip_pth: a .pth line run again by site (a venv's lib and lib64)
+            if pprof_writer.write_profiler(self.profiler, path, strip=own, strip_pth=True):
                 return
         formats.write_profile(profile, path, fmt, top=self.opts["top"])
 

@@ -55,7 +55,7 @@ import time
 from . import _api, _core, pprof_writer
 from .analysis.model import Profile, strip_own_frames, strip_pth_lines
 
-__all__ = ["PeriodicWriter", "file_prefix", "add_comments", "window_length"]
+__all__ = ["PeriodicWriter", "file_prefix", "window_length"]
 
 # The shortest window (besides two sampling intervals): a period never goes empty.
 MIN_WINDOW_S = 0.02
@@ -84,95 +84,34 @@ def window_length(period_s: float, budget: float, rho: float, fixed_s: float,
     return max(floor_s, min(period_s, period_s * share / rho))
 
 
+# Code objects of shadowprof's own functions, by module (modules are walked once).
+_own_modules: set = set()
+_own_codes: list = []
+
+
 def _own_code_ids() -> list:
     """Registry ids of shadowprof's own functions that the hook has seen (entered
     before the thread that ran them could mark itself, or at start-up): removed from
-    the files."""
+    the files.  The code objects are collected once per module; their ids asked each
+    time (a function not seen yet has none)."""
     import sys
-    ids = []
     for name, mod in list(sys.modules.items()):
-        if not name.startswith("shadowprof") or mod is None:
+        if not name.startswith("shadowprof") or mod is None or name in _own_modules:
             continue
+        _own_modules.add(name)
         for obj in list(vars(mod).values()):
             for f in ([obj] + list(vars(obj).values()) if isinstance(obj, type) else [obj]):
                 code = getattr(f, "__code__", None) or getattr(
                     getattr(f, "fget", None), "__code__", None)
                 if code is not None and code.co_filename.startswith(_HERE):
-                    fid = _core.code_id(code)
-                    if fid:
-                        ids.append(fid)
-    return ids
+                    _own_codes.append(code)
+    code_id = _core.code_id
+    return [fid for fid in map(code_id, _own_codes) if fid]
 
 
 def _uniform() -> float:
     """A uniform number in [0, 1) without importing random."""
     return int.from_bytes(os.urandom(7), "big") / float(1 << 56)
-
-
-# profile.proto field numbers (see pprof.py): string_table = 6, comment = 13.
-_STRING_TABLE = 6
-_COMMENT = 13
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _count_strings(data: bytes) -> int:
-    """Number of string_table entries in an encoded (uncompressed) Profile."""
-    i, n, count = 0, len(data), 0
-    while i < n:
-        key = shift = 0
-        while True:
-            b = data[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-        field, wt = key >> 3, key & 7
-        if wt == 0:
-            while data[i] >= 0x80:
-                i += 1
-            i += 1
-        elif wt == 1:
-            i += 8
-        elif wt == 5:
-            i += 4
-        elif wt == 2:
-            size = shift = 0
-            while True:
-                b = data[i]
-                i += 1
-                size |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
-            i += size
-            if field == _STRING_TABLE:
-                count += 1
-        else:
-            raise ValueError(f"unexpected wire type {wt} in a pprof message")
-    return count
-
-
-def add_comments(data: bytes, comments: list) -> bytes:
-    """*data* (an encoded, uncompressed Profile) with *comments* appended to its
-    comment list.  Protobuf concatenates repeated fields, so new strings appended
-    after the string table take the next indices."""
-    base = _count_strings(data)
-    extra = [data]
-    for c in comments:
-        s = c.encode("utf-8", "surrogateescape")
-        extra.append(_varint(_STRING_TABLE << 3 | 2) + _varint(len(s)) + s)
-    packed = b"".join(_varint(base + k) for k in range(len(comments)))
-    extra.append(_varint(_COMMENT << 3 | 2) + _varint(len(packed)) + packed)
-    return b"".join(extra)
 
 
 def file_prefix(host: str, pid: int, start: str) -> str:
@@ -228,6 +167,7 @@ class PeriodicWriter:
         self._program_cpu_ns = None  # the program's CPU time in the last period
         self._window_s = 0.0
         self._open = None            # (monotonic start, length s, offset s, writer ns)
+        self._finish_ns = None       # the last file's compression and write (CPU ns)
 
     @property
     def duty_cycled(self) -> bool:
@@ -305,8 +245,8 @@ class PeriodicWriter:
     def _next_window_s(self) -> float:
         rho = self._rho
         if rho is None:
-            share = _api._calibrated_share if _api._calibrated_ns else None
-            rho = share / (1 - share) if share is not None and share < 1 else DEFAULT_RHO
+            per_call, share, _ = _api.calibration()
+            rho = share / (1 - share) if per_call and share < 1 else DEFAULT_RHO
         program = None if self._program_cpu_ns is None else self._program_cpu_ns / 1e9
         return window_length(self.period_s, self.budget, rho, self._fixed_ns / 1e9,
                              program, self._floor_s())
@@ -369,45 +309,56 @@ class PeriodicWriter:
         began, length, offset, open_ns = self._open
         self._open = None
         _core.stop()
-        snap = _core.snapshot()
-        if snap.get("native"):
-            from .native import resolve_snapshot
-            resolve_snapshot(snap)
-        per_call = _api._calibrated_ns or 0.0
-        in_window = (sum(snap["calls"].values()) * per_call + snap.get("handler_ns", 0)
-                     + snap.get("drain_ns", 0))
-        program = snap["cpu_ns"] - in_window
-        if program > 0 and not partial:
-            self._rho = in_window / program
-        window_s = snap["duration_ns"] / 1e9
-        # The writer's cost of this window: starting and stopping the core now, and
-        # encoding and writing, estimated from the previous window (measured below).
-        writer_ns = open_ns + (time.thread_time_ns() - t0) + self._fixed_ns
-        cost = in_window + writer_ns
-        duty = window_s / self.period_s
-        # Share of the program's CPU time in the period (estimated from the window's:
-        # the window is a random part of it).
-        share = cost * duty / program if program > 0 and duty > 0 else 0.0
-        note = (f"shadowprof.window window_s={window_s:.6f} period_s={self.period_s:g} "
-                f"duty={duty:.6f} offset_s={offset:.3f} budget={self.budget:g} "
-                f"cost={share:.6f} cpu_ns={snap['cpu_ns']} hook_ns={int(sum(snap['calls'].values()) * per_call)} "
-                f"handler_ns={snap.get('handler_ns', 0)} "
-                f"drain_ns={snap.get('drain_ns', 0)} writer_ns={writer_ns}"
-                + (" partial=1" if partial else ""))
-        notes = [note]
-        if length <= self._floor_s() + 1e-9 and share > self.budget and not partial:
-            notes.append(f"shadowprof.budget over: the shortest window "
-                         f"({self._floor_s():g}s) costs {100 * share:.2f}% of this "
-                         f"period's CPU, over the budget {100 * self.budget:g}%; use "
-                         "a longer period= for a smaller share")
-        self._write(None, notes, writer_ns=writer_ns,
-                    covered_ns=int(round(self.period_s * 1e9)) if not partial
-                    else int(snap["duration_ns"] + offset * 1e9))
-        total_writer = open_ns + time.thread_time_ns() - t0
+        t_stopped = time.thread_time_ns()
+        per_call = _api.calibration()[0]
+        window = {}
+
+        def notes(info: dict) -> tuple:
+            """The window's note and what it costs, from the writer's totals (no
+            snapshot): asked while the file is being encoded."""
+            in_window = info["calls"] * per_call + info["handler_ns"] + info["drain_ns"]
+            program = info["cpu_ns"] - in_window
+            window_s = info["duration_ns"] / 1e9
+            # The writer's cost of this window: opening and stopping the core, the
+            # encoding so far, and compressing and writing as the previous window's
+            # did (the first window: as much again as the encoding took so far).
+            now = time.thread_time_ns()
+            rest = self._finish_ns if self._finish_ns is not None else now - t_stopped
+            writer_ns = open_ns + (now - t0) + rest
+            cost = in_window + writer_ns
+            duty = window_s / self.period_s
+            # Share of the program's CPU time in the period (estimated from the
+            # window's: the window is a random part of it).
+            share = cost * duty / program if program > 0 and duty > 0 else 0.0
+            window.update(in_window=in_window, program=program, window_s=window_s,
+                          encoded=now)
+            lines = [f"shadowprof.window window_s={window_s:.6f} "
+                     f"period_s={self.period_s:g} duty={duty:.6f} offset_s={offset:.3f} "
+                     f"budget={self.budget:g} cost={share:.6f} cpu_ns={info['cpu_ns']} "
+                     f"hook_ns={int(info['calls'] * per_call)} "
+                     f"handler_ns={info['handler_ns']} drain_ns={info['drain_ns']} "
+                     f"writer_ns={writer_ns}" + (" partial=1" if partial else "")]
+            if (length <= self._floor_s() + 1e-9 and share > self.budget
+                    and not partial):
+                lines.append(f"shadowprof.budget over: the shortest window "
+                             f"({self._floor_s():g}s) costs {100 * share:.2f}% of this "
+                             f"period's CPU, over the budget {100 * self.budget:g}%; "
+                             "use a longer period= for a smaller share")
+            covered = (int(round(self.period_s * 1e9)) if not partial
+                       else int(info["duration_ns"] + offset * 1e9))
+            return lines, {"overhead_weight_ns": writer_ns, "covered_ns": covered}
+
+        self._write(None, [], notes=notes)
+        end = time.thread_time_ns()
+        # what followed the notes (compressing, writing): the next window's estimate
+        self._finish_ns = end - window["encoded"]
+        if window["program"] > 0 and not partial:
+            self._rho = window["in_window"] / window["program"]
+        total_writer = open_ns + end - t0
         self._fixed_ns = total_writer
-        self.windows.append((window_s, self.period_s, in_window + total_writer,
-                             program))
-        return int(in_window + total_writer)
+        self.windows.append((window["window_s"], self.period_s,
+                             window["in_window"] + total_writer, window["program"]))
+        return int(window["in_window"] + total_writer)
 
     # ------------------------------------------------------------------ writing
 
@@ -425,11 +376,11 @@ class PeriodicWriter:
             self._fixed_ns = time.thread_time_ns() - t0
             return path
 
-    def _write(self, base, notes: list, *, end=None, writer_ns: int = 0,
-               covered_ns: int = 0) -> tuple:
+    def _write(self, base, lines: list, *, end=None, writer_ns: int = 0,
+               notes=None) -> tuple:
         """One file from the core (pprof_writer: encoded, compressed and written in
-        C); the writer's CPU time counts as shadowprof's overhead, *covered_ns* is the
-        time the file stands for.  Returns (path, pprof_writer.Period)."""
+        C); the writer's CPU time counts as shadowprof's overhead.  *notes*: see
+        pprof_writer.write_period.  Returns (path, pprof_writer.Period)."""
         self.seq += 1
         name = f"{self.prefix}{self.seq:05d}.pb.gz"
         path = os.path.join(self.directory, name)
@@ -437,9 +388,9 @@ class PeriodicWriter:
                 f"host={self.host} start={self.start_stamp} "
                 f"period_s={self.period_s:g}"]
         period = pprof_writer.write_period(
-            path, base, head + self.comments + notes, end=end,
-            meta_add={"overhead_weight_ns": writer_ns, "covered_ns": covered_ns},
-            strip=_own_code_ids())
+            path, base, head + self.comments + lines, end=end,
+            meta_add={"overhead_weight_ns": writer_ns}, strip=_own_code_ids(),
+            notes=notes)
         self.files_written += 1
         self.samples_written += period.samples
         self._prune()
@@ -452,8 +403,9 @@ class PeriodicWriter:
                 snap = _core.snapshot()
             except RuntimeError:    # no window has begun yet
                 return Profile({}, [], {}, {})
-        prof = Profile.from_snapshot(snap, per_call_overhead_ns=_api._calibrated_ns or 0.0,
-                                     per_call_overhead_cap=_api._calibrated_share)
+        per_call, cap, _ = _api.calibration()
+        prof = Profile.from_snapshot(snap, per_call_overhead_ns=per_call,
+                                     per_call_overhead_cap=cap)
         return strip_pth_lines(strip_own_frames(prof, _is_own))
 
     def _prune(self) -> None:

@@ -309,10 +309,12 @@ typedef struct {
     int extra_overhead;     /* the writer added "[shadowprof overhead]" as EXTRA_ID */
     uint64_t overhead_loc;  /* the location of that function's synthetic stack */
     double corrected_ns;
+    uint64_t total_calls;   /* exact calls in the profile, shadowprof's own included */
     /* delta of the totals */
     sp_drain_stats_t stats;
     uint64_t duration_ns, cpu_ns, handler_ns;
     sp_u64map_t named_tids; /* threads of the profile's stacks (they get a name) */
+    uint64_t *frames;       /* stacks with frames taken out of their middle point here */
 } prof_t;
 
 static void
@@ -322,6 +324,7 @@ prof_free(prof_t *p)
     free(p->calls);
     free(p->edges);
     free(p->used);
+    free(p->frames);
     sp_u64map_free(&p->named_tids);
 }
 
@@ -387,8 +390,10 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
             continue;
         p->used[id] = 1;
         int64_t n = (int64_t)(cur->calls[id] - base_calls(base, id));
-        if (n > 0)
+        if (n > 0) {
             p->calls[p->ncalls++] = (calls_t){id, n};
+            p->total_calls += (uint64_t)n;
+        }
     }
     p->edges = malloc((cur->nedges ? cur->nedges : 1) * sizeof(edge_t));
     if (!p->edges)
@@ -530,24 +535,79 @@ done:
     return rc;
 }
 
-/* model.strip_outer_frames(): outer[id] marks the functions to strip. */
-static int
-prof_strip(prof_t *p, const unsigned char *outer)
+static inline int
+marked(const prof_t *p, const unsigned char *mask, uint64_t loc)
 {
-    for (size_t i = 0; i < p->nstacks; i++) {
-        stack_t *s = &p->stacks[i];
-        uint32_t k = 0;
-        while (k < s->nlocs && (uint32_t)(s->locs[k] >> 32) < p->nids &&
-               outer[s->locs[k] >> 32])
-            k++;
-        if (s->nlocs && k == s->nlocs) {
-            if (!p->overhead_loc)
-                p->overhead_loc = loc_key(overhead_id(p), 0);
-            s->locs = &p->overhead_loc;
-            s->nlocs = 1;
-        } else {
-            s->locs += k;
-            s->nlocs -= k;
+    return (uint32_t)(loc >> 32) < p->nids && mask[loc >> 32];
+}
+
+static uint32_t
+count_marked(const prof_t *p, const unsigned char *mask, const stack_t *s)
+{
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < s->nlocs; k++)
+        m += marked(p, mask, s->locs[k]);
+    return m;
+}
+
+static void
+overhead_stack(prof_t *p, stack_t *s)
+{
+    if (!p->overhead_loc)
+        p->overhead_loc = loc_key(overhead_id(p), 0);
+    s->locs = &p->overhead_loc;
+    s->nlocs = 1;
+}
+
+/* model.strip_outer_frames() (anywhere 0: from the root end of each stack) and
+ * model.strip_pth_lines() (anywhere 1: wherever they are, and out of the function
+ * table; once per profile): outer[id] marks the functions to strip.  A stack left
+ * with no frame becomes [shadowprof overhead].  -1 when out of memory. */
+static int
+prof_strip(prof_t *p, const unsigned char *outer, int anywhere)
+{
+    if (anywhere) {
+        /* stacks that keep some frames get a copy without the others */
+        size_t need = 0;
+        for (size_t i = 0; i < p->nstacks; i++) {
+            uint32_t m = count_marked(p, outer, &p->stacks[i]);
+            if (m && m < p->stacks[i].nlocs)
+                need += p->stacks[i].nlocs - m;
+        }
+        if (need && !(p->frames = malloc(need * sizeof(uint64_t))))
+            return -1;
+        uint64_t *to = p->frames;
+        for (size_t i = 0; i < p->nstacks; i++) {
+            stack_t *s = &p->stacks[i];
+            uint32_t m = count_marked(p, outer, s);
+            if (!m)
+                continue;
+            if (m == s->nlocs) {
+                overhead_stack(p, s);
+                continue;
+            }
+            const uint64_t *from = s->locs;
+            s->locs = to;
+            for (uint32_t k = 0; k < s->nlocs; k++)
+                if (!marked(p, outer, from[k]))
+                    *to++ = from[k];
+            s->nlocs -= m;
+        }
+        for (uint32_t id = 0; id < p->nids; id++)
+            if (outer[id])
+                p->used[id] = 0;
+    } else {
+        for (size_t i = 0; i < p->nstacks; i++) {
+            stack_t *s = &p->stacks[i];
+            uint32_t k = 0;
+            while (k < s->nlocs && marked(p, outer, s->locs[k]))
+                k++;
+            if (s->nlocs && k == s->nlocs) {
+                overhead_stack(p, s);
+            } else {
+                s->locs += k;
+                s->nlocs -= k;
+            }
         }
     }
     size_t n = 0;
@@ -582,6 +642,60 @@ prof_strip(prof_t *p, const unsigned char *outer)
     p->nedges = n;
     sp_u64map_free(&pos);
     return 0;
+}
+
+/* model.strip_pth_lines(): the functions of .pth lines (code site.addpackage exec's,
+ * "<module>" in "<string>") called from addpackage alone, which site runs again after
+ * profiling began at start-up when it sees a directory twice (a venv's lib and
+ * lib64), taken out of the profile.  -1 with an exception set. */
+static int
+prof_strip_pth(prof_t *p)
+{
+    static PyObject *site_py;   /* "site.py"; created once, GIL held */
+    if (!site_py && !(site_py = PyUnicode_InternFromString("site.py")))
+        return -1;
+    unsigned char *site = calloc(p->nids ? p->nids : 1, 1);
+    unsigned char *pth = calloc(p->nids ? p->nids : 1, 1);
+    int any_site = 0, any_pth = 0, rc = -1;
+    if (!site || !pth) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (uint32_t id = 1; id < p->nids; id++) {
+        if (!p->used[id])
+            continue;
+        sp_code_t *c = sp_registry_get(id);
+        PyObject *name = c->qualname, *file = c->filename;
+        if (!PyUnicode_Check(name) || !PyUnicode_Check(file))
+            continue;
+        if (PyUnicode_CompareWithASCIIString(name, "addpackage") == 0 &&
+            (PyUnicode_CompareWithASCIIString(file, "<frozen site>") == 0 ||
+             PyUnicode_Tailmatch(file, site_py, 0, PY_SSIZE_T_MAX, 1) == 1))
+            site[id] = any_site = 1;
+        else if (PyUnicode_CompareWithASCIIString(name, "<module>") == 0 &&
+                 PyUnicode_CompareWithASCIIString(file, "<string>") == 0)
+            pth[id] = any_pth = 1;
+    }
+    if (any_site && any_pth) {
+        for (size_t j = 0; j < p->nedges; j++) {
+            const edge_t *e = &p->edges[j];
+            if (e->callee < p->nids && pth[e->callee] &&
+                !(e->caller < p->nids && site[e->caller]))
+                pth[e->callee] = 0;
+        }
+        any_pth = 0;
+        for (uint32_t id = 1; id < p->nids; id++)
+            any_pth |= pth[id];
+        if (any_pth && prof_strip(p, pth, 1) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(site);
+    free(pth);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ encoding */
@@ -648,10 +762,15 @@ first_line(uint32_t id)
 
 static void encode_location(enc_t *e, uint64_t id, uint32_t fid, int32_t line);
 
+/* The location table's and the buffers' sizes at the end of the previous profile: a
+ * writer called once a period starts at the sizes it will need instead of growing
+ * to them.  GIL held. */
+static size_t loc_cap_hint = 4096, out_hint, locs_hint;
+
 static int
 loc_grow(enc_t *e)
 {
-    size_t cap = e->loc_cap ? e->loc_cap * 2 : 4096;
+    size_t cap = e->loc_cap ? e->loc_cap * 2 : loc_cap_hint;
     struct loc_slot *slots = calloc(cap, sizeof(*slots));
     if (!slots)
         return -1;
@@ -696,15 +815,27 @@ location(enc_t *e, uint64_t key)
 static void
 encode_location(enc_t *e, uint64_t id, uint32_t fid, int32_t line)
 {
-    size_t loc = sp_pb_begin(&e->locs, SP_PROFILE_LOCATION);
-    sp_pb_int(&e->locs, SP_LOCATION_ID, id);
-    sp_pb_int(&e->locs, SP_LOCATION_MAPPING_ID, 1);
-    size_t ln = sp_pb_begin(&e->locs, SP_LOCATION_LINE);
-    sp_pb_key(&e->locs, SP_LINE_FUNCTION_ID, SP_WT_VARINT);
-    sp_buf_varint(&e->locs, pprof_function_id(fid));
-    sp_pb_int(&e->locs, SP_LINE_LINE, (uint64_t)(int64_t)line);
-    sp_pb_end(&e->locs, ln);
-    sp_pb_end(&e->locs, loc);
+    /* Written byte by byte: every key and length here is one byte. */
+    _Static_assert(SP_PROFILE_LOCATION < 16 && SP_LOCATION_LINE < 16, "one-byte keys");
+    uint8_t line_msg[24], *q = line_msg;
+    *q++ = SP_LINE_FUNCTION_ID << 3 | SP_WT_VARINT;
+    q = sp_put_varint(q, pprof_function_id(fid));
+    if (line) {
+        *q++ = SP_LINE_LINE << 3 | SP_WT_VARINT;
+        q = sp_put_varint(q, (uint64_t)(int64_t)line);
+    }
+    uint8_t msg[48], *m = msg + 2;    /* key and length of the Location first */
+    *m++ = SP_LOCATION_ID << 3 | SP_WT_VARINT;
+    m = sp_put_varint(m, id);
+    *m++ = SP_LOCATION_MAPPING_ID << 3 | SP_WT_VARINT;
+    *m++ = 1;
+    *m++ = SP_LOCATION_LINE << 3 | SP_WT_LEN;
+    *m++ = (uint8_t)(q - line_msg);
+    memcpy(m, line_msg, (size_t)(q - line_msg));
+    m += q - line_msg;
+    msg[0] = SP_PROFILE_LOCATION << 3 | SP_WT_LEN;
+    msg[1] = (uint8_t)(m - msg - 2);
+    sp_buf_append(&e->locs, msg, (size_t)(m - msg));
 }
 
 /* The encoded thread labels of tid (pprof.py's labels()): "thread" with its name if
@@ -894,8 +1025,13 @@ encode_body(enc_t *e, const prof_t *p, int wall)
         size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
         if (s->nlocs) {
             size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
-            for (uint32_t k = s->nlocs; k-- > 0;)
-                sp_buf_varint(out, location(e, s->locs[k]));
+            /* room for every id at once: location() appends to e->locs, not to out */
+            if (sp_buf_reserve(out, (size_t)s->nlocs * 10) == 0) {
+                uint8_t *q = out->p + out->len;
+                for (uint32_t k = s->nlocs; k-- > 0;)
+                    q = sp_put_varint(q, location(e, s->locs[k]));
+                out->len = (size_t)(q - out->p);
+            }
             sp_pb_end(out, l);
         }
         size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
@@ -1053,6 +1189,7 @@ info_dict(const prof_t *p, const mark_t *cur, double per_call_ns, double cap)
         put_int(d, "total_ns", is_f ? PyFloat_FromDouble(total_f)
                                     : PyLong_FromLongLong(total_i)) < 0 ||
         PUT_U64(d, "stacks", p->nstacks) < 0 ||
+        PUT_U64(d, "calls", p->total_calls) < 0 ||
         put_int(d, "running", PyBool_FromLong(cur->running)) < 0 ||
         PUT_U64(d, "handler_ns", cur->handler_ns) < 0 ||
         PUT_U64(d, "drain_ns", cur->stats.drain_ns) < 0) {
@@ -1065,7 +1202,8 @@ info_dict(const prof_t *p, const mark_t *cur, double per_call_ns, double cap)
 const char sp_export_write_pprof_doc[] =
     "write_pprof(path=None, base=None, end=None, *, threads=None,\n"
     "            per_call_overhead_ns=0.0, per_call_overhead_cap=0.5, strip=None,\n"
-    "            comments=None, level=1, compress=True, fsync=True, mode=-1)\n"
+    "            comments=None, level=1, compress=True, fsync=True, mode=-1,\n"
+    "            strip_pth=False)\n"
     "    -> (info, mark, data)\n--\n\n"
     "Encode the profile between the marks base (None: the session's start) and end\n"
     "(None: now) as pprof's profile.proto, the bytes analysis/pprof.py's encode() writes\n"
@@ -1075,24 +1213,26 @@ const char sp_export_write_pprof_doc[] =
     "threads: {thread id: name} over the drain's names.  per_call_overhead_ns > 0:\n"
     "move the hook's calibrated cost into [shadowprof overhead] as the Profile does.\n"
     "strip: code ids removed from the root end of stacks (model.strip_outer_frames).\n"
+    "strip_pth: remove .pth lines site ran after profiling began (model.strip_pth_lines).\n"
     "comments(info) -> [str]: called with the profile's totals (the dict info: samples,\n"
-    "cpu_ns, total_ns, corrected_ns ...) for the Profile's comments.  mark: the end\n"
-    "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns.";
+    "cpu_ns, total_ns, corrected_ns, calls ...) for the Profile's comments.  mark: the end\n"
+    "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns,\n"
+    "raw_bytes, file_bytes and deflater (libdeflate if the system has it, else zlib).";
 
 PyObject *
 sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "base", "end", "threads", "per_call_overhead_ns",
                              "per_call_overhead_cap", "strip", "comments", "level",
-                             "compress", "fsync", "mode", NULL};
+                             "compress", "fsync", "mode", "strip_pth", NULL};
     PyObject *path_obj = Py_None, *base_obj = Py_None, *end_obj = Py_None;
     PyObject *threads = Py_None, *strip = Py_None, *comments = Py_None;
     double per_call = 0.0, cap = 0.5;
-    int level = 1, compress = 1, do_fsync = 1, mode = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippi:write_pprof", kwlist,
+    int level = 1, compress = 1, do_fsync = 1, mode = -1, strip_pth = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippip:write_pprof", kwlist,
                                      &path_obj, &base_obj, &end_obj, &threads, &per_call,
                                      &cap, &strip, &comments, &level, &compress, &do_fsync,
-                                     &mode))
+                                     &mode, &strip_pth))
         return NULL;
     if (level < 1 || level > 9) {
         PyErr_Format(PyExc_ValueError, "shadowprof: bad gzip level %d: choose 1..9", level);
@@ -1171,11 +1311,13 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         Py_DECREF(it);
         if (PyErr_Occurred())
             goto done;
-        if (any && prof_strip(&p, outer) < 0) {
+        if (any && prof_strip(&p, outer, 0) < 0) {
             PyErr_NoMemory();
             goto done;
         }
     }
+    if (strip_pth && prof_strip_pth(&p) < 0)
+        goto done;
 
     sp_buf_init(&e.out);
     sp_buf_init(&e.locs);
@@ -1183,7 +1325,8 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     sp_buf_init(&e.labels);
     sp_u64map_init(&e.thread_labels);
     e.strings = sp_strtab_new();
-    if (!e.strings || loc_grow(&e) < 0) {
+    if (!e.strings || loc_grow(&e) < 0 || sp_buf_reserve(&e.out, out_hint) < 0 ||
+        sp_buf_reserve(&e.locs, locs_hint) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1194,6 +1337,8 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     e.names_core = names_core;
     if (encode_body(&e, &p, sess.wall) < 0)
         goto done;
+    loc_cap_hint = e.loc_cap;
+    locs_hint = e.locs.len;
 
     info = info_dict(&p, cur, per_call, cap);
     if (!info)
@@ -1234,6 +1379,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         goto done;
     }
+    out_hint = out->len;
     uint64_t t1 = now_ns(), t2 = t1, t3 = t1;
 
     /* compress and write without the GIL: the buffers are this call's alone */
@@ -1266,7 +1412,9 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PUT_U64(info, "compress_ns", t2 - t1) < 0 ||
         PUT_U64(info, "write_ns", t3 - t2) < 0 ||
         PUT_U64(info, "raw_bytes", out->len) < 0 ||
-        PUT_U64(info, "file_bytes", compress ? gz.len : out->len) < 0)
+        PUT_U64(info, "file_bytes", compress ? gz.len : out->len) < 0 ||
+        put_int(info, "deflater", PyUnicode_FromString(compress ? sp_pprof_deflater()
+                                                                : "none")) < 0)
         goto done;
     if (path) {
         data = Py_None;

@@ -1,8 +1,10 @@
 /* pprof_enc.c: profile.proto primitives, gzip and the output file (see pprof_enc.h). */
 #include "pprof_enc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,36 +69,15 @@ sp_pb_bytes(sp_buf_t *b, int field, const void *data, size_t n)
     sp_buf_append(b, data, n);
 }
 
-size_t
-sp_pb_begin(sp_buf_t *b, int field)
-{
-    sp_pb_key(b, field, SP_WT_LEN);
-    if (sp_buf_reserve(b, 1) == 0)
-        b->p[b->len++] = 0;
-    return b->len;
-}
-
 void
-sp_pb_end(sp_buf_t *b, size_t start)
+sp_pb_end_long(sp_buf_t *b, size_t start)
 {
-    if (b->oom)
-        return;
     size_t n = b->len - start;
-    if (n < 0x80) {
-        b->p[start - 1] = (uint8_t)n;
-        return;
-    }
     size_t extra = sp_varint_size(n) - 1;
     if (sp_buf_reserve(b, extra) < 0)
         return;
     memmove(b->p + start + extra, b->p + start, n);
-    uint8_t *p = b->p + start - 1;
-    uint64_t v = n;
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p = (uint8_t)v;
+    sp_put_varint(b->p + start - 1, n);
     b->len += extra;
 }
 
@@ -326,8 +307,78 @@ sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out)
 
 /* ------------------------------------------------------------------ files */
 
+/* libdeflate, when the system has it (Debian's libdeflate0): one call over the whole
+ * buffer, at level 1 about 2.3 times fewer instructions than zlib's deflate for the
+ * same size (benchmarks/RESULTS.md).  Loaded with dlopen, so neither the build nor
+ * the install needs it; zlib otherwise.  Its entry points, declared here (libdeflate.h
+ * is in libdeflate-dev, which a machine with the library alone does not have), are
+ * stable since libdeflate 1.0.  Resolved once (pthread_once), read-only after. */
+struct libdeflate_compressor;
+static struct {
+    struct libdeflate_compressor *(*alloc)(int level);
+    size_t (*gzip)(struct libdeflate_compressor *c, const void *in, size_t n, void *out,
+                   size_t avail);
+    size_t (*bound)(struct libdeflate_compressor *c, size_t n);
+    void (*free)(struct libdeflate_compressor *c);
+} libdeflate;
+static pthread_once_t libdeflate_once = PTHREAD_ONCE_INIT;
+
+static void
+libdeflate_load(void)
+{
+    void *h = dlopen("libdeflate.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    void *a = dlsym(h, "libdeflate_alloc_compressor"), *g = dlsym(h, "libdeflate_gzip_compress"),
+         *b = dlsym(h, "libdeflate_gzip_compress_bound"), *f = dlsym(h, "libdeflate_free_compressor");
+    if (!a || !g || !b || !f) {
+        dlclose(h);
+        return;
+    }
+    *(void **)&libdeflate.alloc = a;
+    *(void **)&libdeflate.gzip = g;
+    *(void **)&libdeflate.bound = b;
+    *(void **)&libdeflate.free = f;
+}
+
+const char *
+sp_pprof_deflater(void)
+{
+    pthread_once(&libdeflate_once, libdeflate_load);
+    return libdeflate.gzip ? "libdeflate" : "zlib";
+}
+
 int
 sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out)
+{
+    pthread_once(&libdeflate_once, libdeflate_load);
+    if (!libdeflate.gzip)
+        return sp_pprof_gzip_zlib(data, n, level, out);
+    struct libdeflate_compressor *c = libdeflate.alloc(level);
+    if (!c) {
+        errno = ENOMEM;
+        return -1;
+    }
+    out->len = 0;
+    size_t bound = libdeflate.bound(c, n);
+    if (sp_buf_reserve(out, bound) < 0) {
+        libdeflate.free(c);
+        errno = ENOMEM;
+        return -1;
+    }
+    /* gzip header with mtime 0 (no time known), as zlib's below */
+    size_t len = libdeflate.gzip(c, data, n, out->p, out->cap);
+    libdeflate.free(c);
+    if (!len) {
+        errno = EIO;
+        return -1;
+    }
+    out->len = len;
+    return 0;
+}
+
+int
+sp_pprof_gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out)
 {
     z_stream z;
     memset(&z, 0, sizeof(z));

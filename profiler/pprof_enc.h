@@ -11,7 +11,8 @@
  * No Python dependency, no globals: unit-tested in plain C (tests/c/test_pprof_enc.c).
  * Not reachable from the signal handler; allocates freely.  Thread contract: each
  * object belongs to one thread at a time; sp_pprof_gzip and sp_pprof_write_file touch
- * only their arguments, so they run with the GIL released.
+ * only their arguments (and, once, the dlopen'ed libdeflate), so they run with the GIL
+ * released.
  *
  * Error convention: allocation failures are sticky (sp_buf_t.oom, sp_strtab_oom): the
  * writers keep going as no-ops and the caller checks once at the end.  Functions
@@ -141,20 +142,25 @@ sp_varint_size(uint64_t v)
     return n;
 }
 
-/* Base-128 varint, low groups first; a negative int64 goes in as its two's
- * complement (uint64_t), 10 bytes. */
-static inline void
-sp_buf_varint(sp_buf_t *b, uint64_t v)
+/* Base-128 varint at p (room for 10 bytes), low groups first; a negative int64 goes
+ * in as its two's complement (uint64_t), 10 bytes.  Returns the byte after it. */
+static inline uint8_t *
+sp_put_varint(uint8_t *p, uint64_t v)
 {
-    if (sp_buf_reserve(b, 10) < 0)
-        return;
-    uint8_t *p = b->p + b->len;
     while (v >= 0x80) {
         *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
     *p++ = (uint8_t)v;
-    b->len = (size_t)(p - b->p);
+    return p;
+}
+
+static inline void
+sp_buf_varint(sp_buf_t *b, uint64_t v)
+{
+    if (sp_buf_reserve(b, 10) < 0)
+        return;
+    b->len = (size_t)(sp_put_varint(b->p + b->len, v) - b->p);
 }
 
 static inline void
@@ -178,9 +184,31 @@ void sp_pb_bytes(sp_buf_t *b, int field, const void *data, size_t n);
 
 /* A nested message: sp_pb_begin writes the key and reserves one length byte and
  * returns where the body starts; sp_pb_end patches the length in (moving the body if
- * it needs more than one byte). */
-size_t sp_pb_begin(sp_buf_t *b, int field);
-void sp_pb_end(sp_buf_t *b, size_t start);
+ * it needs more than one byte: sp_pb_end_long).  Inline: a sample is three of them. */
+static inline size_t
+sp_pb_begin(sp_buf_t *b, int field)
+{
+    if (sp_buf_reserve(b, 11) == 0) {
+        uint8_t *p = sp_put_varint(b->p + b->len, (uint64_t)field << 3 | SP_WT_LEN);
+        *p++ = 0;
+        b->len = (size_t)(p - b->p);
+    }
+    return b->len;
+}
+
+void sp_pb_end_long(sp_buf_t *b, size_t start);
+
+static inline void
+sp_pb_end(sp_buf_t *b, size_t start)
+{
+    if (b->oom)
+        return;
+    size_t n = b->len - start;
+    if (n < 0x80)
+        b->p[start - 1] = (uint8_t)n;
+    else
+        sp_pb_end_long(b, start);
+}
 
 /* ------------------------------------------------------------------ u64 map */
 
@@ -214,9 +242,13 @@ void sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out);
 
 /* ------------------------------------------------------------------ files */
 
-/* gzip (RFC 1952, mtime 0) of data[0..n) at zlib level 1..9 into out (replacing its
- * contents).  Returns 0, or -1 (errno ENOMEM or EIO). */
+/* gzip (RFC 1952, mtime 0) of data[0..n) at level 1..9 into out (replacing its
+ * contents), with libdeflate if the system has it (dlopen'ed on first use), else
+ * zlib; sp_pprof_gzip_zlib always with zlib.  Returns 0, or -1 (errno ENOMEM or EIO).  Thread-safe. */
 int sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out);
+int sp_pprof_gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out);
+/* "libdeflate" or "zlib": what sp_pprof_gzip uses. */
+const char *sp_pprof_deflater(void);
 
 /* Writes data[0..n) to path atomically: a temporary file in the same directory
  * (.shadowprof-XXXXXX.tmp) with permissions mode (-1: mkstemp's 0600), fsync'ed if

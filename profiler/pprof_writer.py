@@ -34,13 +34,15 @@ import threading
 import time
 
 from . import _core
+from ._api import calibration
 from .analysis import formats, pprof
-from .analysis.model import Profile
+from .analysis.model import Profile, strip_pth_lines
 
 __all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
 
-# zlib level of the live writer: Go's runtime/pprof writes with BestSpeed (1) too.
-# Level 6 (gzip's default) costs about three times the CPU for files a fifth smaller.
+# Deflate level of the live writer (libdeflate's if the system has it, else zlib's):
+# Go's runtime/pprof writes with BestSpeed (1) too.  Level 6 (gzip's default) costs
+# two to three times the CPU for files a few percent smaller (benchmarks/RESULTS.md).
 GZIP_LEVEL = 1
 
 
@@ -58,10 +60,18 @@ class _Totals:
         self.roots = import_roots()
 
 
-def _comment_fn(extra, err_ns: float = 0.0, meta_add=None):
+def _comment_fn(extra, err_ns: float = 0.0, meta_add=None, notes=None):
+    """comments(info) for _core.write_pprof: pprof.comments() of the writer's totals,
+    then *extra*; *notes*(info) -> (more comments, more meta_add) is asked at encoding
+    time, when the profile's totals are known."""
     def comments(info: dict) -> list:
-        return pprof.comments(_Totals(info, err_ns, meta_add), info["total_ns"], None,
-                              extra)
+        lines, add = list(extra), dict(meta_add or {})
+        if notes is not None:
+            more, more_add = notes(info)
+            lines += more
+            for k, v in more_add.items():
+                add[k] = add.get(k, 0) + v
+        return pprof.comments(_Totals(info, err_ns, add), info["total_ns"], None, lines)
     return comments
 
 
@@ -88,12 +98,6 @@ class Period:
         self.writer_ns = writer_ns
 
 
-def _calibration() -> tuple:
-    """(per-call cost, its cap, its spread) as the API's calibration has them."""
-    from . import _api
-    return _api._calibrated_ns or 0.0, _api._calibrated_share, _api._calibrated_err_ns
-
-
 class _Base:
     """The opaque start of a next period: the core's mark, and the handler's and the
     drain's cumulative times at it."""
@@ -117,7 +121,8 @@ def _write(path: str, base, end, **kwargs) -> tuple:
 
 
 def write_period(path: str, base=None, comments=(), *, end=None,
-                 meta_add: dict | None = None, strip=None) -> Period:
+                 meta_add: dict | None = None, strip=None, strip_pth: bool = True,
+                 notes=None) -> Period:
     """Write the profile of the session from *base* to *end* (None: now) to *path*
     (gzipped profile.proto, written atomically), with *comments* after its own.
     *base*: None, or a previous call's ``Period.base``.  *end*: None, a mark
@@ -125,8 +130,12 @@ def write_period(path: str, base=None, comments=(), *, end=None,
     calibrated per-call cost is moved into [shadowprof overhead] as
     Profile.from_snapshot() does.  *meta_add*: numbers added to the profile's
     scalars (covered_ns, or the writer's own time as overhead_weight_ns).  *strip*:
-    code ids removed from the root end of stacks, with their calls."""
-    per_call, cap, err = _calibration()
+    code ids removed from the root end of stacks, with their calls; *strip_pth*:
+    leave out the .pth lines site ran after profiling began (model.strip_pth_lines).
+    *notes*(totals) -> (comments, meta_add): more of both, from the period's totals
+    (a dict: calls, cpu_ns, duration_ns, handler_ns, drain_ns ...) once they are
+    known, without a snapshot."""
+    per_call, cap, err = calibration()
     if not _core._session()["native"]:
         if isinstance(end, dict):
             end = None    # the stopped core still holds what that snapshot shows
@@ -134,15 +143,15 @@ def write_period(path: str, base=None, comments=(), *, end=None,
         try:
             info, new = _write(path, mark, end, threads=_thread_names(),
                                per_call_overhead_ns=per_call, per_call_overhead_cap=cap,
-                               comments=_comment_fn(list(comments), err, meta_add),
-                               strip=strip,
-                               level=GZIP_LEVEL)
+                               comments=_comment_fn(list(comments), err, meta_add,
+                                                    notes),
+                               strip=strip, strip_pth=strip_pth, level=GZIP_LEVEL)
         except ValueError:
             if mark is None:
                 raise
             # a base of an earlier session (forked since): start afresh
             return write_period(path, None, comments, end=end, meta_add=meta_add,
-                                strip=strip)
+                                strip=strip, strip_pth=strip_pth, notes=notes)
         sampling = info["handler_ns"] + info["drain_ns"]
         return Period(_Base(new, sampling), info["samples"], info["cpu_ns"],
                       info["duration_ns"], info["running"], info["interval_ns"],
@@ -156,9 +165,22 @@ def write_period(path: str, base=None, comments=(), *, end=None,
     base_snap = base if isinstance(base, dict) else None
     prof = Profile.from_snapshot(snap, base_snap, per_call_overhead_ns=per_call,
                                  per_call_overhead_cap=cap, per_call_overhead_err_ns=err)
-    for k, v in (meta_add or {}).items():
+    comments = list(comments)
+    add = dict(meta_add or {})
+    if notes is not None:
+        totals = {k: snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)
+                  for k in ("cpu_ns", "duration_ns", "handler_ns", "drain_ns")}
+        totals["calls"] = sum(snap["calls"].values()) - (
+            sum(base_snap["calls"].values()) if base_snap else 0)
+        more, more_add = notes(totals)
+        comments += more
+        for k, v in more_add.items():
+            add[k] = add.get(k, 0) + v
+    for k, v in add.items():
         setattr(prof, k, getattr(prof, k, 0) + v)
-    data = pprof.encode(prof, list(comments))
+    if strip_pth:
+        strip_pth_lines(prof)
+    data = pprof.encode(prof, comments)
     formats.write_bytes(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), path)
     sampling = sum(snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)
                    for k in ("handler_ns", "drain_ns"))
@@ -167,10 +189,11 @@ def write_period(path: str, base=None, comments=(), *, end=None,
                   time.perf_counter_ns() - t0)
 
 
-def write_profiler(profiler, path: str, strip=None) -> bool:
+def write_profiler(profiler, path: str, strip=None, strip_pth: bool = False) -> bool:
     """Write *profiler*'s profile (see Profiler.save) to *path* with the C writer.
     *strip*: code ids removed from the root end of stacks (the command line's own
-    frames).  Returns False, having written nothing, when the C writer cannot stand
+    frames); *strip_pth*: leave out the .pth lines site ran after profiling began
+    (a profiler started at start-up).  Returns False, having written nothing, when the C writer cannot stand
     for the profiler's Profile (native frames, or marks of an earlier session): the
     caller then writes the Profile with pprof.write_pprof."""
     session = _core._session()
@@ -178,7 +201,7 @@ def write_profiler(profiler, path: str, strip=None) -> bool:
         return False
     if profiler.running:
         end = None
-        per_call, cap, err = _calibration()
+        per_call, cap, err = calibration()
         if not profiler.correct_overhead:
             per_call = 0.0
     else:
@@ -191,8 +214,8 @@ def write_profiler(profiler, path: str, strip=None) -> bool:
         return False   # nested, without a mark of its start
     try:
         _write(path, base, end, threads=_thread_names(), per_call_overhead_ns=per_call,
-               per_call_overhead_cap=cap, strip=strip, comments=_comment_fn([], err),
-               level=GZIP_LEVEL)
+               per_call_overhead_cap=cap, strip=strip, strip_pth=strip_pth,
+               comments=_comment_fn([], err), level=GZIP_LEVEL)
     except ValueError:
         return False   # a mark of an earlier session: the Profile has the data
     return True

@@ -24,7 +24,8 @@ import shadowprof  # noqa: E402
 from shadowprof import _core, continuous, pprof_writer  # noqa: E402
 from shadowprof.analysis import pprof  # noqa: E402
 from shadowprof.continuous import PeriodicWriter  # noqa: E402
-from shadowprof.analysis.model import Profile, strip_outer_frames, strip_own_frames  # noqa: E402
+from shadowprof.analysis.model import (  # noqa: E402
+    Profile, strip_outer_frames, strip_own_frames, strip_pth_lines)
 
 N_FUNCS = 12
 
@@ -73,11 +74,11 @@ def _threads():
     return {MAIN: "MainThread"}
 
 
-def _c_encode(base=None, end=None, per_call=0.0, cap=0.5, strip=None):
+def _c_encode(base=None, end=None, per_call=0.0, cap=0.5, strip=None, strip_pth=False):
     info, mark, raw = _core.write_pprof(
         None, base, end, threads=_threads(), per_call_overhead_ns=per_call,
         per_call_overhead_cap=cap, strip=strip, comments=pprof_writer._comment_fn([]),
-        compress=False)
+        compress=False, strip_pth=strip_pth)
     return raw
 
 
@@ -158,6 +159,50 @@ def test_stripped_outer_frames_match_the_models(session):
     assert "[shadowprof overhead]" in names
 
 
+# A venv whose lib64 is lib: site runs shadowprof.pth a second time after profiling
+# began, as <module> of <string> called from site.addpackage.  `python -c` code is
+# <module> of <string> too (one code id with it), called from no Python function.
+SITE_SRC = """\
+def addpackage(line):
+    exec(compile(line, "<string>", "exec"), {})
+"""
+
+
+def test_pth_lines_are_left_out_as_the_models():
+    ns = {}
+    exec(compile(SITE_SRC, "/venv/lib/python3/site.py", "exec"), ns)
+    fn3 = _made_up_functions()[3]
+    for also_c in (False, True):
+        prof = shadowprof.Profiler(interval="1s", correct_overhead=False)
+        prof.start()
+        ns["addpackage"]("import os")                   # the .pth line, again
+        fn3(1)
+        if also_c:
+            exec(compile("import os", "<string>", "exec"), {})   # as python -c
+        prof.stop()
+        fids = {(name, filename): fid
+                for fid, (name, filename, _) in _core.snapshot()["functions"].items()}
+        site, pth = fids[("addpackage", "/venv/lib/python3/site.py")], fids[
+            ("<module>", "<string>")]
+        code3 = _core.code_id(fn3.__code__)
+        _core._table_add(MAIN, [(site, 2), (pth, 1), (site, 2), (pth, 1), (code3, 2)],
+                         3, 300)
+        _core._table_add(MAIN, [(pth, 1)], 2, 200)   # nothing left: overhead
+        _core._table_add(MAIN, [(code3, 1)], 1, 100)
+        mark, snap = _core.mark(True)
+        want = strip_pth_lines(_py_profile(snap))
+        assert (pth in want.functions) == also_c
+        raw = _c_encode(end=mark, strip_pth=True)
+        _same(raw, pprof.encode(want))
+        names = {(f.name, f.filename) for f in pprof.decode(raw).functions.values()}
+        assert (("<module>", "<string>") in names) == also_c
+        assert ("[shadowprof overhead]" in {n for n, _ in names}) != also_c
+        # Without strip_pth, the frame is there.
+        names = {(f.name, f.filename)
+                 for f in pprof.decode(_c_encode(end=mark)).functions.values()}
+        assert ("<module>", "<string>") in names
+
+
 def test_live_session_with_threads_and_real_samples():
     """A real run: sampled stacks, named threads, the calibrated correction, the
     command line's strip; Profiler.save() writes the Profile's exact bytes although
@@ -221,7 +266,7 @@ def test_periodic_files_are_the_differences(session, tmp_path):
         _add(session, seed, 150)
         snaps.append(_core.snapshot())
         paths.append(w.write_period())
-    per_call, cap, err = pprof_writer._calibration()
+    per_call, cap, err = shadowprof._api.calibration()
     umask = os.umask(0o22)
     os.umask(umask)
     for path, base, snap in zip(paths, snaps, snaps[1:]):

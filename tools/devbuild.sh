@@ -13,5 +13,5 @@ cp "$ROOT"/profiler/*.py "$DEST/shadowprof/"
 cp "$ROOT"/analysis/*.py "$DEST/shadowprof/analysis/"
 gcc -O2 -g -fPIC -shared -fvisibility=hidden -fno-omit-frame-pointer -Wall \
     ${EXTRA_CFLAGS:-} -I"$INC" "$ROOT"/profiler/*.c -o "$DEST/shadowprof/_core$SUF" \
-    -lpthread -lz
+    -lpthread -ldl -lz
 echo "$DEST"
