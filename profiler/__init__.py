@@ -13,9 +13,25 @@ function and line plus exact call counts, at a sampler's cost.
 From the command line: ``python -m shadowprof script.py [args]``.
 """
 
-from ._api import Profiler, profile
-from .analysis import __version__
-from .analysis.model import Function, Profile, Stack
-from ._options import parse_interval
-
 __all__ = ["Profiler", "profile", "Profile", "Function", "Stack", "parse_interval"]
+
+# The names are imported on first use (PEP 562): `python -X shadowprof` and
+# `python -m shadowprof` import this package first, and start faster without the
+# profile model and the API they may not need.
+_WHERE = {"Profiler": "._api", "profile": "._api", "parse_interval": "._options",
+          "Profile": ".analysis.model", "Function": ".analysis.model",
+          "Stack": ".analysis.model", "__version__": ".analysis"}
+
+
+def __getattr__(name):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+    value = getattr(import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -4,16 +4,16 @@ Also the ``shadowprof`` console script, whose first word may be a subcommand:
 ``shadowprof run ...`` (the same as above) or ``shadowprof report PROFILE.json``.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
-import runpy
 import sys
 import types
 
-from .analysis import formats
-from ._options import MODES, parse_interval
+from ._options import OPTIONS, parse_interval, parse_option
+
+# Start-up: this module imports no more than it needs to run a program.  argparse is
+# imported only for --help and for errors (the fast parser below hands anything it
+# does not know to it); the output formats only with -o or -f; the profile model only
+# when a profile is reported or written.
 
 USAGE = ("python -m shadowprof [options] script.py [args ...]\n"
          "       python -m shadowprof [options] -m module [args ...]\n"
@@ -27,9 +27,9 @@ and line) and count every Python call exactly.  At exit a report goes to stderr:
 functions by self and total time, with samples, estimated seconds and exact call counts,
 then a call tree of the hottest paths."""
 
-EPILOG = f"""\
-output formats (-f, or from -o's extension): {', '.join(formats.FORMATS)}
-  extensions: {', '.join(f'{e} ({n})' for e, n in formats.EXTENSIONS)}
+EPILOG = """\
+output formats (-f, or from -o's extension): {formats}
+  extensions: {extensions}
 
 examples:
   python -m shadowprof app.py --port 8000
@@ -37,62 +37,88 @@ examples:
   python -m shadowprof --mode wall -c "import time; time.sleep(1)"
 """
 
+# The command line's options: the option table's rows with "c" (profiler/_options.py).
+_CLI = [o for o in OPTIONS if "c" in o.where]
+_BY_FLAG = {flag: o for o in _CLI for flag in o.flags}
 # Options that take a value, for splitting our arguments from the program's.
-_VALUE_OPTS = {"-o", "--output", "-f", "--format", "-i", "--interval", "--mode",
-               "--max-depth", "--top", "--fork", "--sigprof", "--hook"}
+_VALUE_OPTS = {flag for o in _CLI if o.kind != "bool" for flag in o.flags}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _default(o):
+    """The default of command-line option *o* as its argparse value."""
+    if o.kind == "bool":
+        return o.default == "on"
+    if o.kind == "uint" and o.default is not None:
+        return int(o.default)
+    return o.default
+
+
+def _parser():
+    import argparse
+    from .analysis import formats
     p = argparse.ArgumentParser(
         prog="python -m shadowprof", usage=USAGE, description=DESCRIPTION,
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="also write the profile to FILE ('-' for stdout); the format "
-                        "comes from -f or the extension")
-    p.add_argument("-f", "--format", choices=list(formats.FORMATS), metavar="FORMAT",
-                   help=f"format of --output: {', '.join(formats.FORMATS)}")
-    p.add_argument("-i", "--interval", default="10ms", metavar="TIME",
-                   help="sampling interval: 10ms (default), 1ms, 500us, 100hz ...")
-    p.add_argument("--mode", choices=MODES, default="cpu",
-                   help="cpu: sample CPU time (default); wall: elapsed time")
-    p.add_argument("--max-depth", type=int, default=1024, metavar="N",
-                   help="frames kept per thread; deeper recursion is truncated "
-                        "(default 1024)")
-    p.add_argument("--top", type=int, default=20, metavar="N",
-                   help="functions listed per table in the report (default 20)")
-    p.add_argument("--machinery", action="store_true",
-                   help="also list the import system, threading's bootstrap and "
-                        "shadowprof itself among the most called functions")
-    p.add_argument("--fork", choices=("continue", "stop"), default="continue",
-                   help="in a forked child: continue profiling it into its own output "
-                        "FILE with .PID before the extension (default), or stop")
-    p.add_argument("--hook", choices=("auto", "eval", "monitoring"), default="auto",
-                   help="what counts calls: eval (PEP 523 frame evaluation), "
-                        "monitoring (sys.monitoring, CPython 3.12+), or auto (default: "
-                        "monitoring on 3.12+, eval before)")
-    p.add_argument("--sigprof", choices=("refuse", "chain"), default="refuse",
-                   help="if the program already uses SIGPROF (a handler or an "
-                        "ITIMER_PROF timer): refuse to start (default), or chain: "
-                        "its own SIGPROFs still reach its handler")
-    p.add_argument("--subprocesses", action="store_true",
-                   help="also profile the Python programs the program starts "
-                        "(subprocess, multiprocessing spawn): each writes FILE.PID.ext "
-                        "next to -o FILE, which is then required")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="do not print the report to stderr")
-    p.add_argument("--native", action="store_true",
-                   help="also sample C stacks (libunwind): C functions appear under "
-                        "the Python line that called them")
-    p.add_argument("--native-internals", action="store_true",
-                   help="with --native, keep the interpreter's own frames (evaluation "
-                        "loop, call machinery) instead of folding them away")
-    p.add_argument("--no-correct-overhead", dest="correct", action="store_false",
-                   help="keep the hook's calibrated per-call cost in the user's "
-                        "functions instead of reporting it as profiler overhead")
+        epilog=EPILOG.format(
+            formats=", ".join(formats.FORMATS),
+            extensions=", ".join(f"{e} ({n})" for e, n in formats.EXTENSIONS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    for o in _CLI:
+        kw = {"dest": o.key, "help": o.help}
+        if o.kind == "bool":   # a flag; one whose default is on turns it off
+            kw["action"] = "store_false" if _default(o) else "store_true"
+        else:
+            kw.update(default=_default(o), metavar=o.metavar)
+            if o.default is not None:
+                kw["help"] += f" (default {o.default})"
+            if o.kind == "choice":
+                kw["choices"] = o.choices
+            elif o.kind == "uint":
+                kw["type"] = int
+        p.add_argument(*o.flags, **kw)
     p.add_argument("-m", dest="module", metavar="MODULE",
                    help="run library module MODULE as a script")
     p.add_argument("-c", dest="code", metavar="CODE", help="run the program CODE")
     return p
+
+
+def _fast_parse(ours: list):
+    """The options *ours* as argparse would parse them, for the common case (known
+    flags, valid choices, whole numbers); None for anything else (--help, an
+    abbreviation, a bad value), which argparse then parses and reports."""
+    opts = types.SimpleNamespace(module=None, code=None,
+                                 **{o.key: _default(o) for o in _CLI})
+    i = 0
+    while i < len(ours):
+        flag, value = ours[i], None
+        if flag.startswith("--") and "=" in flag:
+            flag, value = flag.split("=", 1)
+        if flag in ("-m", "-c") and value is None and i + 1 < len(ours):
+            setattr(opts, "module" if flag == "-m" else "code", ours[i + 1])
+            i += 2
+            continue
+        o = _BY_FLAG.get(flag)
+        if o is None:
+            return None
+        if o.kind == "bool":
+            if value is not None:
+                return None
+            setattr(opts, o.key, not _default(o))
+            i += 1
+            continue
+        if value is None:
+            if i + 1 >= len(ours):
+                return None
+            value = ours[i + 1]
+            i += 1
+        i += 1
+        if o.kind == "choice" and value not in o.choices:
+            return None
+        if o.kind == "uint":
+            if not value.isdigit():
+                return None
+            value = int(value)
+        setattr(opts, o.key, value)
+    return opts
 
 
 def _split(argv: list) -> tuple:
@@ -130,6 +156,7 @@ WRITE_FAILED = 120
 def _write(write, path: str) -> bool:
     """write(path); on failure, a fallback file in the temporary directory and one
     line on stderr saying where the profile went.  True if *path* was written."""
+    from .analysis import formats
     where, error = formats.write_or_fall_back(write, path)
     if error is None:
         return True
@@ -148,6 +175,7 @@ def _failed_status(code):
 
 
 def _is_our_frame(fn) -> bool:
+    import runpy
     here = os.path.dirname(os.path.abspath(__file__))
     return (fn.filename.startswith(here + os.sep) or fn.filename == runpy.__file__
             or fn.filename.startswith("<frozen runpy"))
@@ -163,6 +191,7 @@ def _write_profile(profiler, profile, path: str, fmt: str, **report_options) -> 
                 if fid > 0 and _is_our_frame(fn)]
         if pprof_writer.write_profiler(profiler, path, strip=ours):
             return
+    from .analysis import formats
     formats.write_profile(profile, path, fmt, **report_options)
 
 
@@ -190,6 +219,7 @@ class _ForkedChildExit:
         if cls.current is None or cls.written_pid == os.getpid():
             return
         cls.written_pid = os.getpid()
+        from .analysis import formats
         from .analysis.model import strip_outer_frames
         profiler, output, fmt = cls.current
         try:
@@ -218,6 +248,7 @@ def _profile_subprocesses(opts, interval_ns: int, fmt: str) -> None:
     import atexit
     import shutil
     import tempfile
+    from .analysis import formats
     output = formats.path_for_pid(os.path.abspath(opts.output), "{pid}")
     child = [f"interval={interval_ns}ns", f"mode={opts.mode}", f"output={output}",
              f"format={fmt}", f"max_depth={opts.max_depth}", "quiet=1", "signal=off",
@@ -256,11 +287,18 @@ except ImportError:
 
 def run(argv: list) -> int:
     ours, target, prog_args = _split(argv)
-    parser = _parser()
-    opts = parser.parse_args(ours)
+    opts = _fast_parse(ours)
+    if opts is None:
+        opts = _parser().parse_args(ours)
+    fmt = None
     try:
         interval = parse_interval(opts.interval)
-        fmt = formats.format_for(opts.output, opts.format) if opts.output else None
+        for key in ("max_depth", "top"):
+            parse_option(key, getattr(opts, key))
+        if opts.output or opts.format:
+            from .analysis import formats
+            if opts.output:
+                fmt = formats.format_for(opts.output, opts.format)
     except ValueError as e:
         return _error(str(e))
     problem = formats.check_destination(opts.output) if opts.output else None
@@ -272,21 +310,18 @@ def run(argv: list) -> int:
     if opts.subprocesses and "," in os.path.abspath(opts.output):
         return _error(f"--subprocesses: the path {opts.output!r} has a comma, which the "
                       "children's option string cannot carry; choose another name")
-    if not 8 <= opts.max_depth <= 1_000_000:
-        return _error(f"--max-depth {opts.max_depth}: give a number from 8 to 1000000")
     if opts.hook == "monitoring" and sys.version_info < (3, 12):
         return _error("--hook monitoring needs CPython 3.12 or later (this is "
                       f"{sys.version.split()[0]}); use --hook eval or auto")
     if opts.module is None and opts.code is None:
         if not target:
-            parser.print_usage(sys.stderr)
+            _parser().print_usage(sys.stderr)
             return _error("no program given: pass a script, -m module or -c code")
         script = target[0]
         if not os.path.exists(script):
             return _error(f"can't open file {script!r}: no such file")
 
     from ._api import Profiler
-    from .analysis.model import strip_outer_frames
 
     main_mod = types.ModuleType("__main__")
     saved_main = sys.modules.get("__main__")
@@ -307,8 +342,8 @@ def run(argv: list) -> int:
     main_mod.__dict__.update(__builtins__=__builtins__, __package__=None,
                              __cached__=None, __loader__=None, __spec__=None)
 
-    profiler = Profiler(interval=interval / 1e9, mode=opts.mode,
-                        max_depth=opts.max_depth, correct_overhead=opts.correct,
+    profiler = Profiler(interval=f"{interval}ns", mode=opts.mode,
+                        max_depth=opts.max_depth, correct_overhead=opts.correct_overhead,
                         fork=opts.fork, native=opts.native or opts.native_internals,
                         native_internals=opts.native_internals, hook=opts.hook,
                         sigprof=opts.sigprof)
@@ -317,6 +352,8 @@ def run(argv: list) -> int:
     exit_code = 0
     pending = None
     parent_pid = os.getpid()
+    if opts.module is not None:
+        import runpy   # (already imported under python -m)
     profiler.start()
     if opts.output and opts.output != "-" and opts.fork == "continue":
         _ForkedChildExit.current = (profiler, opts.output, fmt)
@@ -331,10 +368,13 @@ def run(argv: list) -> int:
     except BaseException as e:  # reported after the profile, as Python would
         pending = e
     finally:
-        profile = profiler.stop()
+        # A quiet run without -o reports nothing: no profile is built.
+        profile = profiler.stop(profile=bool(opts.output or not opts.quiet))
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
-    profile = strip_outer_frames(profile, _is_our_frame)
+    if profile is not None:
+        from .analysis.model import strip_outer_frames
+        profile = strip_outer_frames(profile, _is_our_frame)
     if os.getpid() != parent_pid:
         # A forked child that returned through here: its own profile (from the fork
         # on) goes next to the parent's, named with its pid; the report is the
@@ -373,7 +413,7 @@ def run(argv: list) -> int:
     return exit_code
 
 
-def main(argv: list | None = None) -> int:
+def main(argv: "list | None" = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("report", "merge", "diff", "flamegraph") \
             and not os.path.exists(argv[0]):

@@ -1,7 +1,5 @@
 """The Python API: Profiler as an object, a context manager and a decorator."""
 
-from __future__ import annotations
-
 import _thread
 import atexit
 import os
@@ -9,8 +7,10 @@ import sys
 import time
 
 from . import _core
-from ._options import MODES, parse_interval
-from .analysis.model import Profile
+from ._options import BY_KEY, OPTIONS, parse_option
+
+# analysis.model (Profile) is imported where a profile is built: an interpreter that
+# profiles with quiet and no output never builds one, and starts faster for it.
 
 __all__ = ["Profiler", "profile"]
 
@@ -18,12 +18,12 @@ __all__ = ["Profiler", "profile"]
 # per process; nested profilers read differences of its cumulative snapshots.
 _active: list = []
 _lock = _thread.RLock()   # _thread: threading is not imported at start-up
-_calibrated_ns: float | None = None
+_calibrated_ns: "float | None" = None
 _calibrated_share: float = 0.5
 _calibrated_err_ns: float = 0.0   # half the interquartile range of the rounds, per call
 _calibrated_hook: str = "auto"   # the mechanism _calibrated_ns was measured with
 
-HOOKS = ("auto", "eval", "monitoring")
+HOOKS = BY_KEY["hook"].choices
 
 
 def calibration() -> tuple:
@@ -94,10 +94,19 @@ def needs_calibration(snap: dict) -> bool:
     return bool(snap.get("samples")) and bool(snap.get("calls"))
 
 
+def _check_choice(key: str, value: str) -> str:
+    """Validate a value of choice option *key* that the option string does not have
+    (its table row has no ``x``); a one-line ValueError names the problem and the fix."""
+    choices = BY_KEY[key].choices
+    if value not in choices:
+        raise ValueError(f"bad option {key}={value}: choose "
+                         f"{', '.join(choices[:-1])} or {choices[-1]}")
+    return value
+
+
 def _check_hook(hook: str) -> str:
     """Validate a hook= value; a one-line ValueError names the problem and the fix."""
-    if hook not in HOOKS:
-        raise ValueError(f"bad hook {hook!r}: choose one of {', '.join(HOOKS)}")
+    _check_choice("hook", hook)
     if hook == "monitoring" and sys.version_info < (3, 12):
         raise ValueError("hook 'monitoring' needs CPython 3.12 or later (this is "
                          f"{sys.version.split()[0]}); use hook 'eval' or 'auto'")
@@ -107,8 +116,9 @@ def _check_hook(hook: str) -> str:
 class Profiler:
     """Sample this process's Python stacks and count every call exactly.
 
-    interval: time between samples: seconds (0.01) or a string ("10ms", "1ms",
-        "100hz").  CPU timers fire at most at the kernel's tick rate, so each sample is
+    interval: time between samples: a string with a unit ("10ms", "500us",
+        "0.01s") or a rate ("100hz"), or a number of seconds below 1 (0.01).  A
+        bare number of 1 or more (5, "10") is refused as ambiguous.  CPU timers fire at most at the kernel's tick rate, so each sample is
         weighted by the time it really stands for.
     mode: "cpu" (CPU time of the process) or "wall" (elapsed time).
     max_depth: frames kept per thread; deeper recursion is truncated with a marker.
@@ -136,19 +146,13 @@ class Profiler:
                  correct_overhead: bool = True, fork: str = "continue",
                  native: bool = False, native_internals: bool = False,
                  hook: str = "auto", sigprof: str = "refuse"):
-        self.interval_ns = parse_interval(interval)
-        if sigprof not in ("refuse", "chain"):
-            raise ValueError(f"bad sigprof {sigprof!r}: choose refuse or chain")
-        self.sigprof = sigprof
-        if mode not in MODES:
-            raise ValueError(f"bad mode {mode!r}: choose one of {', '.join(MODES)}")
-        if not isinstance(max_depth, int) or not 8 <= max_depth <= 1_000_000:
-            raise ValueError(f"bad max_depth {max_depth!r}: give an integer 8..1000000")
-        if fork not in ("continue", "stop"):
-            raise ValueError(f"bad fork {fork!r}: choose continue or stop")
-        self.mode = mode
-        self.fork = fork
-        self.max_depth = max_depth
+        # Checked by the option table's C parser, the one place that knows the
+        # grammar and the bounds (profiler/_options.py, options.c).
+        self.interval_ns = parse_option("interval", interval)
+        self.sigprof = _check_choice("sigprof", sigprof)
+        self.mode = parse_option("mode", mode)
+        self.fork = parse_option("fork", fork)
+        self.max_depth = parse_option("max_depth", max_depth)
         self.correct_overhead = correct_overhead
         self.native = bool(native)
         self.hook = _check_hook(hook)
@@ -157,7 +161,7 @@ class Profiler:
             # frame, which needs the PEP 523 hook's non-inlined calls on 3.12+ too.
             self.hook = "eval"
         self.native_internals = bool(native_internals)
-        self.profile: Profile | None = None
+        self.profile: "Profile | None" = None
         self._base = None
         # Marks of the core's counters at start (nested only) and stop, and the
         # correction the profile got: pprof_writer writes the same profile from them.
@@ -165,7 +169,7 @@ class Profiler:
         self._end_mark = None
         self._correction = (0.0, 0.5, 0.0)
         self._running = False
-        self.last_snapshot: dict | None = None   # the core's, taken by stop()
+        self.last_snapshot: "dict | None" = None   # the core's, taken by stop()
 
     @classmethod
     def from_options(cls, text: str) -> "Profiler":
@@ -174,16 +178,15 @@ class Profiler:
         the Profiler: interval, mode, max_depth, fork, native; other keys (output, period,
         ...) are for the start-up hook and raise ValueError here."""
         opts = _core.parse_options(text)
-        mine = {"interval_ns", "mode", "max_depth", "fork", "native"}
-        other = sorted(set(opts) - mine)
+        mine = {o.dest: o.key for o in OPTIONS if "x" in o.where and "a" in o.where}
+        other = [o.key for o in OPTIONS if o.dest in opts and o.dest not in mine]
         if other:
             raise ValueError(f"option {other[0]} applies to -X shadowprof and "
-                             "SHADOWPROF only; a Profiler takes interval, mode, "
-                             "max_depth, fork and native")
-        kwargs = {k: opts[k] for k in ("mode", "max_depth", "fork", "native")
-                  if k in opts}
-        if "interval_ns" in opts:
-            kwargs["interval"] = opts["interval_ns"] / 1e9
+                             "SHADOWPROF only; a Profiler takes "
+                             f"{', '.join(sorted(mine.values()))}")
+        kwargs = {mine[dest]: value for dest, value in opts.items()}
+        if "interval" in kwargs:
+            kwargs["interval"] = f"{kwargs['interval']}ns"
         return cls(**kwargs)
 
     @property
@@ -209,9 +212,9 @@ class Profiler:
             self._running = True
         return self
 
-    def stop(self, *, profile: bool = True) -> Profile | None:
+    def stop(self, *, profile: bool = True) -> "Profile | None":
         """Stop profiling; returns the Profile (None with profile=False: nothing
-        is built, nor calibrated, when nobody will read it)."""
+        is built, snapshot or calibrated, when nobody will read it)."""
         with _lock:
             if not self._running:
                 raise RuntimeError("this Profiler is not running")
@@ -220,15 +223,19 @@ class Profiler:
             stopped = not _active and _core.is_running()
             if stopped:
                 _core.stop()
+            if not profile:
+                # Nobody reads this profiler's result: no snapshot either (what the
+                # core holds goes with the next start, or the process).
+                self._end_mark = self.last_snapshot = None
+                return None
             self._end_mark, snap = self._mark_and_snapshot()
             self.last_snapshot = snap
-            if not profile:
-                return None
             if stopped and self.correct_overhead and needs_calibration(snap):
                 # After the snapshot: the calibration's own calls are never in it.
                 _calibrate(hook=self.hook)
         per_call = (_calibrated_ns or 0.0) if self.correct_overhead else 0.0
         self._correction = (per_call, _calibrated_share, _calibrated_err_ns)
+        from .analysis.model import Profile
         self.profile = Profile.from_snapshot(snap, self._base,
                                              per_call_overhead_ns=per_call,
                                              per_call_overhead_cap=_calibrated_share,
@@ -236,19 +243,20 @@ class Profiler:
                                              correct=self.correct_overhead)
         return self.profile
 
-    def snapshot(self) -> Profile:
+    def snapshot(self) -> "Profile":
         """The profile so far, without stopping."""
         with _lock:
             if not self._running:
                 raise RuntimeError("this Profiler is not running")
             snap = self._resolve(_core.snapshot())
+        from .analysis.model import Profile
         return Profile.from_snapshot(snap, self._base,
                                      per_call_overhead_ns=_calibrated_ns or 0.0,
                                      per_call_overhead_cap=_calibrated_share,
                                      per_call_overhead_err_ns=_calibrated_err_ns,
                                      correct=self.correct_overhead)
 
-    def save(self, path, format: str | None = None) -> None:
+    def save(self, path, format: "str | None" = None) -> None:
         """Write this profiler's profile (from its start to its stop, or to now while
         it runs) to *path*, in *format* or the one its extension names (see
         shadowprof.formats).  pprof files are encoded from the core's own tables in C,

@@ -12,8 +12,6 @@ The dump goes to stderr (stacks) and to two files in *directory*:
 ``....stacks.txt``.
 """
 
-from __future__ import annotations
-
 import _thread
 import os
 import sys

@@ -26,24 +26,12 @@ of processes, decided once per process and written into the profile's comments; 
 forked child keeps profiling into files of its own pid.
 """
 
-from __future__ import annotations
-
-import _signal
 import atexit
 import os
 import sys
 import time
 
-__all__ = ["run", "Session", "resolve", "DEFAULTS"]
-
-# Defaults of every key of the option string (profiler/options.gperf).  budget is
-# None: 1% in continuous mode; it needs period= (it is checked once per period).
-DEFAULTS = {
-    "interval_ns": 10_000_000, "mode": "cpu", "output": None, "format": None,
-    "period_ns": 0, "keep": 10, "sample_rate": 1.0, "signal": _signal.SIGUSR2,
-    "native": False, "max_depth": 1024, "budget": None, "quiet": False, "top": 20,
-    "fork": "continue",
-}
+__all__ = ["run", "Session", "resolve"]
 
 session = None   # the Session started by run(), if any
 _ran = False     # run() has been called in this process
@@ -91,8 +79,10 @@ def _writable_dir(key: str, value: str, directory: str) -> None:
 def resolve(text: str) -> dict:
     """The full option set of *text*: parsed, defaults filled in, and checked against
     the file system.  Raises ValueError with a one-line message."""
-    from . import _core
-    opts = dict(DEFAULTS)
+    from . import _core, _options
+    # The defaults of the option table; budget's is None: 1% in continuous mode; it
+    # needs period= (it is checked once per period).
+    opts = _options.defaults()
     opts.update(_core.parse_options(text))
     opts["start_stamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = opts["output"]
@@ -140,7 +130,7 @@ class Session:
         self.pid = os.getpid()
         # Nothing to report (quiet, no output file): no calibration is needed.
         correct = not (opts["quiet"] and not opts["output"])
-        self.profiler = Profiler(interval=opts["interval_ns"] / 1e9, mode=opts["mode"],
+        self.profiler = Profiler(interval=f"{opts['interval_ns']}ns", mode=opts["mode"],
                                  max_depth=opts["max_depth"], fork=opts["fork"],
                                  native=opts["native"], correct_overhead=correct)
         self.writer = None
@@ -239,7 +229,6 @@ class Session:
 
     def _stop(self) -> None:
         from . import _core
-        from .analysis.model import strip_own_frames, strip_pth_lines
         if not self.running:
             return
         if self.dumper is not None:
@@ -268,6 +257,7 @@ class Session:
         if opts["quiet"] and not out:
             self.profiler.stop(profile=False)   # nothing to report: build nothing
             return
+        from .analysis.model import strip_own_frames, strip_pth_lines
         profile = strip_pth_lines(strip_own_frames(self.profiler.stop(), _is_own))
         if self.dumper is not None and self.dumper.cost_ns:
             profile.add_overhead(self.dumper.cost_ns)

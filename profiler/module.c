@@ -192,7 +192,7 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
                      mode);
         return NULL;
     }
-    if (interval < 100000ull || interval > 60000000000ull) {
+    if (interval < SP_OPT_INTERVAL_LO || interval > SP_OPT_INTERVAL_HI) {
         PyErr_SetString(PyExc_ValueError,
                         "shadowprof: interval must be between 100us and 60s");
         return NULL;
@@ -547,24 +547,33 @@ core_code_id(PyObject *mod, PyObject *code)
 /* Option strings (options.c), the dump signal (dumpsig.c), thread stacks and the
  * interval, for -X shadowprof / SHADOWPROF (shadowprof/_startup.py). */
 
-static int
-put_str(PyObject *d, const char *key, sp_optstr_t v)
+/* The Python value of option `code` as options.c parsed it; a new reference. */
+static PyObject *
+option_value(int code, const sp_optval_t *v)
 {
-    return set_item_steal(d, PyUnicode_FromString(key),
-                          PyUnicode_DecodeFSDefaultAndSize(v.s, (Py_ssize_t)v.len));
+    switch (sp_options_desc[code].kind) {
+    case SP_OPTK_SHARE:
+        return PyFloat_FromDouble(v->d);
+    case SP_OPTK_BOOL:
+        return PyBool_FromLong((long)v->u);
+    case SP_OPTK_CHOICE:
+    case SP_OPTK_PATH:
+        return PyUnicode_DecodeFSDefaultAndSize(v->s.s, (Py_ssize_t)v->s.len);
+    default:   /* durations (ns), integers, signal numbers */
+        return PyLong_FromUnsignedLongLong(v->u);
+    }
 }
 
 PyDoc_STRVAR(parse_options_doc,
 "parse_options(text) -> dict\n--\n\n"
 "Parse an option string such as 'interval=5ms,mode=wall,output=p.pb.gz' (the grammar\n"
-"of -X shadowprof and SHADOWPROF).  Returns only the keys given: interval_ns, mode,\n"
-"output, format, period_ns, keep, sample_rate, signal (0: off), native, max_depth,\n"
-"budget (a share), quiet, top, fork.  Raises ValueError with a one-line message.");
+"of -X shadowprof and SHADOWPROF; the keys of shadowprof._options.OPTIONS).  Returns\n"
+"only the keys given, durations as KEY_ns in ns, signal as a number (0: off), shares\n"
+"as floats.  Raises ValueError with a one-line message.");
 
 static PyObject *
 core_parse_options(PyObject *mod, PyObject *arg)
 {
-    Py_ssize_t len;
     PyObject *bytes = NULL;
     if (!PyUnicode_Check(arg)) {
         PyErr_SetString(PyExc_TypeError, "parse_options() takes a str");
@@ -572,67 +581,89 @@ core_parse_options(PyObject *mod, PyObject *arg)
     }
     if (!PyUnicode_FSConverter(arg, &bytes))
         return NULL;
-    const char *text = PyBytes_AS_STRING(bytes);
-    len = PyBytes_GET_SIZE(bytes);
     sp_options_t o;
     char err[512];
-    if (sp_options_parse(text, (size_t)len, &o, err, sizeof(err)) < 0) {
+    if (sp_options_parse(PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes), &o,
+                         err, sizeof(err)) < 0) {
         PyErr_SetString(PyExc_ValueError, err);
         Py_DECREF(bytes);
         return NULL;
     }
     PyObject *d = PyDict_New();
     int r = d ? 0 : -1;
-    for (int k = 0; k < SP_OPT_COUNT && r == 0; k++) {
-        if (!(o.given & (1u << k)))
-            continue;
-        switch (k) {
-        case SP_OPT_INTERVAL: r = put_u64(d, "interval_ns", o.interval_ns); break;
-        case SP_OPT_MODE: r = put_str(d, "mode", o.mode); break;
-        case SP_OPT_OUTPUT: r = put_str(d, "output", o.output); break;
-        case SP_OPT_FORMAT: r = put_str(d, "format", o.format); break;
-        case SP_OPT_PERIOD: r = put_u64(d, "period_ns", o.period_ns); break;
-        case SP_OPT_KEEP: r = put_u64(d, "keep", o.keep); break;
-        case SP_OPT_SAMPLE_RATE:
-            r = set_item_steal(d, PyUnicode_FromString("sample_rate"),
-                               PyFloat_FromDouble(o.sample_rate));
-            break;
-        case SP_OPT_SIGNAL: r = put_u64(d, "signal", (uint64_t)o.signal); break;
-        case SP_OPT_NATIVE:
-            r = set_item_steal(d, PyUnicode_FromString("native"), PyBool_FromLong(o.native));
-            break;
-        case SP_OPT_MAX_DEPTH: r = put_u64(d, "max_depth", o.max_depth); break;
-        case SP_OPT_BUDGET:
-            r = set_item_steal(d, PyUnicode_FromString("budget"),
-                               PyFloat_FromDouble(o.budget));
-            break;
-        case SP_OPT_QUIET:
-            r = set_item_steal(d, PyUnicode_FromString("quiet"), PyBool_FromLong(o.quiet));
-            break;
-        case SP_OPT_TOP: r = put_u64(d, "top", o.top); break;
-        case SP_OPT_FORK: r = put_str(d, "fork", o.fork); break;
-        }
-    }
+    for (int k = 0; k < SP_OPT_COUNT && r == 0; k++)
+        if (o.given & (1u << k))
+            r = set_item_steal(d, PyUnicode_FromString(sp_options_desc[k].dest),
+                               option_value(k, &o.value[k]));
     Py_DECREF(bytes);
     if (r < 0) {
         Py_XDECREF(d);
         return NULL;
     }
-    /* Lower-case the enumerated string values (the parser accepts any case). */
-    static const char *const lower[] = {"mode", "format", "fork", NULL};
-    for (int i = 0; lower[i]; i++) {
-        PyObject *v = PyDict_GetItemString(d, lower[i]);
-        if (v) {
-            PyObject *l = PyObject_CallMethod(v, "lower", NULL);
-            if (!l || PyDict_SetItemString(d, lower[i], l) < 0) {
-                Py_XDECREF(l);
-                Py_DECREF(d);
-                return NULL;
-            }
-            Py_DECREF(l);
-        }
-    }
     return d;
+}
+
+PyDoc_STRVAR(parse_option_doc,
+"parse_option(key, value) -> value\n--\n\n"
+"Parse one value of option KEY as the option string would ('interval', '5ms' ->\n"
+"5000000).  VALUE may also be a number (a duration's number is seconds) or a bool.\n"
+"Raises ValueError with a one-line message.");
+
+static PyObject *
+core_parse_option(PyObject *mod, PyObject *args)
+{
+    const char *key;
+    Py_ssize_t keylen;
+    PyObject *value, *text, *bytes = NULL;
+    if (!PyArg_ParseTuple(args, "s#O:parse_option", &key, &keylen, &value))
+        return NULL;
+    int code = sp_options_code(key, (size_t)keylen);
+    if (code < 0)
+        return PyErr_Format(PyExc_ValueError, "unknown option '%s'", key);
+    int is_bool = sp_options_desc[code].kind == SP_OPTK_BOOL;
+    if (PyBool_Check(value) && is_bool)
+        text = PyUnicode_FromString(value == Py_True ? "on" : "off");
+    else if ((PyLong_Check(value) || PyFloat_Check(value)) && !PyBool_Check(value))
+        text = PyObject_Repr(value);   /* 5, 0.01, 1e-05: the grammar's numbers */
+    else if (PyUnicode_Check(value))
+        Py_INCREF(value), text = value;
+    else
+        return PyErr_Format(PyExc_ValueError, "bad option %s=%R: give a str or a number",
+                            key, value);
+    if (!text || !PyUnicode_FSConverter(text, &bytes)) {
+        Py_XDECREF(text);
+        return NULL;
+    }
+    Py_DECREF(text);
+    const char *v = PyBytes_AS_STRING(bytes);
+    size_t n = (size_t)PyBytes_GET_SIZE(bytes);
+    while (n && Py_ISSPACE(*v))
+        v++, n--;
+    while (n && Py_ISSPACE(v[n - 1]))
+        n--;
+    sp_optval_t out;
+    char err[512];
+    PyObject *res = NULL;
+    if (sp_options_parse_value(code, v, n, &out, err, sizeof(err)) < 0)
+        PyErr_SetString(PyExc_ValueError, err);
+    else
+        res = option_value(code, &out);
+    Py_DECREF(bytes);
+    return res;
+}
+
+PyDoc_STRVAR(parse_interval_doc,
+"parse_interval(value) -> ns\n--\n\n"
+"A sampling interval in ns from '10ms', '500us', '0.01s', '100hz' or a number of\n"
+"seconds below 1; the grammar of interval= (options.c).  ValueError otherwise.");
+
+static PyObject *
+core_parse_interval(PyObject *mod, PyObject *value)
+{
+    PyObject *args = Py_BuildValue("(sO)", "interval", value);
+    PyObject *res = args ? core_parse_option(mod, args) : NULL;
+    Py_XDECREF(args);
+    return res;
 }
 
 PyDoc_STRVAR(thread_stacks_doc,
@@ -740,7 +771,7 @@ core_set_interval(PyObject *mod, PyObject *arg)
     unsigned long long ns = PyLong_AsUnsignedLongLong(arg);
     if (ns == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    if (ns < 100000ull || ns > 60000000000ull) {
+    if (ns < SP_OPT_INTERVAL_LO || ns > SP_OPT_INTERVAL_HI) {
         PyErr_SetString(PyExc_ValueError,
                         "shadowprof: interval must be between 100us and 60s");
         return NULL;
@@ -770,6 +801,8 @@ static PyMethodDef core_methods[] = {
      set_hook_doc},
     {"_ignore_thread", core_ignore_thread, METH_NOARGS, ignore_thread_doc},
     {"parse_options", core_parse_options, METH_O, parse_options_doc},
+    {"parse_option", core_parse_option, METH_VARARGS, parse_option_doc},
+    {"parse_interval", core_parse_interval, METH_O, parse_interval_doc},
     {"thread_stacks", core_thread_stacks, METH_NOARGS, thread_stacks_doc},
     {"_dump_signal", core_dump_signal, METH_O, dump_signal_doc},
     {"_set_interval", core_set_interval, METH_O, set_interval_doc},

@@ -136,18 +136,40 @@ def test_thread_started_while_profiling_is_profiled():
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="interval"):
         shadowprof.Profiler(interval="fast")
-    with pytest.raises(ValueError, match="between 100us and 60s"):
+    with pytest.raises(ValueError, match="from 100us to 60s"):
         shadowprof.Profiler(interval="1us")
-    with pytest.raises(ValueError, match="cpu, wall"):
+    with pytest.raises(ValueError, match="choose cpu or wall"):
         shadowprof.Profiler(mode="gpu")
     with pytest.raises(ValueError, match="max_depth"):
         shadowprof.Profiler(max_depth=2)
+    with pytest.raises(ValueError, match="max_depth"):
+        shadowprof.Profiler(max_depth=True)
+    with pytest.raises(ValueError, match="choose auto, eval or monitoring"):
+        shadowprof.Profiler(hook="fast")
 
 
 def test_parse_interval_units():
     p = shadowprof.parse_interval
-    assert p("10ms") == p(0.01) == p("0.01s") == p("100hz") == p("10") == 10_000_000
-    assert p("500us") == 500_000
+    assert p("10ms") == p(0.01) == p("0.01s") == p("100hz") == p("0.01") == 10_000_000
+    assert p("500us") == p("500µs") == p(5e-4) == p("5e-4") == 500_000
+    assert p("2s") == 2_000_000_000 and p("1m") == 60_000_000_000
+
+
+@pytest.mark.parametrize("value", [5, "5", 1, "1", 10.0, " 10 "])
+def test_interval_bare_number_of_one_or_more_is_ambiguous(value):
+    # A bare number is seconds everywhere (Profiler(interval=0.01), interval=0.01,
+    # -i 0.01); 1 or more is refused, with the fix in the one-line message.
+    with pytest.raises(ValueError) as e:
+        shadowprof.Profiler(interval=value)
+    text = str(e.value)
+    assert "bare number is seconds" in text and "ms" in text and "\n" not in text
+
+
+def test_interval_number_and_string_mean_the_same():
+    for number in (0.002, 0.5, 1e-4, 0.0125):
+        assert (shadowprof.Profiler(interval=number).interval_ns
+                == shadowprof.Profiler(interval=repr(number)).interval_ns
+                == round(number * 1e9))
 
 
 def test_deep_recursion_truncated_with_marker():

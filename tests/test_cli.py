@@ -85,7 +85,9 @@ def test_bad_options_fail_before_the_program_runs(tmp_path, write_script):
     marker = tmp_path / "ran"
     script = write_script(f"open({str(marker)!r}, 'w').close()\n")
     cases = [
-        (["-i", "fast"], "bad interval"),
+        (["-i", "fast"], "bad option interval=fast"),
+        (["-i", "5"], "a bare number is seconds"),
+        (["--max-depth", "3"], "bad option max_depth=3"),
         (["-f", "xml"], "invalid choice"),
         (["-o", str(tmp_path / "out.xyz")], "cannot tell the format"),
         (["-o", str(tmp_path / "nodir" / "out.json")], "does not exist"),
