@@ -1,14 +1,22 @@
-"""Start-up cost of the shadowprof.pth hook without the flag, and the overhead of
-continuous mode.
+"""Start-up cost of the shadowprof.pth hook without the flag, of profiling an empty
+program (`-X shadowprof=quiet`, `-m shadowprof -q`), and the overhead of continuous mode.
 
-    python3 benchmarks/startup.py VENV_PYTHON [--runs N]
+    python3 benchmarks/startup.py VENV_PYTHON [--runs N] [--only-empty] [--callgrind]
 
 VENV_PYTHON must have shadowprof and shadowprof.pth in its site-packages (`pip
-install .`, or tests/data/canary_venv.py).  Prints:
+install .`, or tests/data/canary_venv.py), with the package's .pyc files compiled
+(pip does; else `python -m compileall` on it: with PYTHONDONTWRITEBYTECODE set, every
+run would compile shadowprof's sources again).  Prints:
 - the hook's own cost: site.addpackage() on shadowprof.pth, best of 5 x 1000;
 - `-X importtime` lines mentioning shadowprof without the flag (there should be none);
 - interpreter start-up (python -c pass) with and without the .pth, median of N runs,
   interleaved (the difference is within the machine's noise);
+- an empty program: `python empty.py` against `python -X shadowprof=quiet empty.py`,
+  `python -m shadowprof -q empty.py`, and `python -m emptymod` (what any `python -m`
+  costs: runpy and its imports, before shadowprof's code runs): medians of N paired,
+  interleaved runs (wall and CPU of the child, difference to `python empty.py` within
+  each pair); with --callgrind also the instructions each executes (valgrind), which
+  the load of a shared machine does not change; --only-empty stops there;
 - the CPU time of a CPU-bound workload unprofiled, and with
   SHADOWPROF=period=1s,output=DIR (continuous mode, 10 ms interval), median of N.
 """
@@ -42,12 +50,80 @@ def child_cpu(py, args, env=None) -> float:
     return (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
 
 
+def child_run(py, args, cwd):
+    """(wall ms, CPU ms) of one run of *py* *args*."""
+    import resource
+
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+    e = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHADOWPROF")}
+    c0, t0 = cpu(), time.perf_counter()
+    p = subprocess.run([py, *args], env=e, cwd=cwd, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    return (time.perf_counter() - t0) * 1e3, (cpu() - c0) * 1e3
+
+
+def instructions(py, args, cwd) -> int:
+    """Instructions executed by *py* *args* (valgrind's callgrind, whole process)."""
+    e = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHADOWPROF")}
+    out = os.path.join(cwd, "callgrind.out")
+    p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        py, *args], env=e, cwd=cwd, capture_output=True, text=True)
+    os.unlink(out)
+    line = [l for l in p.stderr.splitlines() if "Collected :" in l][-1]
+    return int(line.split(":")[-1])
+
+
+def empty_program(py, runs, callgrind) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        for name in ("empty.py", "emptymod.py"):
+            open(os.path.join(d, name), "w").close()
+        cases = [("python empty.py", ["empty.py"]),
+                 ("python -X shadowprof=quiet empty.py",
+                  ["-X", "shadowprof=quiet", "empty.py"]),
+                 ("python -m emptymod (the -m mechanism alone)", ["-m", "emptymod"]),
+                 ("python -m shadowprof -q empty.py",
+                  ["-m", "shadowprof", "-q", "empty.py"])]
+        for _, args in cases:   # warm the page cache; write nothing in the results
+            child_run(py, args, d)
+        res = [[] for _ in cases]
+        for i in range(runs):   # interleaved, the order reversed every other round
+            order = range(len(cases)) if i % 2 == 0 else reversed(range(len(cases)))
+            for j in order:
+                res[j].append(child_run(py, cases[j][1], d))
+        print(f"empty program, median of {runs} paired runs (difference to "
+              "`python empty.py` within each pair):")
+        print("| command | wall | paired wall diff | CPU | paired CPU diff |"
+              + (" instructions | diff |" if callgrind else ""))
+        print("|---|---|---|---|---|" + ("---|---|" if callgrind else ""))
+        base_i = None
+        for (name, args), r in zip(cases, res):
+            dw = statistics.median(a[0] - b[0] for a, b in zip(r, res[0]))
+            dc = statistics.median(a[1] - b[1] for a, b in zip(r, res[0]))
+            row = (f"| `{name}` | {statistics.median(a[0] for a in r):.1f} ms | "
+                   f"{dw:+.1f} ms | {statistics.median(a[1] for a in r):.1f} ms | "
+                   f"{dc:+.1f} ms |")
+            if callgrind:
+                n = instructions(py, args, d)
+                base_i = n if base_i is None else base_i
+                row += f" {n / 1e6:.1f} M | {(n - base_i) / 1e6:+.1f} M |"
+            print(row)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("python")
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--only-empty", action="store_true",
+                    help="measure the empty program only")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also count instructions of the empty-program runs (valgrind)")
     opts = ap.parse_args()
     py = opts.python
+    empty_program(py, opts.runs, opts.callgrind)
+    if opts.only_empty:
+        return
     site = run(py, ["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
                ).stdout.strip()
     pth = os.path.join(site, "shadowprof.pth")

@@ -71,26 +71,26 @@ FORMATS = ("pprof", "collapsed", "speedscope", "pstats", "text", "json")
 
 OPTIONS = (
     Option("interval", "duration", "xca", "10ms",
-           "sampling interval: 10ms, 1ms, 500us, 100hz; a bare number is seconds "
-           "and must be below 1 (0.002): -i 5 is refused as ambiguous",
+           "sampling interval: 10ms, 1ms, 500us, 100hz, or a bare number of seconds "
+           "below 1 (0.002); 5 is refused as ambiguous (5 s or 5 ms?): write the unit",
            flags=("-i", "--interval"), metavar="TIME", lo=100_000, hi=60_000_000_000,
            bare_below=1,
            values="`10ms`, `500us`, `0.01s`, `100hz`; a bare number is seconds, below 1",
            hint="give a duration from 100us to 60s such as 10ms, 500us, 0.01s, or a "
                 "rate such as 100hz"),
     Option("mode", "choice", "xca", "cpu",
-           "cpu: CPU time of each thread (default); wall: elapsed time",
+           "cpu: CPU time of each thread; wall: elapsed time",
            flags=("--mode",), choices=MODES),
     Option("output", "path", "xc", None,
-           "file to write the profile to ('-' for stdout; the format comes from "
-           "format or the extension); with period, the directory of the periodic "
-           "files; {pid}, {host}, {time} are filled in",
+           "file to write the profile to ('-' for stdout), in the format of -f "
+           "(format=) or its extension; with period=, the directory of the periodic "
+           "files; {pid}, {host} and {time} are filled in",
            flags=("-o", "--output"), metavar="FILE",
            values="path; a bare item is the output",
            hint="give a file name (or a directory with period=)"),
     Option("format", "choice", "xc", None,
-           "file format of output (default: from the extension); continuous mode "
-           "writes pprof",
+           "format of the output file: pprof, collapsed, speedscope, pstats, text or "
+           "json (default: from the extension); continuous mode writes pprof",
            flags=("-f", "--format"), metavar="FORMAT", choices=FORMATS,
            doc_default="from the extension"),
     Option("period", "duration", "x", "off",

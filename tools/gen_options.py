@@ -188,7 +188,9 @@ def readme_cli_table(table) -> str:
             flag += " " + "\\|".join(o.choices)
         elif o.kind != "bool":
             flag += " " + (o.metavar or "VALUE")
-        rows.append(f"| `{flag}` | {_md(o.help)} |")
+        default = (f" (default {o.default})" if o.kind != "bool" and o.default
+                   else "")
+        rows.append(f"| `{flag}` | {_md(o.help)}{default} |")
     return "\n".join(rows)
 
 
