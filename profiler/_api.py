@@ -7,7 +7,6 @@ import sys
 import time
 
 from . import _core
-from ._options import BY_KEY, OPTIONS, parse_option
 
 # analysis.model (Profile) is imported where a profile is built: an interpreter that
 # profiles with quiet and no output never builds one, and starts faster for it.
@@ -23,7 +22,10 @@ _calibrated_share: float = 0.5
 _calibrated_err_ns: float = 0.0   # half the interquartile range of the rounds, per call
 _calibrated_hook: str = "auto"   # the mechanism _calibrated_ns was measured with
 
-HOOKS = BY_KEY["hook"].choices
+# The option table's choices (tests/test_options.py), here so that the start-up hook
+# need not import the table.
+HOOKS = ("auto", "eval", "monitoring")
+SIGPROF_POLICIES = ("refuse", "chain")
 
 
 def calibration() -> tuple:
@@ -94,10 +96,9 @@ def needs_calibration(snap: dict) -> bool:
     return bool(snap.get("samples")) and bool(snap.get("calls"))
 
 
-def _check_choice(key: str, value: str) -> str:
+def _check_choice(key: str, value: str, choices: tuple) -> str:
     """Validate a value of choice option *key* that the option string does not have
     (its table row has no ``x``); a one-line ValueError names the problem and the fix."""
-    choices = BY_KEY[key].choices
     if value not in choices:
         raise ValueError(f"bad option {key}={value}: choose "
                          f"{', '.join(choices[:-1])} or {choices[-1]}")
@@ -106,7 +107,7 @@ def _check_choice(key: str, value: str) -> str:
 
 def _check_hook(hook: str) -> str:
     """Validate a hook= value; a one-line ValueError names the problem and the fix."""
-    _check_choice("hook", hook)
+    _check_choice("hook", hook, HOOKS)
     if hook == "monitoring" and sys.version_info < (3, 12):
         raise ValueError("hook 'monitoring' needs CPython 3.12 or later (this is "
                          f"{sys.version.split()[0]}); use hook 'eval' or 'auto'")
@@ -148,11 +149,12 @@ class Profiler:
                  hook: str = "auto", sigprof: str = "refuse"):
         # Checked by the option table's C parser, the one place that knows the
         # grammar and the bounds (profiler/_options.py, options.c).
-        self.interval_ns = parse_option("interval", interval)
-        self.sigprof = _check_choice("sigprof", sigprof)
-        self.mode = parse_option("mode", mode)
-        self.fork = parse_option("fork", fork)
-        self.max_depth = parse_option("max_depth", max_depth)
+        # (_core's, not _options's: the start-up hook need not import the table.)
+        self.interval_ns = _core.parse_option("interval", interval)
+        self.sigprof = _check_choice("sigprof", sigprof, SIGPROF_POLICIES)
+        self.mode = _core.parse_option("mode", mode)
+        self.fork = _core.parse_option("fork", fork)
+        self.max_depth = _core.parse_option("max_depth", max_depth)
         self.correct_overhead = correct_overhead
         self.native = bool(native)
         self.hook = _check_hook(hook)
@@ -177,6 +179,7 @@ class Profiler:
         SHADOWPROF: ``Profiler.from_options("interval=5ms,mode=wall")``.  Keys of
         the Profiler: interval, mode, max_depth, fork, native; other keys (output, period,
         ...) are for the start-up hook and raise ValueError here."""
+        from ._options import OPTIONS
         opts = _core.parse_options(text)
         mine = {o.dest: o.key for o in OPTIONS if "x" in o.where and "a" in o.where}
         other = [o.key for o in OPTIONS if o.dest in opts and o.dest not in mine]

@@ -189,10 +189,7 @@ def parse_option(key: str, value):
 
 def defaults() -> dict:
     """The defaults of the option-string keys, parsed as the C parser reads them:
-    ``{"interval_ns": 10000000, "mode": "cpu", ..., "output": None}``."""
+    ``{"interval_ns": 10000000, "mode": "cpu", ..., "output": None}`` (the C table
+    holds them too, so that the start-up hook need not import this module)."""
     from . import _core
-    given = ",".join(f"{o.key}={o.default}" for o in OPTIONS
-                     if "x" in o.where and o.default is not None)
-    out = {o.dest: None for o in OPTIONS if "x" in o.where}
-    out.update(_core.parse_options(given))
-    return out
+    return _core.option_defaults()

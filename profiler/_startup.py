@@ -79,10 +79,11 @@ def _writable_dir(key: str, value: str, directory: str) -> None:
 def resolve(text: str) -> dict:
     """The full option set of *text*: parsed, defaults filled in, and checked against
     the file system.  Raises ValueError with a one-line message."""
-    from . import _core, _options
-    # The defaults of the option table; budget's is None: 1% in continuous mode; it
-    # needs period= (it is checked once per period).
-    opts = _options.defaults()
+    from . import _core
+    # The option table's defaults (profiler/_options.py, compiled into the core);
+    # budget's is None: 1% in continuous mode; it needs period= (it is checked once
+    # per period).
+    opts = _core.option_defaults()
     opts.update(_core.parse_options(text))
     opts["start_stamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = opts["output"]

@@ -603,6 +603,37 @@ core_parse_options(PyObject *mod, PyObject *arg)
     return d;
 }
 
+PyDoc_STRVAR(option_defaults_doc,
+"option_defaults() -> dict\n--\n\n"
+"The defaults of the option string's keys as parse_options() gives values; None for\n"
+"a key without one (output, format, budget).");
+
+static PyObject *
+core_option_defaults(PyObject *mod, PyObject *unused)
+{
+    sp_options_t o;
+    char err[512];
+    if (sp_options_defaults(&o, err, sizeof(err)) < 0) {
+        PyErr_SetString(PyExc_ValueError, err);
+        return NULL;
+    }
+    PyObject *d = PyDict_New();
+    int r = d ? 0 : -1;
+    for (int k = 0; k < SP_OPT_COUNT && r == 0; k++) {
+        PyObject *v = Py_None;
+        if (o.given & (1u << k))
+            v = option_value(k, &o.value[k]);
+        else
+            Py_INCREF(v);
+        r = set_item_steal(d, PyUnicode_FromString(sp_options_desc[k].dest), v);
+    }
+    if (r < 0) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
 PyDoc_STRVAR(parse_option_doc,
 "parse_option(key, value) -> value\n--\n\n"
 "Parse one value of option KEY as the option string would ('interval', '5ms' ->\n"
@@ -802,6 +833,7 @@ static PyMethodDef core_methods[] = {
     {"_ignore_thread", core_ignore_thread, METH_NOARGS, ignore_thread_doc},
     {"parse_options", core_parse_options, METH_O, parse_options_doc},
     {"parse_option", core_parse_option, METH_VARARGS, parse_option_doc},
+    {"option_defaults", core_option_defaults, METH_NOARGS, option_defaults_doc},
     {"parse_interval", core_parse_interval, METH_O, parse_interval_doc},
     {"thread_stacks", core_thread_stacks, METH_NOARGS, thread_stacks_doc},
     {"_dump_signal", core_dump_signal, METH_O, dump_signal_doc},

@@ -229,6 +229,21 @@ sp_options_parse_value(int code, const char *v, size_t n, sp_optval_t *out, char
 }
 
 int
+sp_options_defaults(sp_options_t *o, char *err, size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    for (int code = 0; code < SP_OPT_COUNT; code++) {
+        const char *v = sp_options_desc[code].default_value;
+        if (!v)
+            continue;
+        if (sp_options_parse_value(code, v, strlen(v), &o->value[code], err, errlen) < 0)
+            return -1;
+        o->given |= 1u << code;
+    }
+    return 0;
+}
+
+int
 sp_options_code(const char *k, size_t n)
 {
     const struct sp_option_key *key = sp_options_lookup_key(k, n);

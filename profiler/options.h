@@ -52,6 +52,7 @@ typedef struct {
                                     this (0: no limit) */
     int off;                     /* "off" (and "0") means 0 */
     const sp_optchoice_t *choices;   /* CHOICE, SIGNAL: ends with {NULL, 0} */
+    const char *default_value;   /* in the option grammar ("10ms"), or NULL: unset */
     const char *hint;            /* what to give: the end of the error message */
 } sp_option_desc_t;
 
@@ -86,6 +87,10 @@ int sp_options_parse(const char *text, size_t len, sp_options_t *out, char *err,
  * the option string and for the values of the Python API (Profiler(interval=...)). */
 int sp_options_parse_value(int code, const char *v, size_t n, sp_optval_t *out,
                            char *err, size_t errlen);
+
+/* Fills *out (zeroed first) with the table's defaults: each option that has one is
+ * marked given.  Returns 0, or -1 with the message if the table is wrong. */
+int sp_options_defaults(sp_options_t *out, char *err, size_t errlen);
 
 /* The SP_OPT_* code of key k[0..n), or -1. */
 int sp_options_code(const char *k, size_t n);

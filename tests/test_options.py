@@ -71,7 +71,7 @@ def test_option_string_takes_each_x_key_with_its_default():
         if "x" not in o.where:
             with pytest.raises(ValueError, match=f"unknown option '{o.key}'"):
                 _core.parse_options(f"{o.key}=on")
-    d = _options.defaults()
+    d = _core.option_defaults()
     assert d["interval_ns"] == 10_000_000 and d["signal"] == signal.SIGUSR2
     assert d["period_ns"] == 0 and d["keep"] == 10 and d["output"] is None
     assert set(d) == {o.dest for o in xkeys}
@@ -94,6 +94,25 @@ def test_profiler_keywords_are_the_table_rows_with_a():
             assert default == int(o.default), key
         else:
             assert default == o.default, key
+
+
+def test_api_choices_are_the_tables():
+    from shadowprof import _api
+    assert _api.HOOKS == _options.BY_KEY["hook"].choices
+    assert _api.SIGPROF_POLICIES == _options.BY_KEY["sigprof"].choices
+
+
+def test_start_up_hook_needs_neither_the_table_nor_the_model():
+    # python -X shadowprof=quiet: the defaults come from the C table.
+    code = ("import sys, shadowprof._startup as s; s.run(); "
+            "print(sorted(m for m in sys.modules if m.startswith('shadowprof')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, SHADOWPROF="quiet"))
+    assert r.returncode == 0, r.stderr
+    loaded = eval(r.stdout)
+    assert "shadowprof._api" in loaded and "shadowprof._options" not in loaded
+    assert not [m for m in loaded if m.startswith("shadowprof.analysis")], loaded
+    assert _core.option_defaults() == _options.defaults()
 
 
 def test_argparse_is_built_from_the_table():

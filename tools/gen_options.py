@@ -98,7 +98,8 @@ def options_table_h(table) -> str:
                    f"{c_string(o.dest)}, {KINDS[o.kind]}, {c_double(o.lo)}, "
                    f"{c_double(o.hi)}, {c_double(o.bare_below)}, {int(o.off)}, "
                    f"{choices},")
-        out.append(f"        {c_string(default_hint(o))}}},")
+        default = "NULL" if o.default is None else c_string(o.default)
+        out.append(f"        {default}, {c_string(default_hint(o))}}},")
     out += ["};", "", "#endif /* SP_OPTIONS_TABLE_DATA */", ""]
     return "\n".join(out)
 
