@@ -157,6 +157,8 @@ def test_interval_rule_is_the_same_everywhere(tmp_path):
         with pytest.raises(ValueError, match="a bare number is seconds"):
             _core.parse_options(bad)
     assert _core.parse_options("period=60") == {"period_ns": 60_000_000_000}
-    r = subprocess.run([sys.executable, "-m", "shadowprof", "-i", "0.002", "-q", "-c",
-                        "pass"], capture_output=True, text=True, cwd=str(tmp_path))
-    assert r.returncode == 0, r.stderr
+    for interval in ("0.002", "2s", "100hz"):   # 2s: ns reach the Profiler, not 2.0
+        r = subprocess.run([sys.executable, "-m", "shadowprof", "-i", interval, "-q",
+                            "-c", "pass"], capture_output=True, text=True,
+                           cwd=str(tmp_path))
+        assert r.returncode == 0, (interval, r.stderr)
