@@ -1,9 +1,12 @@
 /* compat.h: the few facts about CPython's frames that shadowprof reads, per version.
  *
  * Owns: which frame type the PEP 523 hook receives, how to get a frame's code object,
- * its caller as the interpreter sees it, and its current instruction.  Everything that
- * depends on interpreter internals is here and nowhere else, so that a new CPython
- * version is one block in this file.
+ * its caller as the interpreter sees it, and its current instruction; and the feature
+ * tests the trackers and the sampler make (SP_HAS_MONITORING, SP_EVAL_OWNS_FRAME).  The
+ * frame layout is read through this file only, so that a new CPython version is
+ * mostly one block here.  Other files still test PY_VERSION_HEX where an API was
+ * renamed or a thread-state field appeared (drain.c, drainer.c, registry.c, shadow.c,
+ * shadow.h: `grep -n PY_VERSION_HEX profiler/`), each beside its one use.
  *
  * Contract: the SP_FRAME_* accessors are plain loads from live frames and are
  * async-signal-safe when the frame is alive (the signal handler only reads frames that
@@ -64,6 +67,25 @@ typedef struct {
 #endif
 
 #include <opcode.h>   /* YIELD_VALUE and friends, for sp_frame_suspended */
+
+/* sys.monitoring exists (3.12+): the "monitoring" tracker (monitoring.c). */
+#if PY_VERSION_HEX >= 0x030C0000
+#  define SP_HAS_MONITORING 1
+#else
+#  define SP_HAS_MONITORING 0
+#endif
+
+/* The evaluation function owns the frame it is given and pops it when the frame ends
+ * (3.12+); before, the caller clears and pops it after any error (pep523.c). */
+#define SP_EVAL_OWNS_FRAME SP_HAS_MONITORING
+
+/* Whether the calling thread runs in the main interpreter, the only one shadowprof
+ * profiles (backend.c says so to the user).  GIL held. */
+static inline int
+sp_is_main_interpreter(void)
+{
+    return PyThreadState_Get()->interp == PyInterpreterState_Main();
+}
 
 /* 3.13 made _PyLong_AsInt public as PyLong_AsInt and removed the old name. */
 #if PY_VERSION_HEX >= 0x030D0000 && !defined(_PyLong_AsInt)

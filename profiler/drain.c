@@ -1,7 +1,7 @@
 /* drain.c: the ring's consumer (see drain.h).  Owns the table and its statistics;
  * everything here runs with the GIL held. */
 #include "drain.h"
-#include "hook.h"
+#include "backend.h"
 #include "native.h"
 #include "registry.h"
 #include "sampler.h"
@@ -205,7 +205,7 @@ splice(const sp_record_t *rec, const uint64_t *py, uint32_t m, uint64_t *out)
     uint32_t nn = rec->nnative > SP_RING_NATIVE ? SP_RING_NATIVE : rec->nnative;
     const uint64_t *pc = rec->native;
     /* Anchors only where each tracked frame has its own evaluation-loop frame. */
-    int by_eval = sp_hook_kind() == SP_HOOK_EVAL;
+    int by_eval = sp_backend_kind() == SP_BACKEND_EVAL;
 #define ANCHOR(p) (by_eval && sp_native_is_eval(p))
     uint32_t n = 0, hooks = 0, innermost_hook = nn;
     for (uint32_t i = 0; i < nn; i++) {

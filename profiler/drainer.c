@@ -21,7 +21,7 @@
 #include "drainer.h"
 #include "compat.h"
 #include "drain.h"
-#include "hook.h"
+#include "tracker.h"
 #include "spill.h"
 
 #include <errno.h>
@@ -75,11 +75,11 @@ drainer_main(void *arg)
             if (sp_spill_from_ring(r))
                 __atomic_fetch_add(&drains, 1, __ATOMIC_RELAXED);
             __atomic_store_n(&poked, 0, __ATOMIC_RELEASE);
-            __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+            sp_tracker_request_drain();
             seen = 0;
         } else {
             /* Let the next Python call drain (cheap); check again next period. */
-            __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+            sp_tracker_request_drain();
             seen_reserved = reserved;
             seen = 1;
         }

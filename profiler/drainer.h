@@ -1,7 +1,7 @@
 /* drainer.h: a thread of shadowprof's own that drains the sample ring when no Python
  * call does.
  *
- * The ring is normally drained by the hook: the handler sets SP_HOOK_DRAIN and the next
+ * The ring is normally drained by the hook: the handler sets SP_TRACKER_DRAIN and the next
  * Python call drains (drain.c).  A program that makes no Python call for a while (a
  * long C call, sleep(), join(), a blocking accept()) would fill the ring and lose every
  * later sample.  The drainer is a plain pthread (no Python frames, so never attached,
@@ -11,10 +11,10 @@
  *  - when the handler finds the ring past a fill mark (sp_drainer_poke, a sem_post: a
  *    quarter of the ring, at least SP_DRAINER_MIN_MARK records), and
  *  - every SP_DRAINER_PERIOD_MS.
- * On a timed wake with records pending it first asks the hook (SP_HOOK_DRAIN); only if
+ * On a timed wake with records pending it first asks the tracker (SP_TRACKER_DRAIN); only if
  * records it saw pending one period earlier are still there, or on a poke, does it
  * move them out of the ring itself, without the GIL, into the spill (spill.h), and ask
- * the hook again: the next Python call, stop() or snapshot() aggregates them.  The
+ * the tracker again: the next Python call, stop() or snapshot() aggregates them.  The
  * thread never takes the GIL, so a C call that holds it (a regex over a huge input, an
  * extension's loop) loses no sample either: the spill holds as many distinct stacks as
  * the profile may (max_stacks), then counts the rest as "[table full]".  A program

@@ -95,9 +95,3 @@ sp_dumpsig_uninstall(void)
         close(fd);
     installed_signo = 0;
 }
-
-int
-sp_dumpsig_signal(void)
-{
-    return installed_signo;
-}

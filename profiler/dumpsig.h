@@ -18,7 +18,4 @@ int sp_dumpsig_install(int signo);
  * reader then sees end of file).  No-op if not installed.  GIL held. */
 void sp_dumpsig_uninstall(void);
 
-/* The installed signal number, or 0. */
-int sp_dumpsig_signal(void);
-
 #endif /* SP_DUMPSIG_H */

@@ -10,7 +10,8 @@
 #include "drainer.h"
 #include "dumpsig.h"
 #include "export.h"
-#include "hook.h"
+#include "backend.h"
+#include "tracker.h"
 #include "native.h"
 #include "options.h"
 #include "registry.h"
@@ -57,7 +58,7 @@ unix_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The hook's slow-path callback (sp_hook_drain): a forked child's first Python code
+/* The trackers' drain callback (sp_backend_attach): a forked child's first Python code
  * arms its timer (see sampler.c), then the ring is drained.  GIL held. */
 static void
 hook_drain(void)
@@ -94,11 +95,11 @@ after_fork_child(void)
     sp_drainer_after_fork_child(fork_keep);   /* drainer.h: restarted once Python runs */
     if (fork_keep) {
         sp_sampler_after_fork_child(1);
-        /* Through the hook's slow path on the first Python call: sp_hook_drain. */
-        __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+        /* Through the tracker's slow path on the first Python call: hook_drain. */
+        sp_tracker_request_drain();
     } else {
         sp_sampler_after_fork_child(0);
-        __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
+        sp_tracker_disable();
         running = 0;
         stop_wall_ns = start_wall_ns;
         stop_cpu_ns = start_cpu_ns;
@@ -111,7 +112,6 @@ ensure_init(size_t ring_size, size_t max_stacks)
     if (sp_registry_init() < 0)
         return -1;
     sp_registry_before_free = drain_if_pending;
-    sp_hook_drain = hook_drain;
     if (!sp_sampler_ring || ring_size != ring_records) {
         sp_ring_t *r = sp_ring_new(ring_size);
         if (!r) {
@@ -159,18 +159,14 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
     Py_ssize_t ring_size = 4096, max_stacks = 200000;
     const char *fork_mode = "continue";
     int native = 0;
-    const char *hook_name = NULL;   /* "auto", "eval", "monitoring" (hook.h) */
-    if (PyThreadState_Get()->interp != PyInterpreterState_Main()) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "shadowprof: sub-interpreters are not supported; profile from "
-                        "the main interpreter");
+    const char *hook_name = NULL;   /* "auto", "eval", "monitoring" (backend.h) */
+    if (sp_backend_check_interpreter() < 0)
         return NULL;
-    }
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|KsInnspz:start", kwlist, &interval, &mode,
                                      &max_depth, &ring_size, &max_stacks, &fork_mode,
                                      &native, &hook_name))
         return NULL;
-    int hook_kind = sp_hook_kind_parse(hook_name);
+    int hook_kind = sp_backend_parse(hook_name);
     if (hook_kind < 0)
         return NULL;
     if (strcmp(fork_mode, "continue") != 0 && strcmp(fork_mode, "stop") != 0) {
@@ -214,7 +210,7 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
     sp_shadow_capacity = max_depth;
     if (sp_shadow_seed_all() < 0)
         return NULL;
-    if (sp_hook_attach(hook_kind) < 0)
+    if (sp_backend_attach(hook_kind, hook_drain) < 0)
         return NULL;
     session_mode = m;
     session_interval_ns = interval;
@@ -229,13 +225,13 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
     sp_native_set(native);
     if (sp_sampler_start(interval, m) < 0) {
         sp_native_set(0);
-        sp_hook_detach();
+        sp_backend_detach();
         return NULL;
     }
     if (sp_drainer_start(sp_sampler_ring) < 0) {   /* drainer.h */
         sp_sampler_stop();
         sp_native_set(0);
-        sp_hook_detach();
+        sp_backend_detach();
         return NULL;
     }
     running = 1;
@@ -249,15 +245,15 @@ PyDoc_STRVAR(stop_doc,
 static PyObject *
 core_stop(PyObject *mod, PyObject *unused)
 {
-    if (PyThreadState_Get()->interp != PyInterpreterState_Main())
+    if (!sp_is_main_interpreter())
         Py_RETURN_NONE;   /* e.g. a sub-interpreter's atexit: not its profiler */
     if (!running) {
-        sp_hook_detach();   /* e.g. left attached in a child forked with fork='stop' */
+        sp_backend_detach();   /* e.g. left attached in a child forked with fork='stop' */
         Py_RETURN_NONE;
     }
     sp_sampler_stop();
     sp_native_set(0);
-    sp_hook_detach();
+    sp_backend_detach();
     stop_wall_ns = sp_clock_wall_ns();
     stop_cpu_ns = sp_clock_cpu_ns();
     sp_drainer_stop();   /* drainer.h: joined (GIL released meanwhile) before the last drain */
@@ -422,7 +418,7 @@ core_snapshot(PyObject *mod, PyObject *unused)
                        PyUnicode_FromString(session_mode == SP_MODE_CPU ? "cpu" : "wall")) < 0 ||
         set_item_steal(res, PyUnicode_FromString("running"), PyBool_FromLong(running)) < 0 ||
         set_item_steal(res, PyUnicode_FromString("hook"),
-                       PyUnicode_FromString(sp_hook_kind_name(sp_hook_kind()))) < 0 ||
+                       PyUnicode_FromString(sp_backend_name(sp_backend_kind()))) < 0 ||
         set_item_steal(res, PyUnicode_FromString("threads"), sp_drain_thread_names()) < 0 ||
         set_item_steal(res, PyUnicode_FromString("native"), PyBool_FromLong(session_native)) < 0 ||
         put_u64(res, "native_skipped", sp_native_skipped()) < 0 ||
@@ -459,7 +455,7 @@ core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
     const char *hook_name = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "p|z:_set_hook", kwlist, &on, &hook_name))
         return NULL;
-    int hook_kind = sp_hook_kind_parse(hook_name);
+    int hook_kind = sp_backend_parse(hook_name);
     if (hook_kind < 0)
         return NULL;
     if (running) {
@@ -469,10 +465,10 @@ core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
     if (on) {
         /* Only the registry: the ring and the table keep the last session's data. */
         if (sp_registry_init() < 0 || sp_shadow_seed_all() < 0 ||
-            sp_hook_attach(hook_kind) < 0)
+            sp_backend_attach(hook_kind, hook_drain) < 0)
             return NULL;
     } else {
-        sp_hook_detach();
+        sp_backend_detach();
     }
     Py_RETURN_NONE;
 }
@@ -857,8 +853,7 @@ PyInit__core(void)
     static int atfork_done;
     if (!atfork_done && pthread_atfork(NULL, NULL, after_fork_child) == 0)
         atfork_done = 1;
-    if (PyModule_AddIntConstant(m, "RING_FRAMES", SP_RING_FRAMES) < 0 ||
-        PyModule_AddIntConstant(m, "FIRST_CODE_ID", SP_ID_FIRST_CODE) < 0) {
+    if (PyModule_AddIntConstant(m, "FIRST_CODE_ID", SP_ID_FIRST_CODE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -7,8 +7,8 @@
  * change underneath it) and the interpreter's frames that are ancestors of the thread's
  * current frame (alive for as long as the thread is stopped in the handler), and writes
  * one record into the preallocated ring.  That is all it writes, apart from atomic
- * counters, the thread's own last clock reading and the SP_HOOK_DRAIN request (the
- * bit, and the interrupted thread's `room`, see shadow.h).
+ * counters, the thread's own last clock reading and the drain request (the
+ * SP_TRACKER_DRAIN bit, tracker.h, and the interrupted thread's `room`, shadow.h).
  *
  * Timers: one POSIX timer per thread that runs Python, aimed at that thread
  * (SIGEV_THREAD_ID), so every thread is sampled and sampled by itself: in CPU mode on
@@ -51,7 +51,7 @@
 #endif
 #include "sampler.h"
 #include "drainer.h"
-#include "hook.h"
+#include "tracker.h"
 #include "registry.h"
 #include "native.h"
 
@@ -266,7 +266,7 @@ on_signal(int sig, siginfo_t *info, void *ucv)
     sp_record_t *rec = sp_ring_reserve(sp_sampler_ring, weight);
     if (rec) {
         rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
-        if (sp_hook_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
+        if (sp_tracker_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
             rec->flags |= SP_SAMPLE_OVERHEAD;
         else if (!t || t->busy || t->depth == 0 || !tstate_alive(t))
             rec->flags |= SP_SAMPLE_NOPY;
@@ -280,12 +280,12 @@ on_signal(int sig, siginfo_t *info, void *ucv)
     /* Ask for a drain early (a few dozen records): it keeps the ring far from full
      * and lets the drain see threads while they still have their names. */
     if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER) {
-        __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+        sp_tracker_request_drain();
         if (t)
-            t->room = 0;   /* this thread's next call takes the hooks' slow path */
-    } else if (t && (__atomic_load_n(&sp_hook_state, __ATOMIC_RELAXED) & SP_HOOK_DRAIN)) {
-        /* The drain thread asked (drainer.h): the hooks' fast paths do not read
-         * sp_hook_state, so send this thread's next call to the slow path too. */
+            t->room = 0;   /* this thread's next call takes the tracker's slow path */
+    } else if (t && (__atomic_load_n(&sp_tracker_state, __ATOMIC_RELAXED) & SP_TRACKER_DRAIN)) {
+        /* The drain thread asked (drainer.h): the trackers' fast paths do not read
+         * sp_tracker_state, so send this thread's next call to the slow path too. */
         t->room = 0;
     }
     sp_drainer_poke(sp_ring_used(sp_sampler_ring));   /* drainer.h: past the fill mark */
@@ -466,7 +466,7 @@ before_exec(const char *event, PyObject *args, void *data)
     process_timer_disarm();
     fork_process_timer = 1;
     fork_rearm = 1;
-    __atomic_fetch_or(&sp_hook_state, SP_HOOK_DRAIN, __ATOMIC_RELAXED);
+    sp_tracker_request_drain();
     if (sp_tls)
         sp_tls->room = 0;   /* this thread's next call takes the slow path (shadow.h) */
     return 0;

@@ -1,4 +1,6 @@
-/* shadow.c: per-thread shadow stack states: attach, seed, resync (see shadow.h). */
+/* shadow.c: per-thread shadow stack states: attach, bind, seed, fill, reap, fork (see
+ * shadow.h for the contract: each state is written by its own thread with the GIL, read
+ * by the handler on that thread). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -251,13 +253,9 @@ sp_shadow_ignore_self(void)
     return 0;
 }
 
-/* Fills t's stack from the interpreter's frames `top` and its ancestors, keeping the
- * innermost frames if there are more than the capacity.  GIL held. */
-static void
-seed_from(sp_thread_t *t, sp_pyframe_t *top)
+SP_HOT uint32_t
+sp_shadow_fill(sp_thread_t *t, sp_pyframe_t *top)
 {
-    t->busy = 1;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t n = 0;
     for (sp_pyframe_t *f = top; f; f = SP_FRAME_PREVIOUS(f)) {
         if (SP_FRAME_IS_INCOMPLETE(f))
@@ -268,6 +266,8 @@ seed_from(sp_thread_t *t, sp_pyframe_t *top)
         n++;
     }
     uint32_t keep = n < t->cap ? n : t->cap;
+    t->depth = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t i = keep;
     for (sp_pyframe_t *f = top; f && i; f = SP_FRAME_PREVIOUS(f)) {
         if (SP_FRAME_IS_INCOMPLETE(f))
@@ -277,7 +277,19 @@ seed_from(sp_thread_t *t, sp_pyframe_t *top)
         t->stack[i].frame = f;
         t->stack[i].code_id = e ? e->id : SP_ID_ROOT;
     }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->depth = keep;
+    return keep;
+}
+
+/* sp_shadow_fill at start(), with `busy` set (the handler skips the thread meanwhile)
+ * and the overflow count and running frame reset.  GIL held. */
+static void
+seed_from(sp_thread_t *t, sp_pyframe_t *top)
+{
+    t->busy = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    uint32_t keep = sp_shadow_fill(t, top);
     t->overflow = 0;
     t->cur_id = keep ? t->stack[keep - 1].code_id : SP_ID_ROOT;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -410,44 +422,6 @@ sp_shadow_reap(volatile int *running_handlers)
         __atomic_store_n(&sp_threads, graveyard, __ATOMIC_RELEASE);
         graveyard = next;
     }
-}
-
-SP_HOT uint32_t
-sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent)
-{
-    uint32_t d = t->depth;
-    if (parent == NULL) {
-        d = 0;
-    } else {
-        uint32_t k = d;
-        while (k > 0 && t->stack[k - 1].frame != parent)
-            k--;
-        if (k == 0) {
-            /* The parent is not on the stack (a greenlet switch, a frame entered
-             * while the hook was off): the entries may belong to another frame
-             * chain.  Rebuild from the interpreter's frames, which are the truth.  The
-             * caller of the next call stays the code that ran last (for a generator
-             * thrown into through `yield from`, the thrower, as cProfile counts it). */
-            uint32_t caller = t->cur_id;
-            seed_from(t, parent);
-            t->cur_id = caller;
-            return t->depth;
-        }
-        d = k;
-    }
-    t->depth = d;
-    t->cur_id = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
-    return d;
-}
-
-SP_HOT void
-sp_shadow_pop_slow(sp_thread_t *t, sp_pyframe_t *f)
-{
-    uint32_t k = t->depth;
-    while (k > 0 && t->stack[k - 1].frame != f)
-        k--;
-    if (k > 0)
-        t->depth = k - 1;
 }
 
 /* async-signal-safe */

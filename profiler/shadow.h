@@ -2,7 +2,7 @@
  *
  * Each thread that runs Python code under the profiler owns one sp_thread_t: a
  * fixed-capacity array of (frame, code id) entries mirroring the interpreter's frames,
- * pushed by the hooks (hook.c, monitor.c) on every frame entry, and read by the
+ * pushed by a tracker (tracker.h: pep523.c or monitoring.c) on every frame entry, and read by the
  * SIGPROF handler (sampler.c) when it interrupts that same thread.
  *
  * Pops are lazy.  The hooks see frames start, not end: a frame that returned (or
@@ -72,12 +72,12 @@ typedef struct sp_thread {
     uint32_t room;           /* cap - 1, or 0 to send the hooks to their slow path (see
                                 above); owner thread, GIL */
     int deep_base;           /* overflowing under sys.monitoring: the interpreter's
-                                depth of the frame stored on top (monitor.c); -1 under
+                                depth of the frame stored on top (monitoring.c); -1 under
                                 the PEP 523 hook; owner thread, GIL */
     sp_entry_t *stack;
     PyThreadState *tstate;   /* the interpreter's state of this thread */
     PyThreadState *live_tstate;  /* tstate until CPython clears it, then NULL (see
-                                    sp_shadow_bind); read by monitor.c; GIL */
+                                    sp_shadow_bind); read by monitoring.c; GIL */
     uint64_t tid;            /* kernel thread id */
     uintptr_t c_stack_low;   /* below this C stack address the hook refuses to recurse */
     timer_t timer;           /* this thread's sampling timer (sampler.c) */
@@ -131,9 +131,12 @@ void sp_shadow_reap(volatile int *running_handlers);
  * exception set if memory runs out. */
 int sp_shadow_ignore_self(void);
 
-/* Slow paths of the old eager pop, no longer used by the hooks (hook.c has theirs). */
-uint32_t sp_shadow_resync(sp_thread_t *t, sp_pyframe_t *parent);
-void sp_shadow_pop_slow(sp_thread_t *t, sp_pyframe_t *f);
+/* Rebuilds t's stack from the interpreter's frames `top` and its callers, keeping the
+ * innermost if there are more than the capacity; returns the new depth.  Code objects
+ * are registered first (that may run Python code, which pushes), then the entries are
+ * written with the stack emptied meanwhile, so that a sample sees either nothing or
+ * the new stack.  Owner thread (or start(), before any handler is armed), GIL held. */
+uint32_t sp_shadow_fill(sp_thread_t *t, sp_pyframe_t *top);
 
 /* The entry of `parent` on t's stack, given the top entry `top` (the stack is not
  * empty): normally the top entry itself; otherwise frames that ended since the last
@@ -206,7 +209,7 @@ sp_shadow_live_depth(const sp_thread_t *t, PyThreadState *ts, int *deep)
         if (e && e->id == t->stack[k - 1].code_id)
             return k;
     }
-#if PY_VERSION_HEX >= 0x030C0000
+#if SP_HAS_MONITORING
     if (t->overflow &&
         ts->py_recursion_limit - ts->py_recursion_remaining > t->deep_base) {
 #else

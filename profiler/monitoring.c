@@ -1,5 +1,10 @@
-/* monitor.c: sys.monitoring backend (3.12+): the shadow-stack push and call counts
- * from PY_START, PY_RESUME and PY_THROW callbacks.
+/* monitoring.c: the sys.monitoring tracker ("monitoring", CPython 3.12+; tracker.h):
+ * the shadow-stack push and call counts from PY_START, PY_RESUME and PY_THROW
+ * callbacks.  Owns shadowprof's sys.monitoring tool id, its callbacks and events.
+ *
+ * Why it exists beside pep523.c: on 3.12 and later a frame-evaluation function turns
+ * off CPython's inlined Python-to-Python calls, so every Python call then recurses in
+ * C and deep recursion hits the C recursion limit; sys.monitoring keeps them.
  *
  * One event per frame entry.  Pops are lazy (shadow.h): the next push drops the frames
  * that ended since (returned, yielded or unwound), finding the new frame's caller on
@@ -7,11 +12,15 @@
  * halves what the mechanism costs: each event is a vectorcall of our builtin by
  * CPython's instrumentation.
  *
+ * Tool id: the first free one of 3 and 4, never 0-2 (debugger, coverage, profiler:
+ * cProfile takes 2) or 5 (optimizer); events are set only for that id, so other tools
+ * keep theirs.  Uninstall releases the events, the callbacks and the id.
+ *
  * Thread contract: CPython calls the callbacks with the GIL held on the thread whose
- * frame starts; they write only that thread's sp_thread_t and registry counters,
- * exactly as the PEP 523 hook does (hook.c).  The callbacks and their slow paths sit in
- * the "sp_hot_text" section, so a sample that interrupts them counts as profiler
- * overhead.  Install and uninstall run with the GIL held from start()/stop().
+ * frame starts; they write only that thread's sp_thread_t and registry counters.  The
+ * callbacks and their slow paths are SP_HOT (tracker.h): a sample that interrupts them
+ * counts as profiler overhead.  Install and uninstall run with the GIL held
+ * (backend.c).
  *
  * Per event the callback does what its signature forces (CPython calls a METH_FASTCALL
  * builtin with the code object and an offset) plus a few loads: the thread's state
@@ -21,12 +30,9 @@
  * event when they end, the interpreter's own depth (py_recursion_limit -
  * py_recursion_remaining) tells a later frame whether its caller is stored.
  */
-#include "monitor.h"
-#include "hook.h"
-#include "registry.h"
-#include "shadow.h"
+#include "monitoring.h"
 
-#if SP_MONITOR_AVAILABLE
+#if SP_HAS_MONITORING
 
 /* The tool id held while installed, else -1.  GIL. */
 static int tool_id = -1;
@@ -43,38 +49,11 @@ static const char *const pop_events[] = {"PY_RETURN", "PY_YIELD", "PY_UNWIND"};
 static const int tool_ids[] = {3, 4};
 #define TOOL_NAME "shadowprof"
 
-/* Entered when the thread has no state yet or sp_hook_state has a bit other than ON.
- * Returns the thread's state, or NULL to ignore the event. */
-SP_HOT static sp_thread_t *
-enter_slow(void)
-{
-    uint32_t st = __atomic_load_n(&sp_hook_state, __ATOMIC_RELAXED);
-    if (!(st & SP_HOOK_ON))
-        return NULL;
-    if (st & SP_HOOK_DRAIN) {
-        __atomic_fetch_and(&sp_hook_state, ~SP_HOOK_DRAIN, __ATOMIC_RELAXED);
-        if (sp_hook_drain)
-            sp_hook_drain();
-    }
-    sp_thread_t *t = sp_tls;
-    if (!t)
-        t = sp_shadow_attach(SP_TSTATE_GET());
-    return t;
-}
-
 /* The interpreter's count of Python frames running on ts (the one starting included). */
 static inline int
 py_depth(PyThreadState *ts)
 {
     return ts->py_recursion_limit - ts->py_recursion_remaining;
-}
-
-/* The code id of the complete frame f, or SP_ID_ROOT (f NULL or untracked). */
-static inline uint32_t
-frame_id(sp_pyframe_t *f)
-{
-    sp_code_t *e = f ? sp_code_of(SP_FRAME_CODE(f)) : NULL;
-    return e ? e->id : SP_ID_ROOT;
 }
 
 /* Everything the fast path leaves out: a first event, a thread state swapped or
@@ -84,8 +63,8 @@ SP_HOT __attribute__((noinline)) static PyObject *
 push_slow(PyObject *const *args, Py_ssize_t nargs, int thrown)
 {
     sp_thread_t *t = sp_tls;
-    if (t == NULL || sp_hook_state != SP_HOOK_ON) {
-        t = enter_slow();
+    if (t == NULL || sp_tracker_state != SP_TRACKER_ON) {
+        t = sp_tracker_enter_slow(SP_TSTATE_GET());
         if (!t)
             Py_RETURN_NONE;
     }
@@ -117,17 +96,17 @@ push_slow(PyObject *const *args, Py_ssize_t nargs, int thrown)
          * shim frame can account for): still overflowing. */
         if (depth - 2 > t->deep_base) {
             t->overflow = (uint32_t)(depth - t->deep_base);
-            sp_code_count_call(e, frame_id(parent));
+            sp_code_count_call(e, sp_tracker_frame_id(parent));
             Py_RETURN_NONE;
         }
         uint32_t d = t->depth < t->cap ? t->depth : t->cap;
         if (parent == NULL || !d || !sp_shadow_find(t->stack, &t->stack[d - 1], parent)) {
-            sp_code_count_call(e, frame_id(parent));
+            sp_code_count_call(e, sp_tracker_frame_id(parent));
             Py_RETURN_NONE;
         }
         t->overflow = 0;   /* back within the stack */
     }
-    uint32_t d = sp_push_depth_slow(t, parent);
+    uint32_t d = sp_tracker_push_depth(t, parent);
     uint32_t caller = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
     if (d >= t->cap) {
         t->room = 0;
@@ -150,12 +129,12 @@ count_slow(sp_code_t *e, uint32_t caller)
 }
 
 /* PY_START, PY_RESUME, PY_THROW: (code, instruction_offset[, exception]).  `idx` is
- * sp_registry_extra_index, the constant 0 in push0 (see hook.c). */
+ * sp_registry_extra_index, the constant 0 in push0 (see pep523.c). */
 static inline __attribute__((always_inline)) PyObject *
 on_push(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t idx)
 {
     sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL))   /* sp_hook_state: see hook.h */
+    if (SP_UNLIKELY(t == NULL))   /* sp_tracker_state: see tracker.h */
         return push_slow(args, nargs, 0);
     /* t->live_tstate is the thread's state as long as CPython has not cleared it (see
      * sp_shadow_bind), which saves a call into CPython per event. */
@@ -333,17 +312,11 @@ done:
     return id;
 }
 
-int
-sp_monitor_install(void)
+static int
+install(void)
 {
     if (tool_id >= 0)
         return 0;
-    if (PyThreadState_Get()->interp != PyInterpreterState_Main()) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "shadowprof: sub-interpreters are not supported; profile from "
-                        "the main interpreter");
-        return -1;
-    }
     PyObject *mon = monitoring_module();
     if (!mon)
         return -1;
@@ -368,13 +341,10 @@ sp_monitor_install(void)
             goto rollback;
         mask |= a;
     }
-    for (sp_thread_t *t = sp_threads; t; t = t->next)
-        t->room = 0;   /* the stacks may have been reseeded: see shadow.h */
     if (call_mon(mon, "set_events", "(il)", id, mask) < 0)
         goto rollback;
     tool_id = id;
     Py_DECREF(mon);
-    __atomic_store_n(&sp_hook_state, SP_HOOK_ON, __ATOMIC_RELEASE);
     return 0;
 rollback: {
         PyObject *et, *ev, *tb;
@@ -387,12 +357,9 @@ fail:
     return -1;
 }
 
-void
-sp_monitor_uninstall(void)
+static void
+uninstall(void)
 {
-    __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
-    for (sp_thread_t *t = sp_threads; t; t = t->next)
-        t->room = 0;   /* see hook.h */
     if (tool_id < 0)
         return;
     PyObject *et, *ev, *tb;
@@ -405,16 +372,10 @@ sp_monitor_uninstall(void)
     tool_id = -1;
 }
 
-int
-sp_monitor_tool_id(void)
-{
-    return tool_id;
-}
-
 #else /* before 3.12: no sys.monitoring */
 
-int
-sp_monitor_install(void)
+static int
+install(void)
 {
     PyErr_Format(PyExc_ValueError,
                  "shadowprof: hook 'monitoring' needs CPython 3.12 or later (this is "
@@ -422,15 +383,11 @@ sp_monitor_install(void)
     return -1;
 }
 
-void
-sp_monitor_uninstall(void)
+static void
+uninstall(void)
 {
-}
-
-int
-sp_monitor_tool_id(void)
-{
-    return -1;
 }
 
 #endif
+
+const sp_tracker_t sp_tracker_monitoring = {"monitoring", install, uninstall};

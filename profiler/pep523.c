@@ -1,12 +1,13 @@
-/* hook.c: PEP 523 evaluation hook: the shadow-stack push and call counts; the slow
- * path of the push shared with sys.monitoring (monitor.c); and the choice between the
- * two mechanisms: sp_hook_attach/detach.
+/* pep523.c: the PEP 523 tracker ("eval", tracker.h): a frame-evaluation function that
+ * pushes every frame entry on the thread's shadow stack, counts the call, and
+ * tail-calls the evaluation function it chains to.  Owns that function's install and
+ * uninstall (chaining to, and being chained by, other evaluation functions) and the
+ * C-stack guard that evaluation through it needs.
  *
  * Thread contract: the hook runs with the GIL held on the thread whose frame it
- * evaluates, and writes only that thread's sp_thread_t and registry counters.  The
- * code in the "sp_hot_text" section (this hook and its slow paths) is recognised by the
- * signal handler from the interrupted program counter and reported as profiler
- * overhead rather than charged to the user's function.
+ * evaluates, and writes only that thread's sp_thread_t and registry counters.  Its
+ * code and slow paths are SP_HOT (see tracker.h): a sample that interrupts them is
+ * profiler overhead.  Install and uninstall run with the GIL held (backend.c).
  *
  * Cost.  The hook pushes and then tail-calls the evaluation function: it has no frame
  * of its own and nothing to do when the frame ends, because pops are lazy (shadow.h):
@@ -19,15 +20,7 @@
  * capacity are counted there with a frame of ours around the call (overflow is
  * decremented when they end).
  */
-#include "hook.h"
-#include "monitor.h"
-#include "registry.h"
-#include "shadow.h"
-
-#include <string.h>
-
-volatile uint32_t sp_hook_state;
-void (*sp_hook_drain)(void);
+#include "pep523.h"
 
 typedef _PyFrameEvalFunction sp_eval_fn;
 
@@ -35,19 +28,7 @@ typedef _PyFrameEvalFunction sp_eval_fn;
  * prev_eval or _PyEval_EvalFrameDefault, so the hook makes one indirect call.  GIL. */
 static sp_eval_fn prev_eval;
 static sp_eval_fn next_eval = _PyEval_EvalFrameDefault;
-static int installed;
 static int buried;   /* uninstalled while another evaluator sat on top of ours */
-
-extern char __start_sp_hot_text[] __attribute__((weak, visibility("hidden")));
-extern char __stop_sp_hot_text[] __attribute__((weak, visibility("hidden")));
-
-/* async-signal-safe */
-int
-sp_hook_owns_pc(uintptr_t pc)
-{
-    return __start_sp_hot_text && pc >= (uintptr_t)__start_sp_hot_text &&
-           pc < (uintptr_t)__stop_sp_hot_text;
-}
 
 /* The C stack pointer, for the check against t->c_stack_low: a register read where we
  * know the register, so that the hook needs no frame of its own. */
@@ -67,25 +48,6 @@ call_prev(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
     return next_eval(ts, f, throwflag);
 }
 
-/* Entered when there is no state for this thread yet or sp_hook_state has a bit other
- * than ON.  Returns the thread's state, or NULL to pass the call through untracked. */
-SP_HOT static sp_thread_t *
-enter_slow(PyThreadState *ts)
-{
-    uint32_t st = __atomic_load_n(&sp_hook_state, __ATOMIC_RELAXED);
-    if (!(st & SP_HOOK_ON))
-        return NULL;
-    if (st & SP_HOOK_DRAIN) {
-        __atomic_fetch_and(&sp_hook_state, ~SP_HOOK_DRAIN, __ATOMIC_RELAXED);
-        if (sp_hook_drain)
-            sp_hook_drain();
-    }
-    sp_thread_t *t = sp_tls;
-    if (!t)
-        t = sp_shadow_attach(ts);
-    return t;
-}
-
 /* Out of C stack (see shadow.c): fail the call with RecursionError rather than crash.
  * On 3.12+ the evaluation function owns the frame (it pops it when the frame ends), so
  * the frame must still be evaluated: CPython's own C recursion check is made to fail
@@ -95,7 +57,7 @@ enter_slow(PyThreadState *ts)
 SP_HOT static PyObject *
 c_stack_exhausted(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
-#if PY_VERSION_HEX >= 0x030C0000
+#if SP_EVAL_OWNS_FRAME
     int saved = ts->c_recursion_remaining;
     ts->c_recursion_remaining = 0;
     PyObject *result = _PyEval_EvalFrameDefault(ts, f, throwflag);
@@ -113,72 +75,6 @@ c_stack_exhausted(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
                         "(every Python call uses C stack while shadowprof profiles)");
     }
     return result;
-}
-
-/* The code id of the complete frame f, or SP_ID_ROOT (f NULL or untracked). */
-static inline uint32_t
-frame_id(sp_pyframe_t *f)
-{
-    sp_code_t *e = f ? sp_code_of(SP_FRAME_CODE(f)) : NULL;
-    return e ? e->id : SP_ID_ROOT;
-}
-
-/* Rebuilds t's stack from the interpreter's frames, `parent` and its callers, keeping
- * the innermost if there are more than the capacity; returns the new depth.  Code
- * objects are registered first (that may run Python code, which pushes), then the
- * entries are written with the stack emptied meanwhile, so that a sample sees either
- * nothing or the new stack. */
-SP_HOT static uint32_t
-rebuild(sp_thread_t *t, sp_pyframe_t *parent)
-{
-    uint32_t n = 0;
-    for (sp_pyframe_t *g = parent; g; g = SP_FRAME_PREVIOUS(g)) {
-        if (SP_FRAME_IS_INCOMPLETE(g))
-            continue;
-        PyCodeObject *co = SP_FRAME_CODE(g);
-        if (!sp_code_of(co))
-            sp_code_register(co);
-        n++;
-    }
-    uint32_t keep = n < t->cap ? n : t->cap;
-    t->depth = 0;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    uint32_t i = keep;
-    for (sp_pyframe_t *g = parent; g && i; g = SP_FRAME_PREVIOUS(g)) {
-        if (SP_FRAME_IS_INCOMPLETE(g))
-            continue;
-        i--;
-        t->stack[i].frame = g;
-        t->stack[i].code_id = frame_id(g);
-    }
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    t->depth = keep;
-    return keep;
-}
-
-SP_HOT uint32_t
-sp_push_depth_slow(sp_thread_t *t, sp_pyframe_t *parent)
-{
-    if (parent == NULL)
-        return 0;
-    uint32_t d = t->depth < t->cap ? t->depth : t->cap;
-    sp_entry_t *below = d ? sp_shadow_find(t->stack, &t->stack[d - 1], parent) : NULL;
-    if (below)
-        return (uint32_t)(below - t->stack) + 1;
-    return rebuild(t, parent);
-}
-
-SP_HOT void
-sp_push_trim(sp_thread_t *t, sp_pyframe_t *parent)
-{
-    uint32_t d = t->depth < t->cap ? t->depth : t->cap;
-    if (parent == NULL) {
-        t->depth = 0;
-    } else if (d) {
-        sp_entry_t *below = sp_shadow_find(t->stack, &t->stack[d - 1], parent);
-        if (below)
-            t->depth = (uint32_t)(below - t->stack) + 1;
-    }
 }
 
 /* The caller of a generator resumed by throw(): `parent`, or if that is a delegating
@@ -224,8 +120,8 @@ SP_HOT __attribute__((noinline)) static PyObject *
 eval_slow(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
 {
     sp_thread_t *t = sp_tls;
-    if (t == NULL || sp_hook_state != SP_HOOK_ON) {
-        t = enter_slow(ts);
+    if (t == NULL || sp_tracker_state != SP_TRACKER_ON) {
+        t = sp_tracker_enter_slow(ts);
         if (!t)
             return call_prev(ts, f, throwflag);
     }
@@ -239,14 +135,14 @@ eval_slow(PyThreadState *ts, sp_pyframe_t *f, int throwflag)
     if (e->creates_generator && SP_FRAME_IS_CREATION(f)) {
         /* Creating a generator is not a call.  Drop ended frames from the top all the
          * same: the new frame may reuse the memory of one of them. */
-        sp_push_trim(t, parent);
+        sp_tracker_trim(t, parent);
         return call_prev(ts, f, throwflag);
     }
     if (throwflag)
         parent = thrower(t, parent);
     if (t->overflow)
-        return eval_overflow(t, ts, f, throwflag, e, frame_id(parent));
-    uint32_t d = sp_push_depth_slow(t, parent);
+        return eval_overflow(t, ts, f, throwflag, e, sp_tracker_frame_id(parent));
+    uint32_t d = sp_tracker_push_depth(t, parent);
     uint32_t caller = d ? t->stack[d - 1].code_id : SP_ID_ROOT;
     if (d >= t->cap)
         return eval_overflow(t, ts, f, throwflag, e, caller);
@@ -276,7 +172,7 @@ eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag, Py_ssize_t idx)
     __asm__("" : "+D"(ts), "+S"(f), "+d"(throwflag));
 #endif
     sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL))   /* sp_hook_state: see hook.h */
+    if (SP_UNLIKELY(t == NULL))   /* sp_tracker_state: see tracker.h */
         return eval_slow(ts, f, throwflag);
     if (SP_UNLIKELY(SP_STACK_POINTER() < t->c_stack_low))
         return eval_slow(ts, f, throwflag);
@@ -333,25 +229,10 @@ is_ours(sp_eval_fn fn)
     return fn == sp_eval_frame0 || fn == sp_eval_frameN;
 }
 
-/* Zeroes every state's room: the stacks may have been reseeded or reallocated since
- * the hooks last ran.  GIL held, before the hooks are installed. */
-static void
-reset_rooms(void)
-{
-    for (sp_thread_t *t = sp_threads; t; t = t->next)
-        t->room = 0;
-}
-
-int
-sp_hook_install(void)
+static int
+install(void)
 {
     PyInterpreterState *interp = PyThreadState_Get()->interp;
-    if (interp != PyInterpreterState_Main()) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "shadowprof: sub-interpreters are not supported; profile from "
-                        "the main interpreter");
-        return -1;
-    }
     sp_eval_fn cur = _PyInterpreterState_GetEvalFrameFunc(interp);
     if (buried && !is_ours(cur)) {
         /* A tool installed itself over our hook and still chains to it: installing
@@ -363,7 +244,6 @@ sp_hook_install(void)
         return -1;
     }
     buried = 0;
-    reset_rooms();
     our_eval = sp_registry_extra_index == 0 ? sp_eval_frame0 : sp_eval_frameN;
     if (!is_ours(cur)) {
         prev_eval = (cur == _PyEval_EvalFrameDefault) ? NULL : cur;
@@ -372,16 +252,12 @@ sp_hook_install(void)
     } else if (cur != our_eval) {
         _PyInterpreterState_SetEvalFrameFunc(interp, our_eval);
     }
-    installed = 1;
-    __atomic_store_n(&sp_hook_state, SP_HOOK_ON, __ATOMIC_RELEASE);
     return 0;
 }
 
-void
-sp_hook_uninstall(void)
+static void
+uninstall(void)
 {
-    __atomic_store_n(&sp_hook_state, 0, __ATOMIC_RELEASE);
-    reset_rooms();
     PyInterpreterState *interp = PyThreadState_Get()->interp;
     if (is_ours(_PyInterpreterState_GetEvalFrameFunc(interp))) {
         _PyInterpreterState_SetEvalFrameFunc(
@@ -390,78 +266,9 @@ sp_hook_uninstall(void)
         next_eval = _PyEval_EvalFrameDefault;
     } else {
         /* Another tool installed itself over us and chains to us; our hook stays in
-         * its chain but, with sp_hook_state 0, passes every call straight through. */
+         * its chain but, with recording off, passes every call straight through. */
         buried = 1;
     }
-    installed = 0;
 }
 
-int
-sp_hook_installed(void)
-{
-    return installed;
-}
-
-/* Mechanism selection: which of the hook above and monitor.c feeds the stacks. */
-
-static int attached_kind = SP_HOOK_DEFAULT;   /* GIL */
-static int attached;                          /* GIL */
-
-int
-sp_hook_kind_parse(const char *name)
-{
-    if (name == NULL || strcmp(name, "auto") == 0)
-        return SP_HOOK_DEFAULT;
-    if (strcmp(name, "eval") == 0)
-        return SP_HOOK_EVAL;
-    if (strcmp(name, "monitoring") == 0) {
-        if (!SP_MONITOR_AVAILABLE) {
-            PyErr_Format(PyExc_ValueError,
-                         "shadowprof: hook 'monitoring' needs CPython 3.12 or later "
-                         "(this is %s); use hook 'eval' or 'auto'", PY_VERSION);
-            return -1;
-        }
-        return SP_HOOK_MONITORING;
-    }
-    PyErr_Format(PyExc_ValueError,
-                 "shadowprof: hook must be 'auto', 'eval' or 'monitoring', not '%s'", name);
-    return -1;
-}
-
-const char *
-sp_hook_kind_name(int kind)
-{
-    return kind == SP_HOOK_MONITORING ? "monitoring" : "eval";
-}
-
-int
-sp_hook_attach(int kind)
-{
-    if (kind == SP_HOOK_AUTO)
-        kind = SP_HOOK_DEFAULT;
-    sp_hook_detach();
-    int r = kind == SP_HOOK_MONITORING ? sp_monitor_install() : sp_hook_install();
-    if (r < 0)
-        return -1;
-    attached_kind = kind;
-    attached = 1;
-    return 0;
-}
-
-void
-sp_hook_detach(void)
-{
-    if (!attached)
-        return;
-    if (attached_kind == SP_HOOK_MONITORING)
-        sp_monitor_uninstall();
-    else
-        sp_hook_uninstall();
-    attached = 0;
-}
-
-int
-sp_hook_kind(void)
-{
-    return attached_kind;
-}
+const sp_tracker_t sp_tracker_pep523 = {"eval", install, uninstall};
