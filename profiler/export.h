@@ -24,17 +24,8 @@
 #define SP_EXPORT_H
 
 #include "compat.h"
+#include "session.h"   /* sp_session_get: the running session's facts */
 #include <stdint.h>
-
-/* The running session's facts, from module.c.  GIL held. */
-typedef struct {
-    uint64_t generation;     /* changes at start() and in a forked child */
-    int running, native, wall;
-    uint64_t interval_ns, start_unix_ns;
-    uint64_t duration_ns, cpu_ns;   /* since the session started (to stop if stopped) */
-} sp_session_t;
-
-void sp_session_get(sp_session_t *out);
 
 PyObject *sp_export_mark(PyObject *mod, PyObject *args);
 PyObject *sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw);

@@ -1,140 +1,28 @@
-/* module.c: the shadowprof._core extension module: start, stop, snapshot.
+/* module.c: the shadowprof._core extension module: its functions' Python signatures,
+ * argument checks and docstrings, and the small calls for tools and tests (memory,
+ * code_id, _set_hook, _ignore_thread, _dump_signal, parse_options ...).  The work is
+ * elsewhere: the session's life cycle in session.c, the snapshot in snapshot.c.
  *
- * One profiling session per process at a time (the Python layer nests Profiler objects
- * on top of it).  Everything here runs with the GIL held.  Data flows one way:
- * hook (hook.c) -> shadow stacks (shadow.c) -> SIGPROF handler (sampler.c) -> ring
- * (ring.c) -> drain (drain.c) -> table (table.c) -> snapshot (here) -> Python.
+ * Everything here runs with the GIL held.  Data flows one way: tracker (tracker.h:
+ * pep523.c or monitoring.c, chosen by backend.c) -> shadow stacks (shadow.c) ->
+ * SIGPROF handler (sampler.c) -> ring (ring.c) -> drain (drain.c) -> table (table.c)
+ * -> snapshot (snapshot.c) or pprof file (export.c) -> Python.
  */
 #include "compat.h"
+#include "backend.h"
 #include "drain.h"
-#include "drainer.h"
 #include "dumpsig.h"
 #include "export.h"
-#include "backend.h"
-#include "tracker.h"
-#include "native.h"
 #include "options.h"
 #include "registry.h"
-#include "ring.h"
 #include "sampler.h"
+#include "session.h"
 #include "shadow.h"
+#include "snapshot.h"
 #include "table.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <time.h>
-
-static int running;
-static sp_mode_t session_mode;
-static uint64_t session_interval_ns;
-static uint64_t start_wall_ns, start_cpu_ns, start_unix_ns;
-static uint64_t stop_wall_ns, stop_cpu_ns;
-static size_t ring_records = 4096;
-static int session_native;   /* start(native=True): native stacks captured */
-static int fork_keep = 1;   /* a forked child keeps profiling (1) or stops (0) */
-/* Bumped by start() and in a forked child: marks (export.c) of another session are
- * refused. */
-static uint64_t session_generation;
-
-void
-sp_session_get(sp_session_t *out)
-{
-    out->generation = session_generation;
-    out->running = running;
-    out->native = session_native;
-    out->wall = session_mode == SP_MODE_WALL;
-    out->interval_ns = session_interval_ns;
-    out->start_unix_ns = start_unix_ns;
-    out->duration_ns = (running ? sp_clock_wall_ns() : stop_wall_ns) - start_wall_ns;
-    out->cpu_ns = (running ? sp_clock_cpu_ns() : stop_cpu_ns) - start_cpu_ns;
-}
-
-static uint64_t
-unix_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The trackers' drain callback (sp_backend_attach): a forked child's first Python code
- * arms its timer (see sampler.c), then the ring is drained.  GIL held. */
-static void
-hook_drain(void)
-{
-    if (sp_sampler_fork_rearm_pending())
-        sp_sampler_fork_rearm();
-    sp_drain();
-}
-
-static void
-drain_if_pending(void)
-{
-    if (sp_drain_pending())   /* the ring or the drain thread's spill (drain.h) */
-        sp_drain_quiet();
-}
-
-/* pthread_atfork child handler: the child starts a profile of its own (counts, samples
- * and times reset) on its one thread, or stops profiling.  Runs before any Python code
- * in the child; only memory stores, loops and timer system calls. */
-static void
-after_fork_child(void)
-{
-    if (!running)
-        return;
-    sp_shadow_after_fork_child();
-    if (sp_sampler_ring)
-        sp_ring_reset(sp_sampler_ring);
-    sp_drain_reset();
-    sp_registry_reset_counts();
-    session_generation++;
-    start_wall_ns = sp_clock_wall_ns();
-    start_cpu_ns = sp_clock_cpu_ns();
-    start_unix_ns = unix_ns();
-    sp_drainer_after_fork_child(fork_keep);   /* drainer.h: restarted once Python runs */
-    if (fork_keep) {
-        sp_sampler_after_fork_child(1);
-        /* Through the tracker's slow path on the first Python call: hook_drain. */
-        sp_tracker_request_drain();
-    } else {
-        sp_sampler_after_fork_child(0);
-        sp_tracker_disable();
-        running = 0;
-        stop_wall_ns = start_wall_ns;
-        stop_cpu_ns = start_cpu_ns;
-    }
-}
-
-static int
-ensure_init(size_t ring_size, size_t max_stacks)
-{
-    if (sp_registry_init() < 0)
-        return -1;
-    sp_registry_before_free = drain_if_pending;
-    if (!sp_sampler_ring || ring_size != ring_records) {
-        sp_ring_t *r = sp_ring_new(ring_size);
-        if (!r) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        sp_ring_t *old = sp_sampler_ring;
-        sp_sampler_ring = r;
-        sp_ring_free(old);   /* no handler is armed between sessions */
-        ring_records = ring_size;
-    } else {
-        sp_ring_reset(sp_sampler_ring);
-    }
-    sp_table_t *t = sp_table_new(max_stacks);
-    if (!t) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    sp_table_free(sp_drain_table);
-    sp_drain_table = t;
-    sp_drain_reset();
-    return 0;
-}
 
 PyDoc_STRVAR(start_doc,
 "start(interval_ns=10_000_000, mode='cpu', max_depth=1024, ring_size=4096,\n"
@@ -174,7 +62,7 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
                      "shadowprof: fork must be 'continue' or 'stop', not '%s'", fork_mode);
         return NULL;
     }
-    if (running) {
+    if (sp_session_running()) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is already running");
         return NULL;
     }
@@ -202,39 +90,18 @@ core_start(PyObject *mod, PyObject *args, PyObject *kw)
                         "shadowprof: ring_size must be 16..1048576, max_stacks >= 16");
         return NULL;
     }
-    if (native && sp_native_enable() < 0)
+    sp_session_config_t c = {
+        .interval_ns = interval,
+        .mode = m,
+        .max_depth = max_depth,
+        .ring_size = (size_t)ring_size,
+        .max_stacks = (size_t)max_stacks,
+        .fork_keep = strcmp(fork_mode, "continue") == 0,
+        .native = native,
+        .backend = hook_kind,
+    };
+    if (sp_session_start(&c) < 0)
         return NULL;
-    if (ensure_init((size_t)ring_size, (size_t)max_stacks) < 0)
-        return NULL;
-    sp_registry_reset_counts();
-    sp_shadow_capacity = max_depth;
-    if (sp_shadow_seed_all() < 0)
-        return NULL;
-    if (sp_backend_attach(hook_kind, hook_drain) < 0)
-        return NULL;
-    session_mode = m;
-    session_interval_ns = interval;
-    session_generation++;
-    fork_keep = strcmp(fork_mode, "continue") == 0;
-    start_wall_ns = sp_clock_wall_ns();
-    start_cpu_ns = sp_clock_cpu_ns();
-    start_unix_ns = unix_ns();
-    stop_wall_ns = stop_cpu_ns = 0;
-    session_native = native;
-    sp_native_reset_counts();
-    sp_native_set(native);
-    if (sp_sampler_start(interval, m) < 0) {
-        sp_native_set(0);
-        sp_backend_detach();
-        return NULL;
-    }
-    if (sp_drainer_start(sp_sampler_ring) < 0) {   /* drainer.h */
-        sp_sampler_stop();
-        sp_native_set(0);
-        sp_backend_detach();
-        return NULL;
-    }
-    running = 1;
     Py_RETURN_NONE;
 }
 
@@ -247,64 +114,14 @@ core_stop(PyObject *mod, PyObject *unused)
 {
     if (!sp_is_main_interpreter())
         Py_RETURN_NONE;   /* e.g. a sub-interpreter's atexit: not its profiler */
-    if (!running) {
-        sp_backend_detach();   /* e.g. left attached in a child forked with fork='stop' */
-        Py_RETURN_NONE;
-    }
-    sp_sampler_stop();
-    sp_native_set(0);
-    sp_backend_detach();
-    stop_wall_ns = sp_clock_wall_ns();
-    stop_cpu_ns = sp_clock_cpu_ns();
-    sp_drainer_stop();   /* drainer.h: joined (GIL released meanwhile) before the last drain */
-    sp_drain();
-    running = 0;
+    sp_session_stop();
     Py_RETURN_NONE;
 }
 
 static PyObject *
 core_is_running(PyObject *mod, PyObject *unused)
 {
-    return PyBool_FromLong(running);
-}
-
-/* snapshot building */
-
-static int
-set_item_steal(PyObject *d, PyObject *k, PyObject *v)
-{
-    int r = (k && v) ? PyDict_SetItem(d, k, v) : -1;
-    Py_XDECREF(k);
-    Py_XDECREF(v);
-    return r;
-}
-
-static int
-put_u64(PyObject *d, const char *key, uint64_t v)
-{
-    PyObject *o = PyLong_FromUnsignedLongLong(v);
-    if (!o)
-        return -1;
-    int r = PyDict_SetItemString(d, key, o);
-    Py_DECREF(o);
-    return r;
-}
-
-static int
-visit_edge(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
-{
-    PyObject *edges = arg;
-    return set_item_steal(edges, Py_BuildValue("(II)", caller, callee),
-                          PyLong_FromUnsignedLongLong(n));
-}
-
-static int
-mark_used(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
-{
-    unsigned char *used = arg;
-    used[caller] = used[callee] = 1;
-    (void)n;
-    return 0;
+    return PyBool_FromLong(sp_session_running());
 }
 
 PyDoc_STRVAR(snapshot_doc,
@@ -322,124 +139,7 @@ PyDoc_STRVAR(snapshot_doc,
 static PyObject *
 core_snapshot(PyObject *mod, PyObject *unused)
 {
-    if (!sp_drain_table) {
-        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
-        return NULL;
-    }
-    sp_drain();
-    uint32_t nids = sp_registry_size();
-    unsigned char *used = PyMem_Calloc(nids ? nids : 1, 1);
-    PyObject *res = PyDict_New(), *functions = PyDict_New(), *stacks = PyList_New(0),
-             *calls = PyDict_New(), *edges = PyDict_New();
-    if (!used || !res || !functions || !stacks || !calls || !edges)
-        goto fail;
-
-    size_t n = sp_table_size(sp_drain_table);
-    for (size_t i = 0; i < n; i++) {
-        sp_stack_view_t v;
-        sp_table_get(sp_drain_table, i, &v);
-        if (!v.count)
-            continue;
-        PyObject *frames = PyTuple_New(v.nlocs);
-        if (!frames)
-            goto fail;
-        for (uint32_t k = 0; k < v.nlocs; k++) {
-            uint32_t id = (uint32_t)(v.locs[k] >> 32);
-            int line = (int)(uint32_t)v.locs[k];
-            if (id < nids)
-                used[id] = 1;
-            /* A native frame (--native) is (-1, pc); see native.h. */
-            PyObject *fr = (v.locs[k] & SP_NATIVE_LOC_TAG)
-                ? Py_BuildValue("(iK)", -1,
-                                (unsigned long long)(v.locs[k] & ~SP_NATIVE_LOC_TAG))
-                : Py_BuildValue("(Ii)", id, line);
-            if (!fr) {
-                Py_DECREF(frames);
-                goto fail;
-            }
-            PyTuple_SET_ITEM(frames, k, fr);
-        }
-        PyObject *item = Py_BuildValue("(KNKK)", (unsigned long long)v.tid, frames,
-                                       (unsigned long long)v.count,
-                                       (unsigned long long)v.weight_ns);
-        if (!item || PyList_Append(stacks, item) < 0) {
-            Py_XDECREF(item);
-            goto fail;
-        }
-        Py_DECREF(item);
-    }
-    sp_registry_sum_calls();
-    for (uint32_t id = SP_ID_OTHER; id < nids; id++) {
-        sp_code_t *e = sp_registry_get(id);
-        if (e->calls) {
-            used[id] = 1;
-            if (set_item_steal(calls, PyLong_FromUnsignedLong(id),
-                               PyLong_FromUnsignedLongLong(e->calls)) < 0)
-                goto fail;
-        }
-    }
-    if (sp_registry_visit_edges(visit_edge, edges) < 0)
-        goto fail;
-    sp_registry_visit_edges(mark_used, used);
-    for (uint32_t id = 0; id < nids; id++) {
-        if (!used[id])
-            continue;
-        sp_code_t *e = sp_registry_get(id);
-        if (set_item_steal(functions, PyLong_FromUnsignedLong(id),
-                           Py_BuildValue("(OOi)", e->qualname, e->filename,
-                                         e->firstlineno)) < 0)
-            goto fail;
-    }
-    uint64_t wall_end = running ? sp_clock_wall_ns() : stop_wall_ns;
-    uint64_t cpu_end = running ? sp_clock_cpu_ns() : stop_cpu_ns;
-    if (PyDict_SetItemString(res, "functions", functions) < 0 ||
-        PyDict_SetItemString(res, "stacks", stacks) < 0 ||
-        PyDict_SetItemString(res, "calls", calls) < 0 ||
-        PyDict_SetItemString(res, "edges", edges) < 0 ||
-        put_u64(res, "samples", sp_drain_stats.samples) < 0 ||
-        put_u64(res, "weight_ns", sp_drain_stats.weight_ns) < 0 ||
-        put_u64(res, "lost", sp_drain_stats.lost) < 0 ||
-        put_u64(res, "lost_weight_ns", sp_drain_stats.lost_weight_ns) < 0 ||
-        put_u64(res, "overhead", sp_drain_stats.overhead) < 0 ||
-        put_u64(res, "overhead_weight_ns", sp_drain_stats.overhead_weight_ns) < 0 ||
-        put_u64(res, "table_full", sp_drain_stats.table_full) < 0 ||
-        put_u64(res, "signals", sp_sampler_signals()) < 0 ||
-        put_u64(res, "handler_ns", sp_sampler_handler_ns()) < 0 ||
-        put_u64(res, "drain_ns", sp_drain_stats.drain_ns) < 0 ||
-        put_u64(res, "drainer_drains", sp_drainer_drains()) < 0 ||   /* drainer.h */
-        put_u64(res, "interval_ns", session_interval_ns) < 0 ||
-        put_u64(res, "start_unix_ns", start_unix_ns) < 0 ||
-        put_u64(res, "duration_ns", wall_end - start_wall_ns) < 0 ||
-        put_u64(res, "cpu_ns", cpu_end - start_cpu_ns) < 0 ||
-        put_u64(res, "max_depth", sp_shadow_capacity) < 0 ||
-        put_u64(res, "timer_failures", sp_sampler_timer_failures()) < 0 ||
-        put_u64(res, "process_timer", (uint64_t)sp_sampler_process_timer()) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("mode"),
-                       PyUnicode_FromString(session_mode == SP_MODE_CPU ? "cpu" : "wall")) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("running"), PyBool_FromLong(running)) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("hook"),
-                       PyUnicode_FromString(sp_backend_name(sp_backend_kind()))) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("threads"), sp_drain_thread_names()) < 0 ||
-        set_item_steal(res, PyUnicode_FromString("native"), PyBool_FromLong(session_native)) < 0 ||
-        put_u64(res, "native_skipped", sp_native_skipped()) < 0 ||
-        put_u64(res, "native_failed", sp_native_failed()) < 0)
-        goto fail;
-    Py_DECREF(functions);
-    Py_DECREF(stacks);
-    Py_DECREF(calls);
-    Py_DECREF(edges);
-    PyMem_Free(used);
-    return res;
-fail:
-    PyMem_Free(used);
-    Py_XDECREF(res);
-    Py_XDECREF(functions);
-    Py_XDECREF(stacks);
-    Py_XDECREF(calls);
-    Py_XDECREF(edges);
-    if (!PyErr_Occurred())
-        PyErr_NoMemory();
-    return NULL;
+    return sp_snapshot();
 }
 
 PyDoc_STRVAR(set_hook_doc,
@@ -458,18 +158,8 @@ core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
     int hook_kind = sp_backend_parse(hook_name);
     if (hook_kind < 0)
         return NULL;
-    if (running) {
-        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is running");
+    if (sp_session_track_only(on, hook_kind) < 0)
         return NULL;
-    }
-    if (on) {
-        /* Only the registry: the ring and the table keep the last session's data. */
-        if (sp_registry_init() < 0 || sp_shadow_seed_all() < 0 ||
-            sp_backend_attach(hook_kind, hook_drain) < 0)
-            return NULL;
-    } else {
-        sp_backend_detach();
-    }
     Py_RETURN_NONE;
 }
 
@@ -589,7 +279,7 @@ core_parse_options(PyObject *mod, PyObject *arg)
     int r = d ? 0 : -1;
     for (int k = 0; k < SP_OPT_COUNT && r == 0; k++)
         if (o.given & (1u << k))
-            r = set_item_steal(d, PyUnicode_FromString(sp_options_desc[k].dest),
+            r = sp_dict_set_steal(d, PyUnicode_FromString(sp_options_desc[k].dest),
                                option_value(k, &o.value[k]));
     Py_DECREF(bytes);
     if (r < 0) {
@@ -621,7 +311,7 @@ core_option_defaults(PyObject *mod, PyObject *unused)
             v = option_value(k, &o.value[k]);
         else
             Py_INCREF(v);
-        r = set_item_steal(d, PyUnicode_FromString(sp_options_desc[k].dest), v);
+        r = sp_dict_set_steal(d, PyUnicode_FromString(sp_options_desc[k].dest), v);
     }
     if (r < 0) {
         Py_XDECREF(d);
@@ -700,64 +390,10 @@ PyDoc_STRVAR(thread_stacks_doc,
 "are counted, not kept: the list then ends with ('[N frames not kept]', '', 0).\n"
 "Empty when the profiler is not running.");
 
-/* Whether ts is still one of the main interpreter's thread states.  GIL held. */
-static int
-tstate_listed(PyThreadState *ts)
-{
-    for (PyThreadState *p = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); p;
-         p = PyThreadState_Next(p))
-        if (p == ts)
-            return 1;
-    return 0;
-}
-
 static PyObject *
 core_thread_stacks(PyObject *mod, PyObject *unused)
 {
-    PyObject *res = PyDict_New();
-    if (!res || !running)
-        return res;
-    /* With the GIL held no other thread runs Python code, so no shadow stack moves. */
-    for (sp_thread_t *t = sp_threads; t; t = t->next) {
-        if (t->dead || t->busy)
-            continue;
-        /* Pops are lazy: only the entries on the thread's current chain count. */
-        int deep = 0;
-        uint32_t depth = 0;
-        if (tstate_listed(t->tstate))
-            depth = sp_shadow_live_depth(t, t->tstate, &deep);
-        PyObject *frames = PyList_New(0);
-        if (!frames)
-            goto fail;
-        for (uint32_t i = 0; i < depth; i++) {
-            sp_code_t *e = sp_registry_get(t->stack[i].code_id);
-            PyObject *fr = e ? Py_BuildValue("(OOi)", e->qualname, e->filename,
-                                             e->firstlineno)
-                             : Py_BuildValue("(ssi)", "?", "", 0);
-            if (!fr || PyList_Append(frames, fr) < 0) {
-                Py_XDECREF(fr);
-                Py_DECREF(frames);
-                goto fail;
-            }
-            Py_DECREF(fr);
-        }
-        if (deep) {
-            PyObject *fr = PyUnicode_FromFormat("[%u frames not kept]", t->overflow);
-            PyObject *item = fr ? Py_BuildValue("(Nsi)", fr, "", 0) : NULL;
-            if (!item || PyList_Append(frames, item) < 0) {
-                Py_XDECREF(item);
-                Py_DECREF(frames);
-                goto fail;
-            }
-            Py_DECREF(item);
-        }
-        if (set_item_steal(res, PyLong_FromUnsignedLongLong(t->tid), frames) < 0)
-            goto fail;
-    }
-    return res;
-fail:
-    Py_DECREF(res);
-    return NULL;
+    return sp_snapshot_thread_stacks();
 }
 
 PyDoc_STRVAR(dump_signal_doc,
@@ -803,11 +439,8 @@ core_set_interval(PyObject *mod, PyObject *arg)
                         "shadowprof: interval must be between 100us and 60s");
         return NULL;
     }
-    if (!running || sp_sampler_set_interval(ns) < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is not running");
+    if (sp_session_set_interval(ns) < 0)
         return NULL;
-    }
-    session_interval_ns = ns;
     Py_RETURN_NONE;
 }
 
@@ -850,9 +483,7 @@ PyInit__core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (!m)
         return NULL;
-    static int atfork_done;
-    if (!atfork_done && pthread_atfork(NULL, NULL, after_fork_child) == 0)
-        atfork_done = 1;
+    sp_session_init();
     if (PyModule_AddIntConstant(m, "FIRST_CODE_ID", SP_ID_FIRST_CODE) < 0) {
         Py_DECREF(m);
         return NULL;

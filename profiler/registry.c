@@ -25,7 +25,13 @@
 #define CHUNK_SIZE (1u << CHUNK_SHIFT)
 
 Py_ssize_t sp_registry_extra_index = -1;
-void (*sp_registry_before_free)(void) = NULL;
+static void (*before_free)(void);   /* sp_registry_on_free; GIL */
+
+void
+sp_registry_on_free(void (*fn)(void))
+{
+    before_free = fn;
+}
 
 /* id -> entry, in chunks.  GIL. */
 static sp_code_t **chunks;
@@ -90,8 +96,8 @@ code_freed(void *extra)
     sp_code_t *e = (sp_code_t *)((uintptr_t)extra & ~SP_CODE_TAGS);
     if (!e)
         return;
-    if (sp_registry_before_free)
-        sp_registry_before_free();
+    if (before_free)
+        before_free();
     e->code = NULL;
 }
 

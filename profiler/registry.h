@@ -137,8 +137,9 @@ int sp_code_line(sp_code_t *e, int instr);
 typedef int (*sp_edge_visit_t)(uint32_t caller, uint32_t callee, uint64_t n, void *arg);
 int sp_registry_visit_edges(sp_edge_visit_t fn, void *arg);
 
-/* Set by the module: called (GIL held) when a code object with an entry is about to be
- * freed, before the entry is marked dead. */
-extern void (*sp_registry_before_free)(void);
+/* Registers fn (NULL: none) to be called (GIL held) when a code object with an entry
+ * is about to be freed, before the entry is marked dead: the session drains the ring
+ * then.  GIL held. */
+void sp_registry_on_free(void (*fn)(void));
 
 #endif /* SP_REGISTRY_H */

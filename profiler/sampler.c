@@ -50,7 +50,6 @@
 #define _GNU_SOURCE 1
 #endif
 #include "sampler.h"
-#include "drainer.h"
 #include "tracker.h"
 #include "registry.h"
 #include "native.h"
@@ -92,6 +91,10 @@ static uint64_t handler_ns;         /* time spent in the handler; atomic */
 static sp_mode_t cur_mode;
 static uint64_t cur_interval_ns;
 static int process_timer;           /* fallback: one ITIMER_PROF for the process */
+/* Called by the handler after each sample with the ring's fill: given to
+ * sp_sampler_start (the session passes the drain thread's poke).  Written with the GIL
+ * while no timer is armed; read by the handler. */
+static void (*wake_reader)(size_t used);
 static uint64_t timer_failures;
 
 uint64_t
@@ -288,7 +291,8 @@ on_signal(int sig, siginfo_t *info, void *ucv)
          * sp_tracker_state, so send this thread's next call to the slow path too. */
         t->room = 0;
     }
-    sp_drainer_poke(sp_ring_used(sp_sampler_ring));   /* drainer.h: past the fill mark */
+    if (wake_reader)   /* the drain thread, past its fill mark (drainer.h) */
+        wake_reader(sp_ring_used(sp_sampler_ring));
 out:
     __atomic_fetch_add(&handler_ns, sp_clock_wall_ns() - entered_ns, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&running_handlers, 1, __ATOMIC_ACQ_REL);
@@ -441,7 +445,7 @@ is_handler(const struct sigaction *sa)
  * would die of its first SIGPROF.  While ours runs, an audit hook (added once, the
  * first time it is armed) disarms it at the "os.exec" event, just before os.exec*
  * replaces the process; if the exec fails, the thread's next Python call arms it again
- * (the fork child's path: sp_sampler_fork_rearm through the hook's slow path).  An
+ * (the fork child's path: sp_sampler_fork_rearm through the tracker's slow path).  An
  * execve made from C (a preexec_fn child of subprocess, ctypes) raises no event and is
  * not covered.
  */
@@ -483,7 +487,7 @@ itimer_watch_exec(void)
 /* --- end of the fallback section --- */
 
 int
-sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
+sp_sampler_start(uint64_t interval_ns, sp_mode_t mode, void (*wake)(size_t used))
 {
     struct sigaction sa, prev;
     if (sigaction(SIGPROF, NULL, &prev) < 0) {
@@ -536,6 +540,7 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
     }
     cur_mode = mode;
     cur_interval_ns = interval_ns;
+    wake_reader = wake;
     timer_failures = 0;
     process_timer = 0;
     fork_rearm = 0;
@@ -543,8 +548,7 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode)
     __atomic_store_n(&handler_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
     armed = 1;
-    sp_shadow_on_attach = on_attach;
-    sp_shadow_on_exit = thread_timer_stop;
+    sp_shadow_watch(on_attach, thread_timer_stop);
     forced_fallback = mode == SP_MODE_CPU ? read_forced_fallback() : 0;
     int started = 0, failed = 0;
     for (sp_thread_t *t = sp_threads; t; t = t->next) {
@@ -647,7 +651,7 @@ void
 sp_sampler_stop(void)
 {
     process_timer_disarm();
-    sp_shadow_on_attach = NULL;
+    sp_shadow_watch(NULL, thread_timer_stop);
     for (sp_thread_t *t = sp_threads; t; t = t->next)
         thread_timer_stop(t);
     armed = 0;

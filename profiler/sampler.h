@@ -17,9 +17,12 @@ extern sp_ring_t *sp_sampler_ring;
  * profiler overhead).  GIL. */
 extern sp_thread_t *volatile sp_sampler_draining;
 
-/* Installs the handler and arms the timer.  Returns -1 with a Python exception set
- * (e.g. another SIGPROF handler or ITIMER_PROF timer is in place).  GIL held. */
-int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode);
+/* Installs the handler and arms the timer.  After each sample the handler calls
+ * `wake` (NULL: nothing) with the number of records in the ring, so that the ring's
+ * reader may wake up; it must be async-signal-safe and re-entrant.  Returns -1 with a
+ * Python exception set (e.g. another SIGPROF handler or ITIMER_PROF timer is in
+ * place).  GIL held. */
+int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode, void (*wake)(size_t used));
 /* What start does when the program already has a SIGPROF handler or ITIMER_PROF
  * timer: refuse (0, the default) or chain (1): install ours, and hand every SIGPROF
  * that our timers did not send to the handler that was there.  GIL held. */

@@ -15,8 +15,17 @@
 __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
 sp_thread_t *sp_threads;
 uint32_t sp_shadow_capacity = 1024;
-void (*sp_shadow_on_attach)(sp_thread_t *t);
-void (*sp_shadow_on_exit)(sp_thread_t *t);
+/* sp_shadow_watch's callbacks.  Written with the GIL; watch_exit read at thread exit
+ * (it is set once, at the first start, and never cleared). */
+static void (*watch_attach)(sp_thread_t *t);
+static void (*watch_exit)(sp_thread_t *t);
+
+void
+sp_shadow_watch(void (*attach_fn)(sp_thread_t *t), void (*exit_fn)(sp_thread_t *t))
+{
+    watch_attach = attach_fn;
+    watch_exit = exit_fn;
+}
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
@@ -29,8 +38,8 @@ static void
 thread_exited(void *arg)
 {
     sp_thread_t *t = arg;
-    if (sp_shadow_on_exit)
-        sp_shadow_on_exit(t);
+    if (watch_exit)
+        watch_exit(t);
     sp_tls = NULL;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     __atomic_store_n(&t->dead, 1, __ATOMIC_RELEASE);
@@ -198,8 +207,8 @@ sp_shadow_attach(PyThreadState *ts)
         if (t && t->tid != 0 && t->tid != tid) {
             /* Seeded for a thread that has since exited; its thread state's memory now
              * belongs to this thread.  Its timer and stack were the old thread's. */
-            if (sp_shadow_on_exit)
-                sp_shadow_on_exit(t);
+            if (watch_exit)
+                watch_exit(t);
             t->depth = 0;
             t->overflow = 0;
             t->cur_id = SP_ID_ROOT;
@@ -221,8 +230,8 @@ sp_shadow_attach(PyThreadState *ts)
     pthread_setspecific(exit_key, t);
     sp_tls = t;
     sp_shadow_bind(t);   /* may run Python code (GC): only once sp_tls is set */
-    if (sp_shadow_on_attach)
-        sp_shadow_on_attach(t);
+    if (watch_attach)
+        watch_attach(t);
     return t;
 }
 
@@ -240,8 +249,8 @@ sp_shadow_ignore_self(void)
         t->attached = 1;
         pthread_setspecific(exit_key, t);
     }
-    if (sp_shadow_on_exit)
-        sp_shadow_on_exit(t);   /* no timer for it */
+    if (watch_exit)
+        watch_exit(t);   /* no timer for it */
     t->ignored = 1;
     t->in_session = 0;
     t->depth = 0;

@@ -97,10 +97,10 @@ extern __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
  * handler (the list is only ever prepended to while profiling runs). */
 extern sp_thread_t *sp_threads;
 
-/* Called (GIL held) when a thread attaches while profiling runs, and (no GIL) when
- * a thread exits; set by the sampler. */
-extern void (*sp_shadow_on_attach)(sp_thread_t *t);
-extern void (*sp_shadow_on_exit)(sp_thread_t *t);
+/* Registers what the sampler does when a thread attaches (GIL held; NULL: nothing,
+ * while no session samples) and when a thread exits or leaves the session (no GIL:
+ * at thread exit; its timer is deleted).  GIL held. */
+void sp_shadow_watch(void (*on_attach)(sp_thread_t *t), void (*on_exit)(sp_thread_t *t));
 
 /* Capacity of new stacks (frames).  Set by start(). */
 extern uint32_t sp_shadow_capacity;

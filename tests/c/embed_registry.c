@@ -60,7 +60,7 @@ main(void)
     Py_Initialize();
     CHECK(sp_registry_init() == 0);
     CHECK(sp_registry_init() == 0);   /* idempotent */
-    sp_registry_before_free = before_free;
+    sp_registry_on_free(before_free);
 
     /* Synthetic entries exist with their names. */
     CHECK(name_is(sp_registry_get(SP_ID_LOST), "[lost samples]"));
