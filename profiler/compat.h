@@ -2,11 +2,12 @@
  *
  * Owns: which frame type the PEP 523 hook receives, how to get a frame's code object,
  * its caller as the interpreter sees it, and its current instruction; and the feature
- * tests the trackers and the sampler make (SP_HAS_MONITORING, SP_EVAL_OWNS_FRAME).  The
- * frame layout is read through this file only, so that a new CPython version is
- * mostly one block here.  Other files still test PY_VERSION_HEX where an API was
- * renamed or a thread-state field appeared (drain.c, drainer.c, registry.c, shadow.c,
- * shadow.h: `grep -n PY_VERSION_HEX profiler/`), each beside its one use.
+ * tests the trackers make (SP_HAS_MONITORING, SP_EVAL_OWNS_FRAME).  The frame
+ * accessors are here, so that a new CPython version is mostly one block in this file;
+ * under those feature tests the trackers also read a few recursion counters and frame
+ * owners directly (pep523.c, monitoring.c, shadow.h).  Other files test PY_VERSION_HEX
+ * only where an API was renamed or a thread-state field appeared (drain.c, drainer.c,
+ * registry.c, shadow.c: `grep -n PY_VERSION_HEX profiler/`), each beside its one use.
  *
  * Contract: the SP_FRAME_* accessors are plain loads from live frames and are
  * async-signal-safe when the frame is alive (the signal handler only reads frames that

@@ -5,15 +5,15 @@
  * pushed by a tracker (tracker.h: pep523.c or monitoring.c) on every frame entry, and read by the
  * SIGPROF handler (sampler.c) when it interrupts that same thread.
  *
- * Pops are lazy.  The hooks see frames start, not end: a frame that returned (or
+ * Pops are lazy.  The trackers see frames start, not end: a frame that returned (or
  * yielded, or unwound) stays on top of the stack until the next push drops it,
  * finding the new frame's caller by address from the top (sp_shadow_push_depth).  So
  * entries 0..depth-1 are the live frames of the thread's current chain (those that
  * were pushed), root first, possibly followed by stale entries of frames that ended.
  * A stale entry's frame pointer may point at freed or reused memory: readers other
- * than the hooks take only the entries up to the current frame's nearest ancestor
+ * than the trackers take only the entries up to the current frame's nearest ancestor
  * that is on the stack, matched by frame address and code (sp_shadow_live_depth), and
- * never dereference a stale pointer.  Why the address alone suffices for the hooks:
+ * never dereference a stale pointer.  Why the address alone suffices for the trackers:
  * every stale entry above a live frame's entry was pushed while that frame was alive,
  * so it cannot have the live frame's address.
  *
@@ -24,7 +24,7 @@
  *   prefix.
  * - The handler finds its thread's state through the initial-exec TLS pointer sp_tls
  *   (one load, no __tls_get_addr) or, for a thread seeded at start() that has not run
- *   the hook since, by kernel thread id in the all-threads list.
+ *   a tracker since, by kernel thread id in the all-threads list.
  * - start() re-seeds every thread's stack from the interpreter's frames (GIL held);
  *   while it rewrites a thread's stack it sets `busy`, and the handler skips that
  *   thread's sample rather than read a torn stack.
@@ -32,7 +32,7 @@
  *   (every push checks that the new frame's parent is on top; when it is not on the
  *   stack at all, e.g. after a greenlet switch, the stack is rebuilt from the
  *   interpreter's frames).  Entries above the interpreter's current frame may be stale
- *   (frames seeded at start() that returned without the hook) and are never read
+ *   (frames seeded at start() that returned without a tracker) and are never read
  *   through their frame pointer.
  * - Identity: a state is bound to one pthread (the exit key of its thread points to
  *   it once attached) and, while that thread has a Python thread state, to that state
@@ -44,7 +44,7 @@
  *   once no handler is running.
  * - Deeper than capacity: frames are counted in `overflow` and not stored; samples
  *   taken then are marked, never overflow the array.  `room` is cap - 1 while frames
- *   are stored and 0 while they are counted (or not known yet): the hooks' one test
+ *   are stored and 0 while they are counted (or not known yet): the trackers' one test
  *   `depth - 1 >= room` sends the empty stack, the full stack and overflow to their
  *   slow paths.  room never exceeds cap - 1; whoever changes cap zeroes it first.
  */
@@ -66,20 +66,20 @@ typedef struct {
 typedef struct sp_thread {
     uint32_t depth;          /* entries in use; owner thread, GIL */
     uint32_t overflow;       /* frames entered beyond capacity; owner thread, GIL */
-    uint32_t cur_id;         /* code id of the running frame when seeded; the hooks take
+    uint32_t cur_id;         /* code id of the running frame when seeded; the trackers take
                                 the caller from the entry below instead; GIL */
     uint32_t cap;            /* capacity of stack */
-    uint32_t room;           /* cap - 1, or 0 to send the hooks to their slow path (see
+    uint32_t room;           /* cap - 1, or 0 to send the trackers to their slow path (see
                                 above); owner thread, GIL */
     int deep_base;           /* overflowing under sys.monitoring: the interpreter's
                                 depth of the frame stored on top (monitoring.c); -1 under
-                                the PEP 523 hook; owner thread, GIL */
+                                the PEP 523 tracker; owner thread, GIL */
     sp_entry_t *stack;
     PyThreadState *tstate;   /* the interpreter's state of this thread */
     PyThreadState *live_tstate;  /* tstate until CPython clears it, then NULL (see
                                     sp_shadow_bind); read by monitoring.c; GIL */
     uint64_t tid;            /* kernel thread id */
-    uintptr_t c_stack_low;   /* below this C stack address the hook refuses to recurse */
+    uintptr_t c_stack_low;   /* below it the PEP 523 tracker refuses to recurse */
     timer_t timer;           /* this thread's sampling timer (sampler.c) */
     int has_timer;           /* atomic: whoever clears it deletes the timer */
     uint64_t last_clock_ns;  /* clock at the previous sample; the thread's own handler */
@@ -117,7 +117,7 @@ sp_thread_t *sp_shadow_attach(PyThreadState *ts);
 PyThreadState *sp_shadow_bind(sp_thread_t *t);
 
 /* Rebuilds every thread's stack from the interpreter's frames and frees states of
- * threads that are gone.  GIL held, hook not yet installed, no handler armed.
+ * threads that are gone.  GIL held, no tracker attached yet, no handler armed.
  * Returns -1 with an exception set on failure. */
 int sp_shadow_seed_all(void);
 
@@ -141,7 +141,7 @@ uint32_t sp_shadow_fill(sp_thread_t *t, sp_pyframe_t *top);
 /* The entry of `parent` on t's stack, given the top entry `top` (the stack is not
  * empty): normally the top entry itself; otherwise frames that ended since the last
  * push are still above it, and the search goes down past them.  Returns NULL if the
- * parent is not on the stack (the hook's slow path then handles it: an untracked or
+ * parent is not on the stack (the tracker's slow path then handles it: an untracked or
  * incomplete parent, a switched or reseeded stack).  Owner thread, GIL held. */
 static inline sp_entry_t *
 sp_shadow_find(sp_entry_t *stack, sp_entry_t *top, const sp_pyframe_t *parent)
@@ -154,10 +154,10 @@ sp_shadow_find(sp_entry_t *stack, sp_entry_t *top, const sp_pyframe_t *parent)
     return top;
 }
 
-/* The push shared by the two hooks, once the hook has found the entry `below` of the
+/* The push shared by the two trackers, once the tracker has found the entry `below` of the
  * frame's caller, at depth d - 1 (d < cap): stores the entry of f above it (dropping
  * whatever was there), complete before the new depth is published (the handler reads
- * the stack).  The hook then counts the call of e from below->code_id (it does so
+ * the stack).  The tracker then counts the call of e from below->code_id (it does so
  * itself, to keep its slow edge path a tail call).  Owner thread, GIL held. */
 static inline void
 sp_shadow_push(sp_thread_t *t, sp_entry_t *below, uint32_t d, sp_pyframe_t *f,
@@ -181,7 +181,7 @@ sp_shadow_push_at(sp_thread_t *t, uint32_t d, sp_pyframe_t *f, sp_code_t *e,
     sp_code_count_call(e, caller);
 }
 
-/* For readers other than the hooks (the handler, thread_stacks): how many of t's
+/* For readers other than the trackers (the handler, thread_stacks): how many of t's
  * entries are live, given the thread's state ts: the entries up to and including the
  * one of the current frame, found by address and code id (the stack invariant puts
  * its tracked ancestors below it).  The current frame pointer is dereferenced only

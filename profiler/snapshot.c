@@ -25,7 +25,7 @@ sp_dict_set_steal(PyObject *d, PyObject *k, PyObject *v)
 }
 
 int
-sp_dict_sp_dict_put_u64(PyObject *d, const char *key, uint64_t v)
+sp_dict_put_u64(PyObject *d, const char *key, uint64_t v)
 {
     return sp_dict_set_steal(d, PyUnicode_FromString(key), PyLong_FromUnsignedLongLong(v));
 }
