@@ -160,13 +160,10 @@ on_push(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t idx)
     if (SP_UNLIKELY(top->frame != parent)) {
         if (parent == NULL || parent->owner == FRAME_OWNED_BY_CSTACK)
             return push_slow(args, nargs, 0);
-        sp_entry_t *base = t->stack;
-        do {
-            if (top == base)
-                return push_slow(args, nargs, 0);
-            top--;
-        } while (top->frame != parent);
-        d = (uint32_t)(top - base) + 1;
+        top = sp_tracker_caller_below(t->stack, top, parent);
+        if (top == NULL)
+            return push_slow(args, nargs, 0);
+        d = (uint32_t)(top - t->stack) + 1;
     }
     sp_shadow_push(t, top, d, f, e);
     uint32_t caller = top->code_id;

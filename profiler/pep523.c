@@ -191,13 +191,10 @@ eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag, Py_ssize_t idx)
     sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
     if (SP_UNLIKELY(top->frame != parent)) {
         /* Frames that ended since the last push are still on top (shadow.h). */
-        sp_entry_t *base = t->stack;
-        do {
-            if (top == base)
-                return eval_slow(ts, f, throwflag);
-            top--;
-        } while (top->frame != parent);
-        d = (uint32_t)(top - base) + 1;
+        top = sp_tracker_caller_below(t->stack, top, parent);
+        if (top == NULL)
+            return eval_slow(ts, f, throwflag);
+        d = (uint32_t)(top - t->stack) + 1;
     }
     sp_shadow_push(t, top, d, f, e);
     uint32_t caller = top->code_id;
