@@ -44,15 +44,6 @@ _BY_FLAG = {flag: o for o in _CLI for flag in o.flags}
 _VALUE_OPTS = {flag for o in _CLI if o.kind != "bool" for flag in o.flags}
 
 
-def _default(o):
-    """The default of command-line option *o* as its argparse value."""
-    if o.kind == "bool":
-        return o.default == "on"
-    if o.kind == "uint" and o.default is not None:
-        return int(o.default)
-    return o.default
-
-
 def _parser():
     import argparse
     from .analysis import formats
@@ -65,9 +56,9 @@ def _parser():
     for o in _CLI:
         kw = {"dest": o.key, "help": o.help}
         if o.kind == "bool":   # a flag; one whose default is on turns it off
-            kw["action"] = "store_false" if _default(o) else "store_true"
+            kw["action"] = "store_false" if o.value else "store_true"
         else:
-            kw.update(default=_default(o), metavar=o.metavar)
+            kw.update(default=o.value, metavar=o.metavar)
             if o.default is not None:
                 kw["help"] += f" (default {o.default})"
             if o.kind == "choice":
@@ -86,7 +77,7 @@ def _fast_parse(ours: list):
     flags, valid choices, whole numbers); None for anything else (--help, an
     abbreviation, a bad value), which argparse then parses and reports."""
     opts = types.SimpleNamespace(module=None, code=None,
-                                 **{o.key: _default(o) for o in _CLI})
+                                 **{o.key: o.value for o in _CLI})
     i = 0
     while i < len(ours):
         flag, value = ours[i], None
@@ -102,7 +93,7 @@ def _fast_parse(ours: list):
         if o.kind == "bool":
             if value is not None:
                 return None
-            setattr(opts, o.key, not _default(o))
+            setattr(opts, o.key, not o.value)
             i += 1
             continue
         if value is None:

@@ -9,8 +9,9 @@ Every way of giving an option reads this table:
   writes from this table;
 - the command line (``where`` has ``c``): profiler/__main__.py builds its argparse
   parser and its fast path from ``flags``, ``help`` and ``default``;
-- the Profiler API (``where`` has ``a``): the keywords of ``Profiler()``, checked
-  against this table by tests/test_options.py;
+- the Profiler API (``where`` has ``a``): the keywords of ``Profiler()`` and their
+  defaults, which tools/gen_options.py writes into profiler/_api.py between marker
+  comments;
 - the README's two option tables, written by tools/gen_options.py between marker
   comments.
 
@@ -61,6 +62,16 @@ class Option:
     def dest(self) -> str:
         """The key of the parsed value in _core.parse_options's dict."""
         return self.key + "_ns" if self.kind == "duration" else self.key
+
+    @property
+    def value(self):
+        """The default as the Python value the command line and Profiler() take:
+        a bool for bool options, an int for uint ones, else the option text."""
+        if self.kind == "bool":
+            return self.default == "on"
+        if self.kind == "uint" and self.default is not None:
+            return int(self.default)
+        return self.default
 
     def __repr__(self):
         return f"Option({self.key!r}, {self.kind!r}, {self.where!r})"

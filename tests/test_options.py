@@ -25,9 +25,11 @@ def test_generated_files_are_current():
 
 
 def test_check_fails_on_a_stale_file(tmp_path):
-    # A copy of the sources with one bound changed in the table: --check names the
-    # C table and the README as stale, and a run rewrites them to match.
+    # A copy of the sources with one bound and one default changed in the table:
+    # --check names the C table, the README and Profiler's signature as stale, and a
+    # run rewrites them to match.
     for rel in ("tools/gen_options.py", "README.md", "profiler/_options.py",
+                "profiler/_api.py",
                 "profiler/options_table.h", "profiler/options.gperf",
                 "profiler/options_keys.h"):
         os.makedirs(tmp_path / os.path.dirname(rel), exist_ok=True)
@@ -35,15 +37,20 @@ def test_check_fails_on_a_stale_file(tmp_path):
     table = tmp_path / "profiler" / "_options.py"
     text = table.read_text()
     assert 'lo=8, hi=1_000_000,' in text
-    table.write_text(text.replace('lo=8, hi=1_000_000,', 'lo=16, hi=1_000_000,'))
+    assert '"max_depth", "uint", "xca", "1024",' in text
+    table.write_text(text.replace('lo=8, hi=1_000_000,', 'lo=16, hi=1_000_000,')
+                     .replace('"max_depth", "uint", "xca", "1024",',
+                              '"max_depth", "uint", "xca", "2048",'))
     gen = str(tmp_path / "tools" / "gen_options.py")
     r = subprocess.run([sys.executable, gen, "--check"], capture_output=True, text=True)
     assert r.returncode == 1
     assert "profiler/options_table.h" in r.stderr and "README.md" in r.stderr
+    assert "profiler/_api.py" in r.stderr
     r = subprocess.run([sys.executable, gen], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "SP_OPT_MAX_DEPTH_LO 16.0" in (tmp_path / "profiler" /
                                          "options_table.h").read_text()
+    assert "max_depth=2048," in (tmp_path / "profiler" / "_api.py").read_text()
     r = subprocess.run([sys.executable, gen, "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -87,19 +94,15 @@ def test_profiler_keywords_are_the_table_rows_with_a():
     rows = {o.key: o for o in _options.OPTIONS if "a" in o.where}
     assert set(params) == set(rows)
     for key, o in rows.items():
-        default = params[key].default
-        if o.kind == "bool":
-            assert default == (o.default == "on"), key
-        elif o.kind == "uint":
-            assert default == int(o.default), key
-        else:
-            assert default == o.default, key
+        assert params[key].default == o.value, key
+    assert params["max_depth"].default == 1024 and params["native"].default is False
+    assert list(params)[:2] == ["interval", "mode"]
 
 
 def test_api_choices_are_the_tables():
     from shadowprof import _api
-    assert _api.HOOKS == _options.BY_KEY["hook"].choices
-    assert _api.SIGPROF_POLICIES == _options.BY_KEY["sigprof"].choices
+    assert _api.HOOK_CHOICES == _options.BY_KEY["hook"].choices
+    assert _api.SIGPROF_CHOICES == _options.BY_KEY["sigprof"].choices
 
 
 def test_start_up_hook_needs_neither_the_table_nor_the_model():
