@@ -48,12 +48,13 @@ pprof_writer.write_period (the core's table encoded, compressed and written in C
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
 from . import _api, _core, pprof_writer
-from .analysis.model import Profile, strip_own_frames, strip_pth_lines
+
+# The profile model is imported only by current_profile() (the dump signal): a
+# process that only writes period files never loads it.
 
 __all__ = ["PeriodicWriter", "file_prefix", "window_length"]
 
@@ -153,7 +154,7 @@ class PeriodicWriter:
 
     def _reset(self) -> None:
         self.pid = os.getpid()
-        self.host = socket.gethostname().replace("/", "_") or "host"
+        self.host = os.uname().nodename.replace("/", "_") or "host"
         self.start_stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.prefix = file_prefix(self.host, self.pid, self.start_stamp)
         self.seq = 0
@@ -396,8 +397,9 @@ class PeriodicWriter:
         self._prune()
         return path, period
 
-    def current_profile(self) -> Profile:
+    def current_profile(self) -> "Profile":
         """The profile of the open window (or the last one), for the dump signal."""
+        from .analysis.model import Profile, strip_own_frames, strip_pth_lines
         with self._lock:
             try:
                 snap = _core.snapshot()
