@@ -97,3 +97,19 @@ def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
     for f in finals:
         assert not f.name.startswith(".")
         read_pprof(str(f))      # complete: decodes
+
+
+def test_start_up_imports_no_reader_code(tmp_path):
+    # An always-on process pays for every module continuous mode imports at start:
+    # socket and tempfile are not among them.
+    code = ("import sys; before = set(sys.modules)\n"
+            "import shadowprof._startup as s; s.run()\n"
+            "print(sorted(set(sys.modules) - before))\n")
+    env = dict(os.environ, SHADOWPROF=f"period=1s,quiet,output={tmp_path}")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    loaded = eval(r.stdout)
+    assert "shadowprof.continuous" in loaded    # the writer did start
+    for heavy in ("socket", "tempfile"):
+        assert heavy not in loaded, (heavy, loaded)
