@@ -502,26 +502,40 @@ def strip_pth_lines(profile: Profile) -> Profile:
     ``<module>`` in ``<string>``) that ran after profiling began at start-up: the
     start-up hook's own line runs again when site sees its directory twice (a
     venv's lib and lib64).  Their samples keep the rest of their stack; calls they
-    made count as calls from the root."""
+    made count as calls from the root.
+
+    Other code compiled from strings (namedtuple's eval, exec) has the same name,
+    file and first line, and so the same function: where it ran too, only the frames
+    directly under addpackage and the calls addpackage made are taken out."""
     site = {fid for fid, fn in profile.functions.items()
             if fn.name == "addpackage" and (fn.filename.endswith("site.py")
                                             or fn.filename == "<frozen site>")}
     if not site:
         return profile
-    pth = {fid for fid, fn in profile.functions.items()
-           if fn.name == "<module>" and fn.filename == "<string>"}
-    pth = {fid for fid in pth
-           if all(a in site for (a, b) in profile.edges if b == fid)}
-    if not pth:
+    strings = {fid for fid, fn in profile.functions.items()
+               if fn.name == "<module>" and fn.filename == "<string>"}
+    callers: dict = {}
+    for (a, b) in profile.edges:
+        if b in strings:
+            callers.setdefault(b, set()).add(a)
+    only = {fid for fid in strings if callers.get(fid, set()) <= site}
+    shared = {fid for fid in strings - only if callers[fid] & site}
+    if not only and not shared:
         return profile
     stacks = []
     for s in profile.stacks:
-        frames = tuple(f for f in s.frames if f[0] not in pth)
+        frames = tuple(f for i, f in enumerate(s.frames)
+                       if f[0] not in only and not (
+                           f[0] in shared and i and s.frames[i - 1][0] in site))
         if s.frames and not frames:
             frames = ((profile._function_id(OVERHEAD_NAME), 0),)
         stacks.append(Stack(s.thread_id, frames, s.count, s.weight_ns))
     profile.stacks = stacks
-    _forget_calls(profile, pth)
-    for fid in pth:
+    for (a, b), n in list(profile.edges.items()):
+        if b in shared and a in site:
+            del profile.edges[(a, b)]
+            profile.calls[b] = profile.calls.get(b, 0) - n
+    _forget_calls(profile, only)
+    for fid in only:
         del profile.functions[fid]
     return profile

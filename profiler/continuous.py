@@ -56,7 +56,7 @@ from . import _api, _core, pprof_writer
 # The profile model is imported only by current_profile() (the dump signal): a
 # process that only writes period files never loads it.
 
-__all__ = ["PeriodicWriter", "file_prefix", "window_length"]
+__all__ = ["Ledger", "PeriodicWriter", "file_prefix", "window_length"]
 
 # The shortest window (besides two sampling intervals): a period never goes empty.
 MIN_WINDOW_S = 0.02
@@ -71,18 +71,52 @@ def _is_own(fn) -> bool:
 
 
 def window_length(period_s: float, budget: float, rho: float, fixed_s: float,
-                  program_cpu_s: float | None, floor_s: float) -> float:
+                  program_cpu_s: float | None, floor_s: float,
+                  balance_s: float = 0.0) -> float:
     """Seconds to profile in each *period_s* so that shadowprof's cost stays under
     *budget* (a share of the program's CPU time): *rho* is the cost while profiling
     per second of the program's own CPU time, *fixed_s* the writer's CPU time per
     window, *program_cpu_s* the program's CPU time in a period (None: not known
-    yet).  Bounded below by *floor_s* and above by the period."""
+    yet), *balance_s* what earlier periods left of their budget (negative: what
+    they overspent, repaid by this window; see Ledger).  Bounded below by *floor_s*
+    and above by the period."""
     share = budget
-    if program_cpu_s is not None and fixed_s > 0:
-        share -= fixed_s / program_cpu_s if program_cpu_s > 0 else budget
+    if program_cpu_s is not None:
+        if program_cpu_s > 0:
+            share += (balance_s - fixed_s) / program_cpu_s
+        elif fixed_s > 0:
+            share = 0.0
     if rho <= 0:
         return period_s
     return max(floor_s, min(period_s, period_s * share / rho))
+
+
+class Ledger:
+    """What the windows have cost against what the budget allowed, in CPU ns.
+
+    Each window is sized from estimates made before it (the cost per ns of program
+    time measured in the previous window, the writer's last cost); a window that
+    cost more than estimated (a burst of calls, a slow write) leaves a debt that the
+    next windows repay by being shorter, and one that cost less a credit.  Credit is
+    capped at one period's allowance (an idle stretch does not buy a long window
+    later) and debt at DEBT_PERIODS periods' (a burst the floor cannot repay does
+    not keep the windows at the floor for ever)."""
+
+    DEBT_PERIODS = 4
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        self.balance_ns = 0.0
+        self.spent_ns = 0
+        self.allowed_ns = 0.0
+
+    def record(self, program_ns: int, cost_ns: int) -> None:
+        """One period: the program's own CPU time in it and what shadowprof cost."""
+        allowed = self.budget * program_ns
+        self.spent_ns += cost_ns
+        self.allowed_ns += allowed
+        self.balance_ns = max(-self.DEBT_PERIODS * allowed,
+                              min(allowed, self.balance_ns + allowed - cost_ns))
 
 
 # Code objects of shadowprof's own functions, by module (modules are walked once).
@@ -166,6 +200,7 @@ class PeriodicWriter:
         self._rho = None             # measured cost per ns of the program's CPU
         self._fixed_ns = 0           # the writer's CPU time per window
         self._program_cpu_ns = None  # the program's CPU time in the last period
+        self.ledger = Ledger(self.budget)
         self._window_s = 0.0
         self._open = None            # (monotonic start, length s, offset s, writer ns)
         self._finish_ns = None       # the last file's compression and write (CPU ns)
@@ -250,7 +285,7 @@ class PeriodicWriter:
             rho = share / (1 - share) if per_call and share < 1 else DEFAULT_RHO
         program = None if self._program_cpu_ns is None else self._program_cpu_ns / 1e9
         return window_length(self.period_s, self.budget, rho, self._fixed_ns / 1e9,
-                             program, self._floor_s())
+                             program, self._floor_s(), self.ledger.balance_ns / 1e9)
 
     def _duty_loop(self) -> None:
         period = self.period_s
@@ -285,6 +320,7 @@ class PeriodicWriter:
                 return
             cpu = time.process_time_ns()
             self._program_cpu_ns = max(0, cpu - cpu_mark - cost_ns)
+            self.ledger.record(self._program_cpu_ns, cost_ns)
             cpu_mark = cpu
 
     def _session_from_core(self) -> None:

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "data"))
 import canary_venv  # noqa: E402
 
 from shadowprof import _api  # noqa: E402
-from shadowprof.continuous import window_length  # noqa: E402
+from shadowprof.continuous import Ledger, window_length  # noqa: E402
 from shadowprof.analysis.merge import Merger  # noqa: E402
 from shadowprof.analysis.model import Function, Profile, Stack, strip_own_frames  # noqa: E402
 
@@ -110,6 +110,46 @@ def test_window_length_keeps_the_total_under_the_budget():
     assert window_length(1, 0.01, 0.0, 0.0, None, 0.02) == 1   # costs nothing
 
 
+def test_window_length_repays_a_debt_and_spends_a_credit():
+    base = window_length(60, 0.01, 0.5, 0.05, 10.0, 0.02)
+    shorter = window_length(60, 0.01, 0.5, 0.05, 10.0, 0.02, balance_s=-0.02)
+    longer = window_length(60, 0.01, 0.5, 0.05, 10.0, 0.02, balance_s=0.02)
+    # A debt of 0.02 s is repaid in full by this window: 0.5 x its program time less.
+    assert 0.5 * (base - shorter) / 60 * 10.0 == pytest.approx(0.02)
+    assert 0.5 * (longer - base) / 60 * 10.0 == pytest.approx(0.02)
+    assert window_length(60, 0.01, 0.5, 0.05, 10.0, 0.02, balance_s=-1.0) == 0.02
+
+
+def test_ledger_caps_credit_and_debt():
+    ledger = Ledger(0.01)
+    ledger.record(10_000_000_000, 0)              # an idle-cost period: 100 ms allowed
+    ledger.record(10_000_000_000, 0)
+    assert ledger.balance_ns == pytest.approx(100e6)        # one period's allowance
+    ledger.record(10_000_000_000, 2_000_000_000)   # a burst: 2 s spent
+    assert ledger.balance_ns == pytest.approx(-4 * 100e6)   # DEBT_PERIODS periods
+    assert ledger.spent_ns == 2_000_000_000 and ledger.allowed_ns == pytest.approx(300e6)
+
+
+def _simulate(writer_ms, ledger_on: bool) -> float:
+    """The writer's cost grows as the table does; each window is sized from the
+    last one's, as PeriodicWriter does.  Returns spent / allowed over the run."""
+    ledger, fixed_s, program_s = Ledger(0.01), 0.0, None
+    for writer in writer_ms:
+        balance = ledger.balance_ns / 1e9 if ledger_on else 0.0
+        w = window_length(60, 0.01, 0.5, fixed_s, program_s, 0.02, balance)
+        cost_s = 0.5 * (w / 60) * 10.0 + writer / 1e3
+        ledger.record(10_000_000_000, int(cost_s * 1e9))
+        fixed_s, program_s = writer / 1e3, 10.0
+    return ledger.spent_ns / ledger.allowed_ns
+
+
+def test_ledger_keeps_a_growing_writer_within_the_budget():
+    growing = [10 + 4 * i for i in range(20)]   # 10 ms, 14 ms, ... 86 ms a window
+    assert _simulate(growing, ledger_on=False) > 1.03   # each window underestimated
+    # what is left is the last window's shortfall (4 ms of 2 s allowed): not repaid yet
+    assert _simulate(growing, ledger_on=True) <= 1.005
+
+
 def test_duty_cycled_files_say_what_they_cover_with_exact_calls(py, tmp_path):
     from shadowprof.analysis.pprof import read_pprof
     d = tmp_path / "periods"
@@ -185,7 +225,7 @@ def test_merged_duty_is_profiled_over_covered_time():
 
 # ----------------------------------------------------------------------- never itself
 
-OWN = re.compile(r"shadowprof/|<string>")
+OWN = re.compile(r"shadowprof/")
 
 
 def assert_no_own_frame(path, own=OWN):
@@ -194,6 +234,16 @@ def assert_no_own_frame(path, own=OWN):
                        f"-sample_index={index}", str(path))
         found = [line for line in top.splitlines() if own.search(line)]
         assert not found, f"{path.name}: {found}"
+    # The start-up hook's .pth line ("<module>" in "<string>", run by site's
+    # addpackage) is ours too; other code compiled from strings (namedtuple's
+    # eval, the program's exec) is the program's and stays.
+    from shadowprof.analysis.pprof import read_pprof
+    prof = read_pprof(str(path))
+    site = {fid for fid, fn in prof.functions.items() if fn.name == "addpackage"}
+    pth = [fid for fid, fn in prof.functions.items()
+           if fn.filename == "<string>" and any(
+               a in site for (a, b) in prof.edges if b == fid)]
+    assert not pth, f"{path.name}: a .pth line: {[prof.functions[f] for f in pth]}"
 
 
 def test_no_shadowprof_frame_in_any_profile_in_any_mode(py, tmp_path):

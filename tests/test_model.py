@@ -2,7 +2,8 @@
 
 import pytest
 
-from shadowprof.analysis.model import Function, Profile, Stack, strip_outer_frames
+from shadowprof.analysis.model import (Function, Profile, Stack, strip_outer_frames,
+                                       strip_pth_lines)
 
 
 def make_profile(per_call=0.0, cap=0.5):
@@ -78,3 +79,36 @@ def test_json_round_trip_and_strip(tmp_path):
     main_only = [s for s in p.stacks if [p.functions[f].name for f, _ in s.frames] == ["main"]]
     assert main_only
     assert self_ns(q, "[shadowprof overhead]") >= sum(s.weight_ns for s in main_only)
+
+
+def _pth_profile():
+    fns = {10: Function(10, "addpackage", "<frozen site>", 1),
+           11: Function(11, "<module>", "<string>", 1),
+           12: Function(12, "run", "/site/shadowprof/_startup.py", 1),
+           13: Function(13, "namedtuple", "/lib/collections/__init__.py", 1),
+           14: Function(14, "user", "/app/u.py", 1)}
+    stacks = [Stack(1, ((10, 5), (11, 1), (12, 3)), 1, 10),     # the .pth line
+              Stack(1, ((14, 2), (13, 7), (11, 1)), 2, 20)]     # namedtuple's eval
+    return fns, stacks
+
+
+def test_strip_pth_lines_takes_out_a_line_only_site_ran():
+    fns, stacks = _pth_profile()
+    prof = Profile(fns, stacks[:1], {10: 1, 11: 1, 12: 1}, {(10, 11): 1, (11, 12): 1})
+    strip_pth_lines(prof)
+    assert 11 not in prof.functions and 11 not in prof.calls
+    assert [s.frames for s in prof.stacks] == [((10, 5), (12, 3))]
+    assert prof.edges == {(0, 12): 1}
+
+
+def test_strip_pth_lines_keeps_string_code_the_program_ran():
+    # namedtuple's eval'd code is "<module>" in "<string>" at line 1 too: the same
+    # function as the .pth line.  Only the frames under addpackage go.
+    fns, stacks = _pth_profile()
+    prof = Profile(fns, stacks, {10: 1, 11: 4, 12: 1, 13: 3, 14: 1},
+                   {(10, 11): 1, (11, 12): 1, (13, 11): 3, (14, 13): 3})
+    strip_pth_lines(prof)
+    assert 11 in prof.functions and prof.calls[11] == 3
+    assert (10, 11) not in prof.edges and prof.edges[(13, 11)] == 3
+    assert [s.frames for s in prof.stacks] == [((10, 5), (12, 3)),
+                                               ((14, 2), (13, 7), (11, 1))]
