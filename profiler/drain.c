@@ -1,17 +1,24 @@
-/* drain.c: the ring's consumer (see drain.h).  Owns the table and its statistics;
+/* drain.c: the ring's consumer (see drain.h).  Fills the session's table and its
+ * counters (session_state.h), through the object sp_drain_attach handed it;
  * everything here runs with the GIL held. */
 #include "drain.h"
 #include "backend.h"
+#include "clock.h"
 #include "native.h"
 #include "registry.h"
-#include "sampler.h"
 #include "shadow.h"
 #include "spill.h"
 
 #include <string.h>
 
-sp_table_t *sp_drain_table;
-sp_drain_stats_t sp_drain_stats;
+/* The session object (session_state.h), handed by sp_drain_attach.  GIL. */
+static sp_session_state_t *session;
+
+void
+sp_drain_attach(sp_session_state_t *s)
+{
+    session = s;
+}
 
 /* Direct-mapped cache (code id, instruction) -> line.  An id outlives its code object
  * and is revived by a new one of the same identity (registry.h), e.g. after
@@ -176,11 +183,11 @@ loc(uint32_t id, int line)
 static void
 add(uint64_t tid, const uint64_t *locs, uint32_t n, uint64_t count, uint64_t weight)
 {
-    if (sp_table_add(sp_drain_table, tid, locs, n, count, weight) != 0) {
+    if (sp_table_add(session->table, tid, locs, n, count, weight) != 0) {
         uint64_t full = loc(SP_ID_TABLE_FULL, 0);
-        sp_drain_stats.table_full += count;
+        session->stats.table_full += count;
         /* The overflow stack must always fit: it was made at start (see reset). */
-        sp_table_add(sp_drain_table, 0, &full, 1, count, weight);
+        sp_table_add(session->table, 0, &full, 1, count, weight);
     }
 }
 
@@ -278,8 +285,8 @@ aggregate(const sp_record_t *rec, uint64_t count, uint64_t weight)
     uint32_t n = 0;
     if (rec->flags & SP_SAMPLE_OVERHEAD) {
         locs[n++] = loc(SP_ID_OVERHEAD, 0);
-        sp_drain_stats.overhead += count;
-        sp_drain_stats.overhead_weight_ns += weight;
+        session->stats.overhead += count;
+        session->stats.overhead_weight_ns += weight;
     } else if (rec->flags & SP_SAMPLE_NOPY) {
         locs[n++] = loc(SP_ID_NOPY, 0);
     } else {
@@ -309,8 +316,8 @@ aggregate(const sp_record_t *rec, uint64_t count, uint64_t weight)
         }
         stack = spliced;
     }
-    sp_drain_stats.samples += count;
-    sp_drain_stats.weight_ns += weight;
+    session->stats.samples += count;
+    session->stats.weight_ns += weight;
     add(rec->tid, stack, n, count, weight);
 }
 
@@ -343,11 +350,11 @@ aggregate_spilled(const sp_record_t *rec, uint64_t count, uint64_t weight, void 
 SP_HOT static void
 drain(int names_ok)
 {
-    if (draining || !sp_sampler_ring || !sp_drain_table)
+    if (draining || !session || !session->ring || !session->table)
         return;
     draining = 1;
-    sp_sampler_draining = sp_tls;
-    uint64_t started_ns = sp_clock_wall_ns();
+    session->draining = sp_tls;   /* the handler counts its samples as overhead */
+    uint64_t started_ns = sp_clock_monotonic_ns();
     ndrained_tids = 0;
     sp_spill_totals_t spill = {0};
     /* The consumer side is shared with the drain thread's spill (spill.h).  Nothing
@@ -356,35 +363,35 @@ drain(int names_ok)
     /* Spilled records first: they are older than the ring's. */
     sp_spill_take(aggregate_spilled, NULL, &spill);
     sp_record_t *rec;
-    while ((rec = sp_ring_peek(sp_sampler_ring)) != NULL) {
+    while ((rec = sp_ring_peek(session->ring)) != NULL) {
         remember_tid(rec->tid);
         aggregate(rec, 1, rec->weight_ns);
-        sp_ring_pop(sp_sampler_ring);
+        sp_ring_pop(session->ring);
     }
     uint64_t lost, lost_weight;
-    sp_ring_take_lost(sp_sampler_ring, &lost, &lost_weight);
+    sp_ring_take_lost(session->ring, &lost, &lost_weight);
     sp_spill_unlock();
     if (lost) {
         uint64_t l = loc(SP_ID_LOST, 0);
-        sp_drain_stats.samples += lost;
-        sp_drain_stats.weight_ns += lost_weight;
-        sp_drain_stats.lost += lost;
-        sp_drain_stats.lost_weight_ns += lost_weight;
+        session->stats.samples += lost;
+        session->stats.weight_ns += lost_weight;
+        session->stats.lost += lost;
+        session->stats.lost_weight_ns += lost_weight;
         add(0, &l, 1, lost, lost_weight);
     }
     if (spill.full) {
         /* Records the spill could not keep apart: the table's cap, reached early. */
         uint64_t full = loc(SP_ID_TABLE_FULL, 0);
-        sp_drain_stats.samples += spill.full;
-        sp_drain_stats.weight_ns += spill.full_weight_ns;
-        sp_drain_stats.table_full += spill.full;
-        sp_table_add(sp_drain_table, 0, &full, 1, spill.full, spill.full_weight_ns);
+        session->stats.samples += spill.full;
+        session->stats.weight_ns += spill.full_weight_ns;
+        session->stats.table_full += spill.full;
+        sp_table_add(session->table, 0, &full, 1, spill.full, spill.full_weight_ns);
     }
     if (names_ok)
         for (size_t i = 0; i < ndrained_tids; i++)
             note_thread(drained_tids[i]);
-    sp_drain_stats.drain_ns += sp_clock_wall_ns() - started_ns + spill.spill_ns;
-    sp_sampler_draining = NULL;
+    session->stats.drain_ns += sp_clock_monotonic_ns() - started_ns + spill.spill_ns;
+    session->draining = NULL;
     draining = 0;
 }
 
@@ -392,7 +399,7 @@ int
 sp_drain_pending(void)
 {
     /* The ring first: a record leaves it only after the spill counted it. */
-    return (sp_sampler_ring && sp_ring_used(sp_sampler_ring)) || sp_spill_pending();
+    return (session && session->ring && sp_ring_used(session->ring)) || sp_spill_pending();
 }
 
 SP_HOT void
@@ -410,13 +417,12 @@ sp_drain_quiet(void)
 void
 sp_drain_reset(void)
 {
-    if (sp_drain_table) {
-        sp_table_clear(sp_drain_table);
+    if (session && session->table) {
+        sp_table_clear(session->table);
         /* Reserve the overflow stack first so that it always has room. */
         uint64_t full = loc(SP_ID_TABLE_FULL, 0);
-        sp_table_add(sp_drain_table, 0, &full, 1, 0, 0);
+        sp_table_add(session->table, 0, &full, 1, 0, 0);
     }
     sp_spill_reset();
-    memset(&sp_drain_stats, 0, sizeof(sp_drain_stats));
     thread_names_stale = 1;   /* no Python object may be touched here (fork child) */
 }

@@ -12,23 +12,13 @@
 #define SP_DRAIN_H
 
 #include <stdint.h>
-#include "table.h"
 #include "compat.h"
+#include "session_state.h"
 
-typedef struct {
-    uint64_t samples;        /* records aggregated, lost ones included */
-    uint64_t weight_ns;
-    uint64_t lost;           /* samples that found the ring full */
-    uint64_t lost_weight_ns;
-    uint64_t overhead;       /* samples that interrupted shadowprof's own code */
-    uint64_t overhead_weight_ns;
-    uint64_t table_full;     /* samples folded into "[table full]" */
-    uint64_t drain_ns;       /* time spent draining (resolving and aggregating), the
-                                drain thread's spilling included */
-} sp_drain_stats_t;
-
-extern sp_table_t *sp_drain_table;
-extern sp_drain_stats_t sp_drain_stats;
+/* Hands the drain the session object (session_state.h): its ring, table, counters and
+ * `draining`.  Before it nothing drains.  GIL held, no drain running; the object must
+ * outlive every later drain (session.c's is never freed). */
+void sp_drain_attach(sp_session_state_t *session);
 
 /* Drains the ring into the table.  GIL held.  sp_drain also notes the names of
  * threads seen for the first time (threading._active, then threading._dangling: see
@@ -40,7 +30,8 @@ void sp_drain_quiet(void);
 int sp_drain_pending(void);
 /* {kernel thread id: name} of the threads seen so far.  New reference. */
 PyObject *sp_drain_thread_names(void);
-/* Clears the table, the statistics and (lazily, at the next drain) the thread names.
+/* Clears the table (keeping room for its overflow stack), the spill and (lazily, at the
+ * next drain) the thread names; the counters are the session's to zero (session.c).
  * Touches no Python object: also runs in a fork child before Python can. */
 void sp_drain_reset(void);
 

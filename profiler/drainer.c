@@ -9,6 +9,10 @@
  *    a full ring posts once, not once per sample.  Atomic.
  *  - generation: bumped by every start and stop; a thread whose generation is no
  *    longer current exits.  Atomic.
+ *  - session: the session object (session_state.h) handed to sp_drainer_start; the
+ *    thread reads its ring (fixed while the thread runs) and adds to its
+ *    drainer_wakes and drainer_spills (atomic).  Written with the GIL while no thread
+ *    runs.
  *  - alive, stopping, thread, restart_in_child: GIL (or the fork child handler).
  *
  * The thread never takes the GIL: it reads the ring's indexes (atomics) and moves
@@ -19,8 +23,8 @@
 #define _GNU_SOURCE 1
 #endif
 #include "drainer.h"
+#include "clock.h"
 #include "compat.h"
-#include "drain.h"
 #include "tracker.h"
 #include "spill.h"
 
@@ -28,15 +32,13 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
-#include <time.h>
 
 static sem_t wake;
 static int wake_ready;
 static size_t poke_mark;        /* see above; handler reads */
 static int poked;               /* atomic */
 static uint64_t generation;     /* atomic */
-static uint64_t wakes, drains;  /* atomic */
-static sp_ring_t *ring;         /* the ring of the running thread; GIL */
+static sp_session_state_t *session;   /* see above; GIL */
 static pthread_t thread;
 static int alive;               /* a thread of ours runs; GIL */
 static int stopping;            /* a stop is joining the thread; GIL */
@@ -47,20 +49,19 @@ static void *
 drainer_main(void *arg)
 {
     uint64_t gen = (uint64_t)(uintptr_t)arg;
-    sp_ring_t *r = ring;
+    sp_session_state_t *s = session;
+    sp_ring_t *r = s->ring;
     uint64_t seen_reserved = 0;   /* write index at the previous wake ... */
     int seen = 0;                 /* ... if records were pending then */
     for (;;) {
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_nsec += SP_DRAINER_PERIOD_MS * 1000000L;
-        deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-        deadline.tv_nsec %= 1000000000L;
+        /* sem_timedwait measures its deadline on CLOCK_REALTIME. */
+        struct timespec deadline =
+            sp_ns_timespec(sp_clock_realtime_ns() + SP_DRAINER_PERIOD_MS * 1000000ull);
         while (sem_timedwait(&wake, &deadline) < 0 && errno == EINTR)
             ;
         if (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) != gen)
             break;
-        __atomic_fetch_add(&wakes, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->drainer_wakes, 1, __ATOMIC_RELAXED);
         uint64_t consumed = sp_ring_consumed(r);
         uint64_t reserved = sp_ring_reserved(r);
         if (consumed == reserved) {
@@ -73,7 +74,7 @@ drainer_main(void *arg)
              * them out of the ring without the GIL (spill.h); the next Python call,
              * or stop or snapshot, aggregates them. */
             if (sp_spill_from_ring(r))
-                __atomic_fetch_add(&drains, 1, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&s->drainer_spills, 1, __ATOMIC_RELAXED);
             __atomic_store_n(&poked, 0, __ATOMIC_RELEASE);
             sp_tracker_request_drain();
             seen = 0;
@@ -108,7 +109,7 @@ after_fork_in_child(PyObject *mod, PyObject *unused)
 {
     if (restart_in_child) {
         restart_in_child = 0;
-        if (sp_drainer_start(ring) < 0)
+        if (sp_drainer_start(session) < 0)
             return NULL;
     }
     Py_RETURN_NONE;
@@ -155,7 +156,7 @@ register_callbacks(void)
 }
 
 int
-sp_drainer_start(sp_ring_t *the_ring)
+sp_drainer_start(sp_session_state_t *the_session)
 {
     if (alive)
         return 0;
@@ -171,14 +172,13 @@ sp_drainer_start(sp_ring_t *the_ring)
         }
         wake_ready = 1;
     }
-    if (sp_spill_init(sp_table_max(sp_drain_table)) < 0) {   /* empty: stop drained it */
+    /* Empty: stop drained it. */
+    if (sp_spill_init(sp_table_max(the_session->table)) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    ring = the_ring;
+    session = the_session;
     __atomic_store_n(&poked, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&wakes, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&drains, 0, __ATOMIC_RELAXED);
     uint64_t gen = __atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
     /* The thread starts with every signal blocked: the program's signals go to its own
      * threads, and a process-wide SIGPROF never lands here. */
@@ -195,7 +195,7 @@ sp_drainer_start(sp_ring_t *the_ring)
     pthread_setname_np(thread, "sp-drain");   /* 15 characters at most */
     /* A quarter of the ring, but above the hook's own request (the handler asks the
      * hook at a few dozen records) while the ring is small enough for that to matter. */
-    size_t cap = sp_ring_capacity(the_ring), mark = cap / 4;
+    size_t cap = sp_ring_capacity(the_session->ring), mark = cap / 4;
     size_t floor = SP_DRAINER_MIN_MARK < cap * 3 / 4 ? SP_DRAINER_MIN_MARK : cap * 3 / 4;
     if (mark < floor)
         mark = floor;
@@ -250,11 +250,11 @@ sp_drainer_after_fork_child(int keep)
 uint64_t
 sp_drainer_wakes(void)
 {
-    return __atomic_load_n(&wakes, __ATOMIC_RELAXED);
+    return session ? __atomic_load_n(&session->drainer_wakes, __ATOMIC_RELAXED) : 0;
 }
 
 uint64_t
-sp_drainer_drains(void)
+sp_drainer_spills(void)
 {
-    return __atomic_load_n(&drains, __ATOMIC_RELAXED);
+    return session ? __atomic_load_n(&session->drainer_spills, __ATOMIC_RELAXED) : 0;
 }

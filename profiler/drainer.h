@@ -35,14 +35,17 @@
 #ifndef SP_DRAINER_H
 #define SP_DRAINER_H
 
-#include "ring.h"
+#include "session_state.h"
 
 #define SP_DRAINER_PERIOD_MS 250
 #define SP_DRAINER_MIN_MARK 64   /* above the hook's SP_DRAIN_AFTER (sampler.c) */
 
-/* Starts the thread for `ring` (no-op if it runs).  Returns -1 with a Python exception
+/* Starts the thread for `session` (session_state.h): it spills the session's ring,
+ * sizes the spill by its table and adds to its drainer_* counters (no-op if a thread
+ * runs).  The object must outlive the thread (session.c's is never freed), and its
+ * ring must not be replaced until sp_drainer_stop.  Returns -1 with a Python exception
  * set if the thread cannot be made.  GIL held. */
-int sp_drainer_start(sp_ring_t *ring);
+int sp_drainer_start(sp_session_state_t *session);
 /* Stops and joins the thread (no-op if none).  GIL held; releases it while joining
  * (for other threads: the drain thread itself never waits for the GIL). */
 void sp_drainer_stop(void);
@@ -53,10 +56,11 @@ void sp_drainer_after_fork_child(int keep);
  * (once until the thread has drained).  async-signal-safe; re-entrant. */
 void sp_drainer_poke(size_t used);
 
-/* Counters for tests and reports since the thread was started (start(), or the fork
- * child's restart): wakes, and spills that moved records out of the ring (no Python
- * call drained them).  Any thread. */
+/* The session's counters for tests and reports, since start() or the fork: the
+ * thread's wakes, and its spills, the wakes on which it moved records out of the ring
+ * into the spill itself because no Python call had drained them (snapshot key
+ * "drainer_drains").  Any thread. */
 uint64_t sp_drainer_wakes(void);
-uint64_t sp_drainer_drains(void);
+uint64_t sp_drainer_spills(void);
 
 #endif /* SP_DRAINER_H */

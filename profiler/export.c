@@ -127,7 +127,7 @@ collect_edge(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
 static mark_t *
 mark_take(int drain)
 {
-    if (!sp_drain_table) {
+    if (!sp_session_table()) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
         return NULL;
     }
@@ -145,7 +145,7 @@ mark_take(int drain)
     m->interval_ns = s.interval_ns;
     m->stats = sp_drain_stats;
     m->handler_ns = sp_sampler_handler_ns();
-    m->nstacks = sp_table_size(sp_drain_table);
+    m->nstacks = sp_table_size(sp_session_table());
     m->nids = sp_registry_size();
     m->count = malloc((m->nstacks ? m->nstacks : 1) * sizeof(uint64_t));
     m->weight = malloc((m->nstacks ? m->nstacks : 1) * sizeof(uint64_t));
@@ -154,7 +154,7 @@ mark_take(int drain)
         goto oom;
     for (size_t i = 0; i < m->nstacks; i++) {
         sp_stack_view_t v;
-        sp_table_get(sp_drain_table, i, &v);
+        sp_table_get(sp_session_table(), i, &v);
         m->count[i] = v.count;
         m->weight[i] = v.weight_ns;
     }
@@ -360,7 +360,7 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
         if (!cur->count[i])
             continue;
         sp_stack_view_t v;
-        sp_table_get(sp_drain_table, i, &v);
+        sp_table_get(sp_session_table(), i, &v);
         for (uint32_t k = 0; k < v.nlocs; k++) {
             if (v.locs[k] & SP_NATIVE_LOC_TAG)
                 return -2;
@@ -1244,7 +1244,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     }
     sp_session_t sess;
     sp_session_get(&sess);
-    if (!sp_drain_table) {
+    if (!sp_session_table()) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
         return NULL;
     }
@@ -1461,7 +1461,7 @@ sp_export_session(PyObject *mod, PyObject *unused)
                          (unsigned long long)s.generation, "running",
                          s.running ? Py_True : Py_False, "native",
                          s.native ? Py_True : Py_False, "started",
-                         sp_drain_table ? Py_True : Py_False);
+                         sp_session_table() ? Py_True : Py_False);
 }
 
 const char sp_export_table_add_doc[] =
@@ -1476,7 +1476,7 @@ sp_export_table_add(PyObject *mod, PyObject *args)
     PyObject *frames;
     if (!PyArg_ParseTuple(args, "KOKK:_table_add", &tid, &frames, &count, &weight))
         return NULL;
-    if (!sp_drain_table) {
+    if (!sp_session_table()) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
         return NULL;
     }
@@ -1506,7 +1506,7 @@ sp_export_table_add(PyObject *mod, PyObject *args)
         locs[k] = loc_key(id, line);
     }
     Py_DECREF(seq);
-    int r = sp_table_add(sp_drain_table, tid, locs, (uint32_t)n, count, weight);
+    int r = sp_table_add(sp_session_table(), tid, locs, (uint32_t)n, count, weight);
     free(locs);
     if (r < 0)
         return PyErr_NoMemory();

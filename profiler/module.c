@@ -134,7 +134,9 @@ PyDoc_STRVAR(snapshot_doc,
 "  samples, weight_ns, lost, lost_weight_ns, overhead, overhead_weight_ns,\n"
 "  table_full, signals, interval_ns, mode, start_unix_ns, duration_ns, cpu_ns,\n"
 "  running, max_depth, hook (the mechanism: 'eval' or 'monitoring'),\n"
-"  drainer_drains (drains made by the drain thread since start: no Python call did).");
+"  drainer_drains (spills by the drain thread since start: the times it moved\n"
+"  records out of the ring itself, without the GIL, because no Python call had\n"
+"  drained them; they are aggregated by the next drain).");
 
 static PyObject *
 core_snapshot(PyObject *mod, PyObject *unused)
@@ -209,10 +211,11 @@ core_memory(PyObject *mod, PyObject *unused)
 {
     size_t thread_bytes = 0;
     size_t nthreads = sp_shadow_count(&thread_bytes);
+    sp_table_t *table = sp_session_table();
     return Py_BuildValue(
         "{s:n,s:n,s:n,s:n,s:I}", "table_bytes",
-        (Py_ssize_t)(sp_drain_table ? sp_table_bytes(sp_drain_table) : 0), "table_stacks",
-        (Py_ssize_t)(sp_drain_table ? sp_table_size(sp_drain_table) : 0), "threads",
+        (Py_ssize_t)(table ? sp_table_bytes(table) : 0), "table_stacks",
+        (Py_ssize_t)(table ? sp_table_size(table) : 0), "threads",
         (Py_ssize_t)nthreads, "thread_bytes", (Py_ssize_t)thread_bytes, "code_ids",
         sp_registry_size());
 }

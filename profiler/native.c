@@ -51,6 +51,7 @@
 #define _GNU_SOURCE 1
 #endif
 #include "compat.h"
+#include "clock.h"
 #include "native.h"
 
 #include <dlfcn.h>
@@ -58,7 +59,6 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -277,21 +277,13 @@ static void loader_lock_release(void) {}
 static int unwinding;
 #define SP_UNWIND_SPIN_NS 100000u
 
-static uint64_t
-mono_ns(void)   /* async-signal-safe */
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Takes `unwinding`; returns 0 if it stayed busy too long.  async-signal-safe. */
 static int
 unwinder_acquire(void)
 {
     if (!__atomic_exchange_n(&unwinding, 1, __ATOMIC_ACQUIRE))
         return 1;
-    uint64_t start = mono_ns();
+    uint64_t start = sp_clock_monotonic_ns();
     do {
         for (int i = 0; i < 64; i++) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -303,7 +295,7 @@ unwinder_acquire(void)
                 !__atomic_exchange_n(&unwinding, 1, __ATOMIC_ACQUIRE))
                 return 1;
         }
-    } while (mono_ns() - start < SP_UNWIND_SPIN_NS);
+    } while (sp_clock_monotonic_ns() - start < SP_UNWIND_SPIN_NS);
     return 0;
 }
 

@@ -10,6 +10,11 @@
  * counters, the thread's own last clock reading and the drain request (the
  * SP_TRACKER_DRAIN bit, tracker.h, and the interrupted thread's `room`, shadow.h).
  *
+ * Session: sp_sampler_start is handed the session object (session_state.h), which
+ * owns the ring the handler writes to, the `draining` thread state it compares with
+ * and the counters it adds to; this file keeps it in a private static pointer and
+ * assigns no other file's state.
+ *
  * Timers: one POSIX timer per thread that runs Python, aimed at that thread
  * (SIGEV_THREAD_ID), so every thread is sampled and sampled by itself: in CPU mode on
  * the thread's own CPU-time clock, so each thread is sampled in proportion to its own
@@ -50,6 +55,7 @@
 #define _GNU_SOURCE 1
 #endif
 #include "sampler.h"
+#include "clock.h"
 #include "tracker.h"
 #include "registry.h"
 #include "native.h"
@@ -61,12 +67,14 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
-#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
-sp_ring_t *sp_sampler_ring;
-sp_thread_t *volatile sp_sampler_draining;
+/* The session object (session_state.h): its ring, `draining` and counters.  Stored
+ * (atomically) by sp_sampler_start before the handler is first installed, never
+ * cleared, and the object is never freed: the handler loads it with an atomic load
+ * (async-signal-safe) and may use it at every instruction, after stop too. */
+static sp_session_state_t *session;
 
 #define SP_DRAIN_AFTER 32
 
@@ -77,6 +85,11 @@ static struct sigaction old_action;
 static int chain_policy;              /* set before start: chain, don't refuse */
 static int chaining;                  /* a handler was there at start: forward to it */
 #define SP_TIMER_MAGIC 0x5350524f     /* si_value of our timers' signals */
+/* Timers run: the handler samples.  Cleared by stop, which then waits until
+ * running_handlers is 0.  Both sides use sequentially consistent operations (the
+ * handler's increment of running_handlers, then its load of armed; stop's store, then
+ * its load): either stop sees the handler and waits for it, or the handler sees armed
+ * clear and leaves the session's ring alone, which start may then replace. */
 static volatile int armed;
 static volatile int running_handlers;
 static int process_timer_kind;      /* PROCESS_TIMER_POSIX or _ITIMER when process_timer */
@@ -86,8 +99,6 @@ static timer_t process_posix_timer;
 static volatile int fork_rearm;     /* a forked child arms its timer on first Python code */
 static int fork_process_timer;      /* ... and the parent used the process-wide timer */
 static uint64_t last_ns;            /* clock reading at the previous sample; atomic */
-static uint64_t signals;            /* atomic */
-static uint64_t handler_ns;         /* time spent in the handler; atomic */
 static sp_mode_t cur_mode;
 static uint64_t cur_interval_ns;
 static int process_timer;           /* fallback: one ITIMER_PROF for the process */
@@ -98,39 +109,17 @@ static void (*wake_reader)(size_t used);
 static uint64_t timer_failures;
 
 uint64_t
-sp_clock_cpu_ns(void)   /* async-signal-safe */
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t
-sp_clock_wall_ns(void)  /* async-signal-safe */
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t
 sp_sampler_signals(void)
 {
-    return __atomic_load_n(&signals, __ATOMIC_RELAXED);
+    sp_session_state_t *s = __atomic_load_n(&session, __ATOMIC_ACQUIRE);
+    return s ? __atomic_load_n(&s->signals, __ATOMIC_RELAXED) : 0;
 }
 
 uint64_t
 sp_sampler_handler_ns(void)
 {
-    return __atomic_load_n(&handler_ns, __ATOMIC_RELAXED);
-}
-
-static uint64_t
-thread_cpu_ns(void)   /* async-signal-safe */
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    sp_session_state_t *s = __atomic_load_n(&session, __ATOMIC_ACQUIRE);
+    return s ? __atomic_load_n(&s->handler_ns, __ATOMIC_RELAXED) : 0;
 }
 
 static uintptr_t
@@ -247,18 +236,22 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         errno = saved_errno;
         return;
     }
-    __atomic_fetch_add(&running_handlers, 1, __ATOMIC_ACQ_REL);
-    uint64_t entered_ns = sp_clock_wall_ns();
-    if (!armed || !sp_sampler_ring)
+    __atomic_fetch_add(&running_handlers, 1, __ATOMIC_SEQ_CST);
+    /* Valid at every instruction: see `session` above. */
+    sp_session_state_t *s = __atomic_load_n(&session, __ATOMIC_ACQUIRE);
+    uint64_t entered_ns = sp_clock_monotonic_ns();
+    /* The ring only after `armed`: start replaces it while no timer is armed. */
+    sp_ring_t *ring = NULL;
+    if (!__atomic_load_n(&armed, __ATOMIC_SEQ_CST) || !s || !(ring = s->ring))
         goto out;
-    __atomic_fetch_add(&signals, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->signals, 1, __ATOMIC_RELAXED);
     sp_thread_t *t = sp_shadow_self();
     uint64_t now, prev;
     if (process_timer) {
-        now = sp_clock_cpu_ns();
+        now = sp_clock_process_cpu_ns();
         prev = __atomic_exchange_n(&last_ns, now, __ATOMIC_ACQ_REL);
     } else if (t) {
-        now = cur_mode == SP_MODE_CPU ? thread_cpu_ns() : sp_clock_wall_ns();
+        now = cur_mode == SP_MODE_CPU ? sp_clock_thread_cpu_ns() : sp_clock_monotonic_ns();
         prev = t->last_clock_ns;
         t->last_clock_ns = now;
     } else {
@@ -266,10 +259,10 @@ on_signal(int sig, siginfo_t *info, void *ucv)
     }
     uint64_t weight = now > prev ? now - prev : 0;
 
-    sp_record_t *rec = sp_ring_reserve(sp_sampler_ring, weight);
+    sp_record_t *rec = sp_ring_reserve(ring, weight);
     if (rec) {
         rec->tid = t ? t->tid : (uint64_t)syscall(SYS_gettid);
-        if (sp_tracker_owns_pc(context_pc(ucv)) || (t && sp_sampler_draining == t))
+        if (sp_tracker_owns_pc(context_pc(ucv)) || (t && s->draining == t))
             rec->flags |= SP_SAMPLE_OVERHEAD;
         else if (!t || t->busy || t->depth == 0 || !tstate_alive(t))
             rec->flags |= SP_SAMPLE_NOPY;
@@ -278,11 +271,11 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         /* --native: the interrupted thread's C stack too (native.h). */
         if (sp_native_on && !(rec->flags & SP_SAMPLE_OVERHEAD))
             rec->nnative = sp_native_capture(ucv, rec->native, SP_RING_NATIVE);
-        sp_ring_commit(sp_sampler_ring, rec);
+        sp_ring_commit(ring, rec);
     }
     /* Ask for a drain early (a few dozen records): it keeps the ring far from full
      * and lets the drain see threads while they still have their names. */
-    if (sp_ring_used(sp_sampler_ring) >= SP_DRAIN_AFTER) {
+    if (sp_ring_used(ring) >= SP_DRAIN_AFTER) {
         sp_tracker_request_drain();
         if (t)
             t->room = 0;   /* this thread's next call takes the tracker's slow path */
@@ -292,9 +285,11 @@ on_signal(int sig, siginfo_t *info, void *ucv)
         t->room = 0;
     }
     if (wake_reader)   /* the drain thread, past its fill mark (drainer.h) */
-        wake_reader(sp_ring_used(sp_sampler_ring));
+        wake_reader(sp_ring_used(ring));
 out:
-    __atomic_fetch_add(&handler_ns, sp_clock_wall_ns() - entered_ns, __ATOMIC_RELAXED);
+    if (s)
+        __atomic_fetch_add(&s->handler_ns, sp_clock_monotonic_ns() - entered_ns,
+                           __ATOMIC_RELAXED);
     __atomic_fetch_sub(&running_handlers, 1, __ATOMIC_ACQ_REL);
     errno = saved_errno;
 }
@@ -326,15 +321,14 @@ thread_timer_start(sp_thread_t *t)
     if (timer_create(clock, &sev, &t->timer) < 0)
         return -1;
     struct timespec now;
-    if (clock_gettime(clock, &now) < 0) {
+    if (sp_clock_read(clock, &now) < 0) {
         timer_delete(t->timer);
         return -1;
     }
-    t->last_clock_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    t->last_clock_ns = sp_timespec_ns(&now);
     __atomic_store_n(&t->has_timer, 1, __ATOMIC_RELEASE);
     struct itimerspec its;
-    its.it_interval.tv_sec = cur_interval_ns / 1000000000u;
-    its.it_interval.tv_nsec = cur_interval_ns % 1000000000u;
+    its.it_interval = sp_ns_timespec(cur_interval_ns);
     its.it_value = its.it_interval;
     if (timer_settime(t->timer, 0, &its, NULL) < 0) {
         if (__atomic_exchange_n(&t->has_timer, 0, __ATOMIC_ACQ_REL))
@@ -379,8 +373,7 @@ process_timer_arm(uint64_t interval_ns)
     if (forced_fallback != FORCE_ITIMER &&
         timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &process_posix_timer) == 0) {
         struct itimerspec its;
-        its.it_interval.tv_sec = interval_ns / 1000000000u;
-        its.it_interval.tv_nsec = interval_ns % 1000000000u;
+        its.it_interval = sp_ns_timespec(interval_ns);
         its.it_value = its.it_interval;
         process_timer_kind = PROCESS_TIMER_POSIX;
         process_timer = 1;
@@ -487,9 +480,13 @@ itimer_watch_exec(void)
 /* --- end of the fallback section --- */
 
 int
-sp_sampler_start(uint64_t interval_ns, sp_mode_t mode, void (*wake)(size_t used))
+sp_sampler_start(sp_session_state_t *s, uint64_t interval_ns, sp_mode_t mode,
+                 void (*wake)(size_t used))
 {
     struct sigaction sa, prev;
+    /* Before the handler can be installed (one object per process: a later start
+     * stores the same address). */
+    __atomic_store_n(&session, s, __ATOMIC_RELEASE);
     if (sigaction(SIGPROF, NULL, &prev) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
@@ -544,10 +541,8 @@ sp_sampler_start(uint64_t interval_ns, sp_mode_t mode, void (*wake)(size_t used)
     timer_failures = 0;
     process_timer = 0;
     fork_rearm = 0;
-    __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&handler_ns, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
-    armed = 1;
+    __atomic_store_n(&last_ns, sp_clock_process_cpu_ns(), __ATOMIC_RELEASE);
+    __atomic_store_n(&armed, 1, __ATOMIC_RELEASE);   /* after the ring (see `armed`) */
     sp_shadow_watch(on_attach, thread_timer_stop);
     forced_fallback = mode == SP_MODE_CPU ? read_forced_fallback() : 0;
     int started = 0, failed = 0;
@@ -590,8 +585,6 @@ sp_sampler_after_fork_child(int keep)
     /* Only this thread exists in the child: no handler is running here, whatever the
      * parent's threads were doing at the fork. */
     __atomic_store_n(&running_handlers, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&signals, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&handler_ns, 0, __ATOMIC_RELAXED);
     fork_rearm = 0;
     if (!armed)
         return;
@@ -602,7 +595,7 @@ sp_sampler_after_fork_child(int keep)
         armed = 0;
         return;
     }
-    __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
+    __atomic_store_n(&last_ns, sp_clock_process_cpu_ns(), __ATOMIC_RELEASE);
     fork_rearm = 1;
 }
 
@@ -620,7 +613,7 @@ sp_sampler_fork_rearm(void)
     fork_rearm = 0;
     if (!armed)
         return;
-    __atomic_store_n(&last_ns, sp_clock_cpu_ns(), __ATOMIC_RELEASE);
+    __atomic_store_n(&last_ns, sp_clock_process_cpu_ns(), __ATOMIC_RELEASE);
     if (fork_process_timer) {
         if (process_timer_arm(cur_interval_ns) < 0)
             timer_failures++;
@@ -654,10 +647,10 @@ sp_sampler_stop(void)
     sp_shadow_watch(NULL, thread_timer_stop);
     for (sp_thread_t *t = sp_threads; t; t = t->next)
         thread_timer_stop(t);
-    armed = 0;
+    __atomic_store_n(&armed, 0, __ATOMIC_SEQ_CST);
     fork_rearm = 0;
-    /* A handler may still be running on another thread: wait for it. */
-    while (__atomic_load_n(&running_handlers, __ATOMIC_ACQUIRE))
+    /* A handler may still be running on another thread: wait for it (see `armed`). */
+    while (__atomic_load_n(&running_handlers, __ATOMIC_SEQ_CST))
         sched_yield();
     /* The handler stays installed (see the top of this file): a signal of ours still
      * queued to some thread is dropped when it arrives. */
@@ -674,8 +667,7 @@ sp_sampler_set_interval(uint64_t interval_ns)
         return -1;
     cur_interval_ns = interval_ns;
     struct itimerspec its;
-    its.it_interval.tv_sec = interval_ns / 1000000000u;
-    its.it_interval.tv_nsec = interval_ns % 1000000000u;
+    its.it_interval = sp_ns_timespec(interval_ns);
     its.it_value = its.it_interval;
     if (process_timer) {
         if (process_timer_kind == PROCESS_TIMER_POSIX)

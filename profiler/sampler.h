@@ -6,23 +6,17 @@
 #define SP_SAMPLER_H
 
 #include <stdint.h>
-#include "ring.h"
-#include "shadow.h"
+#include "session_state.h"
 
-typedef enum { SP_MODE_CPU = 0, SP_MODE_WALL = 1 } sp_mode_t;
-
-/* The ring the handler writes to; set before sp_sampler_start, kept after stop. */
-extern sp_ring_t *sp_sampler_ring;
-/* The thread state currently draining the ring (samples that interrupt it are
- * profiler overhead).  GIL. */
-extern sp_thread_t *volatile sp_sampler_draining;
-
-/* Installs the handler and arms the timer.  After each sample the handler calls
- * `wake` (NULL: nothing) with the number of records in the ring, so that the ring's
- * reader may wake up; it must be async-signal-safe and re-entrant.  Returns -1 with a
- * Python exception set (e.g. another SIGPROF handler or ITIMER_PROF timer is in
- * place).  GIL held. */
-int sp_sampler_start(uint64_t interval_ns, sp_mode_t mode, void (*wake)(size_t used));
+/* Installs the handler and arms the timer for `session` (session_state.h): the handler
+ * writes into its ring, reads its `draining` and adds to its signals and handler_ns;
+ * the object must outlive the process's handler (session.c's is never freed).  After
+ * each sample the handler calls `wake` (NULL: nothing) with the number of records in
+ * the ring, so that the ring's reader may wake up; it must be async-signal-safe and
+ * re-entrant.  Returns -1 with a Python exception set (e.g. another SIGPROF handler or
+ * ITIMER_PROF timer is in place).  GIL held. */
+int sp_sampler_start(sp_session_state_t *session, uint64_t interval_ns, sp_mode_t mode,
+                     void (*wake)(size_t used));
 /* What start does when the program already has a SIGPROF handler or ITIMER_PROF
  * timer: refuse (0, the default) or chain (1): install ours, and hand every SIGPROF
  * that our timers did not send to the handler that was there.  GIL held. */
@@ -31,7 +25,7 @@ void sp_sampler_set_chain(int chain);
  * installed (see sampler.c).  GIL held. */
 void sp_sampler_stop(void);
 /* In a forked child (pthread_atfork child handler; async-signal-safe): forget the
- * parent's handlers in progress and counters; if `keep`, leave the timer to be armed
+ * parent's handlers in progress (the session zeroes the counters); if `keep`, leave the timer to be armed
  * by sp_sampler_fork_rearm when the child first runs Python code, else stop sampling. */
 void sp_sampler_after_fork_child(int keep);
 /* Whether a forked child still has to arm its timer; arms it.  GIL held. */
@@ -42,14 +36,11 @@ void sp_sampler_fork_rearm(void);
  * 0 none, 1 a POSIX timer, 2 ITIMER_PROF. */
 uint64_t sp_sampler_timer_failures(void);
 int sp_sampler_process_timer(void);
-/* Signals delivered (sampled or not) since start. */
+/* Signals of ours handled (sampled or not) since start; nanoseconds spent inside the
+ * handler since start (wall clock; the handler does not block, so this is its CPU cost
+ * too): the session's counters.  Any thread. */
 uint64_t sp_sampler_signals(void);
-/* Nanoseconds spent inside the handler since start (wall clock; the handler does not
- * block, so this is its CPU cost too).  Any thread. */
 uint64_t sp_sampler_handler_ns(void);
-/* Clocks, in ns. */
-uint64_t sp_clock_cpu_ns(void);
-uint64_t sp_clock_wall_ns(void);
 /* Re-arms the running timers with a new interval (overhead budget).  GIL held.
  * Returns -1 if sampling is not running. */
 int sp_sampler_set_interval(uint64_t interval_ns);

@@ -1,12 +1,16 @@
 /* session.c: the profiling session's life cycle (see session.h): start, stop, the
- * forked child, and the session's clocks and counters.
+ * forked child, and the session object (session_state.h) that holds the ring, the
+ * table, the counters and the clocks.
  *
- * Shared state: everything here is written with the GIL held by start(), stop() and
- * _set_interval(), or by the pthread_atfork child handler before the child runs any
- * Python code; it is read with the GIL.  The signal handler reads none of it.
+ * Shared state: `session`, one static object, never freed.  Its storage, facts and
+ * clocks are written here with the GIL held by start(), stop() and _set_interval(), or
+ * by the pthread_atfork child handler before the child runs any Python code; the
+ * sampler, the drain and the drain thread are handed its address and write only what
+ * session_state.h gives them.  Nothing here assigns another file's globals.
  */
 #include "session.h"
 #include "backend.h"
+#include "clock.h"
 #include "drain.h"
 #include "drainer.h"
 #include "native.h"
@@ -18,54 +22,67 @@
 #include "tracker.h"
 
 #include <pthread.h>
-#include <time.h>
+#include <string.h>
 
-static int running;
-static sp_mode_t mode;
-static uint64_t interval_ns;
-static uint64_t start_wall_ns, start_cpu_ns, start_unix_ns;
-static uint64_t stop_wall_ns, stop_cpu_ns;
-static size_t ring_records = 4096;
-static int native;       /* native stacks captured */
-static int fork_keep = 1;
-/* Bumped by start() and in a forked child: marks (export.c) of another session are
- * refused. */
-static uint64_t generation;
+/* The session object (session_state.h).  Its address is handed to the sampler's
+ * handler, which may read it at any instruction for the life of the process: it is
+ * never freed nor moved. */
+static sp_session_state_t session = {.ring_records = 4096, .fork_keep = 1};
 
-static uint64_t
-unix_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The session's clocks start now.  Memory stores and clock reads only. */
+/* The session's clocks start now.  Memory stores and clock reads only
+ * (async-signal-safe: also the fork child's). */
 static void
 clocks_start(void)
 {
-    start_wall_ns = sp_clock_wall_ns();
-    start_cpu_ns = sp_clock_cpu_ns();
-    start_unix_ns = unix_ns();
+    session.start_wall_ns = sp_clock_monotonic_ns();
+    session.start_cpu_ns = sp_clock_process_cpu_ns();
+    session.start_unix_ns = sp_clock_realtime_ns();
+}
+
+/* Zeroes every counter of the session, the drain's, the handler's and the drain
+ * thread's.  Memory stores only (also the fork child's).  No handler of ours may be
+ * sampling (start: no timer armed; fork child: the only thread). */
+static void
+counters_reset(void)
+{
+    memset(&session.stats, 0, sizeof(session.stats));
+    __atomic_store_n(&session.signals, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&session.handler_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&session.drainer_wakes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&session.drainer_spills, 0, __ATOMIC_RELAXED);
 }
 
 void
 sp_session_get(sp_session_t *out)
 {
-    out->generation = generation;
-    out->running = running;
-    out->native = native;
-    out->wall = mode == SP_MODE_WALL;
-    out->interval_ns = interval_ns;
-    out->start_unix_ns = start_unix_ns;
-    out->duration_ns = (running ? sp_clock_wall_ns() : stop_wall_ns) - start_wall_ns;
-    out->cpu_ns = (running ? sp_clock_cpu_ns() : stop_cpu_ns) - start_cpu_ns;
+    const sp_session_state_t *s = &session;
+    out->generation = s->generation;
+    out->running = s->running;
+    out->native = s->native;
+    out->wall = s->mode == SP_MODE_WALL;
+    out->interval_ns = s->interval_ns;
+    out->start_unix_ns = s->start_unix_ns;
+    out->duration_ns =
+        (s->running ? sp_clock_monotonic_ns() : s->stop_wall_ns) - s->start_wall_ns;
+    out->cpu_ns = (s->running ? sp_clock_process_cpu_ns() : s->stop_cpu_ns) - s->start_cpu_ns;
+}
+
+sp_table_t *
+sp_session_table(void)
+{
+    return session.table;
+}
+
+sp_drain_stats_t *
+sp_session_stats(void)
+{
+    return &session.stats;
 }
 
 int
 sp_session_running(void)
 {
-    return running;
+    return session.running;
 }
 
 /* What a tracker's slow path calls when the ring is to be drained (backend.h): a
@@ -94,26 +111,28 @@ drain_before_free(void)
 static void
 after_fork_child(void)
 {
-    if (!running)
+    if (!session.running)
         return;
     sp_shadow_after_fork_child();
-    if (sp_sampler_ring)
-        sp_ring_reset(sp_sampler_ring);
+    if (session.ring)
+        sp_ring_reset(session.ring);
     sp_drain_reset();
+    counters_reset();
     sp_registry_reset_counts();
-    generation++;
+    session.generation++;
     clocks_start();
-    sp_drainer_after_fork_child(fork_keep);   /* drainer.h: restarted once Python runs */
-    if (fork_keep) {
+    /* drainer.h: restarted once Python runs, with the same session object. */
+    sp_drainer_after_fork_child(session.fork_keep);
+    if (session.fork_keep) {
         sp_sampler_after_fork_child(1);
         /* Through the tracker's slow path on the first Python call: drain_requested. */
         sp_tracker_request_drain();
     } else {
         sp_sampler_after_fork_child(0);
         sp_tracker_disable();
-        running = 0;
-        stop_wall_ns = start_wall_ns;
-        stop_cpu_ns = start_cpu_ns;
+        session.running = 0;
+        session.stop_wall_ns = session.start_wall_ns;
+        session.stop_cpu_ns = session.start_cpu_ns;
     }
 }
 
@@ -126,41 +145,46 @@ sp_session_init(void)
 }
 
 /* The registry, a ring of ring_size records (kept if the size is unchanged) and a new
- * table.  -1 with an exception set. */
+ * table in the session object, handed to the drain.  -1 with an exception set. */
 static int
 storage_init(size_t ring_size, size_t max_stacks)
 {
     if (sp_registry_init() < 0)
         return -1;
     sp_registry_on_free(drain_before_free);
-    if (!sp_sampler_ring || ring_size != ring_records) {
+    if (!session.ring || ring_size != session.ring_records) {
         sp_ring_t *r = sp_ring_new(ring_size);
         if (!r) {
             PyErr_NoMemory();
             return -1;
         }
-        sp_ring_t *old = sp_sampler_ring;
-        sp_sampler_ring = r;
-        sp_ring_free(old);   /* no handler is armed between sessions */
-        ring_records = ring_size;
+        /* No handler is past its `armed` check between sessions (sp_sampler_stop
+         * waited for them) and no drain thread runs (sp_drainer_stop joined it), so
+         * nothing holds the old ring. */
+        sp_ring_t *old = session.ring;
+        session.ring = r;
+        sp_ring_free(old);
+        session.ring_records = ring_size;
     } else {
-        sp_ring_reset(sp_sampler_ring);
+        sp_ring_reset(session.ring);
     }
     sp_table_t *t = sp_table_new(max_stacks);
     if (!t) {
         PyErr_NoMemory();
         return -1;
     }
-    sp_table_free(sp_drain_table);
-    sp_drain_table = t;
+    sp_table_free(session.table);
+    session.table = t;
+    sp_drain_attach(&session);
     sp_drain_reset();
+    counters_reset();
     return 0;
 }
 
 int
 sp_session_start(const sp_session_config_t *c)
 {
-    if (running) {
+    if (session.running) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is already running");
         return -1;
     }
@@ -169,56 +193,56 @@ sp_session_start(const sp_session_config_t *c)
     if (storage_init(c->ring_size, c->max_stacks) < 0)
         return -1;
     sp_registry_reset_counts();
-    sp_shadow_capacity = c->max_depth;
+    sp_shadow_set_capacity(c->max_depth);
     if (sp_shadow_seed_all() < 0)
         return -1;
     if (sp_backend_attach(c->backend, drain_requested) < 0)
         return -1;
-    mode = c->mode;
-    interval_ns = c->interval_ns;
-    generation++;
-    fork_keep = c->fork_keep;
+    session.mode = c->mode;
+    session.interval_ns = c->interval_ns;
+    session.generation++;
+    session.fork_keep = c->fork_keep;
     clocks_start();
-    stop_wall_ns = stop_cpu_ns = 0;
-    native = c->native;
+    session.stop_wall_ns = session.stop_cpu_ns = 0;
+    session.native = c->native;
     sp_native_reset_counts();
-    sp_native_set(native);
-    if (sp_sampler_start(interval_ns, mode, sp_drainer_poke) < 0) {
+    sp_native_set(session.native);
+    if (sp_sampler_start(&session, session.interval_ns, session.mode, sp_drainer_poke) < 0) {
         sp_native_set(0);
         sp_backend_detach();
         return -1;
     }
-    if (sp_drainer_start(sp_sampler_ring) < 0) {   /* drainer.h */
+    if (sp_drainer_start(&session) < 0) {   /* drainer.h */
         sp_sampler_stop();
         sp_native_set(0);
         sp_backend_detach();
         return -1;
     }
-    running = 1;
+    session.running = 1;
     return 0;
 }
 
 void
 sp_session_stop(void)
 {
-    if (!running) {
+    if (!session.running) {
         sp_backend_detach();   /* e.g. left attached in a child forked with fork='stop' */
         return;
     }
     sp_sampler_stop();
     sp_native_set(0);
     sp_backend_detach();
-    stop_wall_ns = sp_clock_wall_ns();
-    stop_cpu_ns = sp_clock_cpu_ns();
+    session.stop_wall_ns = sp_clock_monotonic_ns();
+    session.stop_cpu_ns = sp_clock_process_cpu_ns();
     sp_drainer_stop();   /* drainer.h: joined (GIL released meanwhile) before the last drain */
     sp_drain();
-    running = 0;
+    session.running = 0;
 }
 
 int
 sp_session_track_only(int on, int backend)
 {
-    if (running) {
+    if (session.running) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is running");
         return -1;
     }
@@ -236,10 +260,10 @@ sp_session_track_only(int on, int backend)
 int
 sp_session_set_interval(uint64_t ns)
 {
-    if (!running || sp_sampler_set_interval(ns) < 0) {
+    if (!session.running || sp_sampler_set_interval(ns) < 0) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler is not running");
         return -1;
     }
-    interval_ns = ns;
+    session.interval_ns = ns;
     return 0;
 }

@@ -2,7 +2,10 @@
  * facts other files report about it.
  *
  * One session per process at a time (the Python layer nests Profiler objects on top of
- * it).  A session owns what start() sets up in order, and stop() takes down in reverse:
+ * it).  Its state is one object (session_state.h: the ring, the table, the counters,
+ * the clocks and the generation), owned by session.c and handed to the sampler
+ * (sp_sampler_start), the drain (sp_drain_attach) and the drain thread
+ * (sp_drainer_start).  A session sets up in order, and stop() takes down in reverse:
  * the registry's drain-before-free callback, the ring and the table, the shadow stacks
  * (seeded), the tracker (backend.h), the sampler's timers, the drain thread.  Its clocks
  * and counters start at start() and, in a forked child that keeps profiling, again at
@@ -15,7 +18,7 @@
 #define SP_SESSION_H
 
 #include "compat.h"
-#include "sampler.h"
+#include "session_state.h"
 #include <stdint.h>
 
 /* What start() was given, validated by the caller (module.c). */
@@ -38,6 +41,17 @@ typedef struct {
 } sp_session_t;
 
 void sp_session_get(sp_session_t *out);
+
+/* The session's aggregation table: the one way to it for every file but the drain
+ * (handed the session object).  NULL before the first start; after stop it keeps the
+ * last session's data until the next start.  GIL held. */
+sp_table_t *sp_session_table(void);
+/* The session's drain counters (session_state.h); never NULL.  Written by the drain,
+ * and by export.c's _table_add for tests, as the drain would.  GIL held. */
+sp_drain_stats_t *sp_session_stats(void);
+/* The counters under the global's old name, for export.c until its rewrite is merged
+ * (then: sp_session_stats()).  Not to be used in new code. */
+#define sp_drain_stats (*sp_session_stats())
 
 /* Starts a session: resets every count, seeds the shadow stacks, attaches the tracker,
  * arms the timers and starts the drain thread.  Returns -1 with an exception set (and

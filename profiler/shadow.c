@@ -15,6 +15,12 @@
 __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
 sp_thread_t *sp_threads;
 uint32_t sp_shadow_capacity = 1024;
+
+void
+sp_shadow_set_capacity(uint32_t frames)
+{
+    sp_shadow_capacity = frames;
+}
 /* sp_shadow_watch's callbacks.  Written with the GIL; watch_exit read at thread exit
  * (it is set once, at the first start, and never cleared). */
 static void (*watch_attach)(sp_thread_t *t);

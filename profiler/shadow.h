@@ -102,8 +102,10 @@ extern sp_thread_t *sp_threads;
  * at thread exit; its timer is deleted).  GIL held. */
 void sp_shadow_watch(void (*on_attach)(sp_thread_t *t), void (*on_exit)(sp_thread_t *t));
 
-/* Capacity of new stacks (frames).  Set by start(). */
+/* Capacity of new stacks (frames).  Set by start() through sp_shadow_set_capacity;
+ * GIL. */
 extern uint32_t sp_shadow_capacity;
+void sp_shadow_set_capacity(uint32_t frames);
 
 /* Attaches the calling thread (GIL held): finds the state seeded for `ts` or makes a
  * new one, and sets sp_tls.  Returns NULL if memory runs out. */

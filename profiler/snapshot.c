@@ -74,7 +74,8 @@ mark_used(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
 PyObject *
 sp_snapshot(void)
 {
-    if (!sp_drain_table) {
+    sp_table_t *table = sp_session_table();
+    if (!table) {
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the profiler has not been started");
         return NULL;
     }
@@ -86,10 +87,10 @@ sp_snapshot(void)
     if (!used || !res || !functions || !stacks || !calls || !edges)
         goto fail;
 
-    size_t n = sp_table_size(sp_drain_table);
+    size_t n = sp_table_size(table);
     for (size_t i = 0; i < n; i++) {
         sp_stack_view_t v;
-        sp_table_get(sp_drain_table, i, &v);
+        sp_table_get(table, i, &v);
         if (!v.count)
             continue;
         PyObject *frames = PyTuple_New(v.nlocs);
@@ -144,6 +145,7 @@ sp_snapshot(void)
     }
     sp_session_t sess;
     sp_session_get(&sess);
+    const sp_drain_stats_t *st = sp_session_stats();
     if (PyDict_SetItemString(res, "functions", functions) < 0 ||
         PyDict_SetItemString(res, "stacks", stacks) < 0 ||
         PyDict_SetItemString(res, "calls", calls) < 0 ||
@@ -151,17 +153,18 @@ sp_snapshot(void)
         goto fail;
     /* Counters and facts: each value is made here and stolen by put_items. */
     item_t items[] = {
-        {"samples", U64(sp_drain_stats.samples)},
-        {"weight_ns", U64(sp_drain_stats.weight_ns)},
-        {"lost", U64(sp_drain_stats.lost)},
-        {"lost_weight_ns", U64(sp_drain_stats.lost_weight_ns)},
-        {"overhead", U64(sp_drain_stats.overhead)},
-        {"overhead_weight_ns", U64(sp_drain_stats.overhead_weight_ns)},
-        {"table_full", U64(sp_drain_stats.table_full)},
+        {"samples", U64(st->samples)},
+        {"weight_ns", U64(st->weight_ns)},
+        {"lost", U64(st->lost)},
+        {"lost_weight_ns", U64(st->lost_weight_ns)},
+        {"overhead", U64(st->overhead)},
+        {"overhead_weight_ns", U64(st->overhead_weight_ns)},
+        {"table_full", U64(st->table_full)},
         {"signals", U64(sp_sampler_signals())},
         {"handler_ns", U64(sp_sampler_handler_ns())},
-        {"drain_ns", U64(sp_drain_stats.drain_ns)},
-        {"drainer_drains", U64(sp_drainer_drains())},   /* drainer.h */
+        {"drain_ns", U64(st->drain_ns)},
+        /* The key's old name: the drain thread's spills (drainer.h). */
+        {"drainer_drains", U64(sp_drainer_spills())},
         {"interval_ns", U64(sess.interval_ns)},
         {"start_unix_ns", U64(sess.start_unix_ns)},
         {"duration_ns", U64(sess.duration_ns)},

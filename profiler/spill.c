@@ -9,12 +9,12 @@
 #define _GNU_SOURCE 1
 #endif
 #include "spill.h"
+#include "clock.h"
 #include "table.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 
 #define KEY_MAX (1 + SP_RING_FRAMES + SP_RING_NATIVE)
 /* The overflow entry's header: no record has these flags. */
@@ -25,14 +25,6 @@ static sp_table_t *table;            /* lock */
 static uint64_t pending;             /* atomic; see spill.h */
 static sp_spill_totals_t totals;     /* lock: since the last take */
 static int atfork_done;              /* GIL (sp_spill_init's caller) */
-
-static uint64_t
-wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void
 prepare_fork(void)
@@ -136,7 +128,7 @@ sp_spill_from_ring(sp_ring_t *ring)
     size_t moved = 0;
     pthread_mutex_lock(&lock);
     if (table) {
-        uint64_t t0 = wall_ns();
+        uint64_t t0 = sp_clock_monotonic_ns();
         sp_record_t *rec;
         while ((rec = sp_ring_peek(ring)) != NULL) {
             spill_one(rec);
@@ -146,7 +138,7 @@ sp_spill_from_ring(sp_ring_t *ring)
             moved++;
         }
         totals.spilled += moved;
-        totals.spill_ns += wall_ns() - t0;
+        totals.spill_ns += sp_clock_monotonic_ns() - t0;
     }
     pthread_mutex_unlock(&lock);
     return moved;

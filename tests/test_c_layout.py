@@ -70,3 +70,114 @@ def test_trackers_do_not_know_each_other():
         assert "backend" not in graph[t], t + " includes the selection of trackers"
     knowers = sorted(u for u, used in graph.items() if trackers <= used)
     assert knowers == ["backend"]
+
+
+
+# ---------------------------------------------------------------------------
+# Globals: a mutable global is written only by the file that defines it.  The pieces
+# of a session are handed the session object (session_state.h) instead.
+
+EXTERN = re.compile(r"^\s*extern\s+([^;]*);", re.M)
+COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+ATTRIBUTE = re.compile(r"__attribute__\s*\(\(.*\)\)")
+DECLARED_NAME = re.compile(r"(\w+)\s*(?:\[[^\]]*\])?\s*(?:,|$)")
+
+# What session.c once wired by assigning other files' globals (issue #14).
+SESSION_WIRING = ("sp_sampler_ring", "sp_drain_table", "sp_sampler_draining")
+
+
+def source(name):
+    """profiler/name without its comments."""
+    with open(os.path.join(PROFILER, name), encoding="utf-8") as f:
+        return COMMENT.sub(" ", f.read())
+
+
+def c_files():
+    return sorted(n for n in os.listdir(PROFILER) if n.endswith(".c"))
+
+
+def globals_by_file():
+    """{name: the .c file defining it} of every mutable global a header declares."""
+    owners = {}
+    for name in sorted(os.listdir(PROFILER)):
+        if not name.endswith(".h"):
+            continue
+        for decl in EXTERN.findall(source(name)):
+            decl = ATTRIBUTE.sub(" ", decl).strip()
+            if decl.startswith('"') or re.match(r"const\b", decl) or "(" in decl:
+                continue   # extern "C", constants and functions: nobody assigns them
+            for var in DECLARED_NAME.findall(decl):
+                owners[var] = name[:-2] + ".c"
+    return owners
+
+
+def assignments(text, var):
+    """The lines of C `text` that store into `var`, or a member or element of it: by
+    =, op=, ++, --, or as the destination of an __atomic builtin or memset/memcpy.
+    A store through a pointer the global holds (p->x = ...) leaves the global as it
+    was and is not one."""
+    lvalue = r"\b%s\b(?:\s*(?:\[[^\]]*\]|\.\w+))*(?!\s*->)" % re.escape(var)
+    store = re.compile(
+        r"%(lv)s\s*(?:[-+*/%%&|^]|<<|>>)?=(?!=)"
+        r"|%(lv)s\s*(?:\+\+|--)|(?:\+\+|--)\s*%(lv)s"
+        r"|\b(?:__atomic_(?!load)\w+|memset|memcpy)\s*\(\s*&\s*%(lv)s" % {"lv": lvalue})
+    return [line.strip() for line in text.splitlines() if store.search(line)]
+
+
+def test_assignments_finds_stores():
+    text = ("a = 1;\nb.x += 2;\nc[3].y++;\n--d;\n__atomic_store_n(&e.f, 0, 0);\n"
+            "memset(&g, 0, n);\nif (h == 1 || i <= 2) j(h, &i);\n"
+            "k = __atomic_load_n(&l, 0);\nm->n = 0;\n")
+    found = {v for v in "abcdefghijklm" if assignments(text, v)}
+    assert found == {"a", "b", "c", "d", "e", "g", "k"}
+
+
+def test_globals_are_found():
+    owners = globals_by_file()
+    # A plain global, a thread-local with an attribute, a volatile one.
+    assert owners.get("sp_threads") == "shadow.c"
+    assert owners.get("sp_tls") == "shadow.c"
+    assert owners.get("sp_native_on") == "native.c"
+    assert not any(name.startswith("sp_tracker_pep523") for name in owners)   # const
+
+
+def test_no_file_assigns_another_files_global():
+    owners = globals_by_file()
+    found = []
+    for name in c_files():
+        text = source(name)
+        for var, owner in sorted(owners.items()):
+            if owner != name:
+                found += ["%s: %s" % (name, line) for line in assignments(text, var)]
+    assert not found, "assignments to another file's global:\n" + "\n".join(found)
+
+
+def test_session_wiring_is_not_global():
+    """The ring, the table and the draining thread live in the session object, handed
+    to the sampler and the drain: no header exports them, no file assigns them."""
+    owners = globals_by_file()
+    assert not set(SESSION_WIRING) & set(owners), sorted(set(SESSION_WIRING) & set(owners))
+    for name in c_files():
+        text = source(name)
+        for var in SESSION_WIRING:
+            assert not assignments(text, var), (name, var)
+
+
+# ---------------------------------------------------------------------------
+# Clocks: read through profiler/clock.h only.
+
+# export.c keeps its own now_ns() until its rewrite (another change) is merged; remove
+# it from here then.
+CLOCK_ALLOWED = {"clock.h", "export.c"}
+NS_FROM_TIMESPEC = re.compile(r"tv_sec\s*\*\s*(?:1000000000|1e9|SP_NS_PER_SEC)")
+
+
+def test_clocks_are_read_in_clock_h_only():
+    found = []
+    for name in sorted(os.listdir(PROFILER)):
+        if not name.endswith((".c", ".h")) or name in CLOCK_ALLOWED:
+            continue
+        text = source(name)
+        if "clock_gettime" in text or NS_FROM_TIMESPEC.search(text):
+            found.append(name)
+    assert not found, "clock_gettime or a timespec->ns conversion outside clock.h: %s" % found
