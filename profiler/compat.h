@@ -142,6 +142,20 @@ sp_frame_caller(sp_pyframe_t *f)
 #  define SP_FRAME_IS_CREATION(f) 0
 #endif
 
+/* For the PEP 523 hook, given a frame of generator code and the hook's throwflag (0
+ * or 1): whether it is an ordinary resumption (neither the creation nor a throw()), in
+ * one compare on 3.11+: a frame being evaluated is owned by its thread or by its
+ * generator, never by a frame object (FRAME_OWNED_BY_GENERATOR + 1), so owner equals
+ * GENERATOR + throwflag only for a generator's frame with throwflag 0. */
+#if PY_VERSION_HEX >= 0x030B0000
+_Static_assert(FRAME_OWNED_BY_GENERATOR + 1 == FRAME_OWNED_BY_FRAME_OBJECT,
+               "SP_FRAME_IS_PLAIN_RESUME relies on the order of the frame owners");
+#  define SP_FRAME_IS_PLAIN_RESUME(f, throwflag) \
+    ((unsigned char)(f)->owner == (unsigned char)(FRAME_OWNED_BY_GENERATOR + (throwflag)))
+#else
+#  define SP_FRAME_IS_PLAIN_RESUME(f, throwflag) ((throwflag) == 0)
+#endif
+
 /* Whether the generator frame f is suspended at a yield.  CPython's throw() into a
  * generator that delegates (yield from, await) makes the delegating frame current
  * without resuming it, while the exception is thrown into the sub-generator; the
@@ -186,8 +200,9 @@ sp_frame_suspended(sp_pyframe_t *f)
 #  define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #  define SP_HOT __attribute__((section("sp_hot_text"), noinline))
 /* A hook whose every exit is a tail call needs no frame pointer: it never appears in a
- * native backtrace, and a sample that interrupts it counts as overhead. */
-#  define SP_NO_FRAME __attribute__((optimize("omit-frame-pointer")))
+ * native backtrace, and a sample that interrupts it counts as overhead.  Its search
+ * loop is entered once per call at most: no padding executed before it. */
+#  define SP_NO_FRAME __attribute__((optimize("omit-frame-pointer", "align-loops=1", "no-crossjumping")))
 #else
 #  define SP_NO_FRAME
 #  define SP_LIKELY(x) (x)

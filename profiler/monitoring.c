@@ -133,11 +133,10 @@ count_slow(sp_code_t *e, uint32_t caller)
 static inline __attribute__((always_inline)) PyObject *
 on_push(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t idx)
 {
-    sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL))   /* sp_tracker_state: see tracker.h */
-        return push_slow(args, nargs, 0);
     /* t->live_tstate is the thread's state as long as CPython has not cleared it (see
-     * sp_shadow_bind), which saves a call into CPython per event. */
+     * sp_shadow_bind), which saves a call into CPython per event; NULL also for a
+     * thread with no state (sp_shadow_detached). */
+    sp_thread_t *t = sp_tls_track;
     PyThreadState *ts = t->live_tstate;
     if (SP_UNLIKELY(ts == NULL || nargs < 1))
         return push_slow(args, nargs, 0);
@@ -163,7 +162,7 @@ on_push(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t idx)
         top = sp_tracker_caller_below(t->stack, top, parent);
         if (top == NULL)
             return push_slow(args, nargs, 0);
-        d = (uint32_t)(top - t->stack) + 1;
+        d = top->pos;
     }
     sp_shadow_push(t, top, d, f, e);
     uint32_t caller = top->code_id;

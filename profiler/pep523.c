@@ -160,6 +160,21 @@ eval_count_slow(PyThreadState *ts, sp_pyframe_t *f, int throwflag, sp_code_t *e,
     return call_prev(ts, f, throwflag);
 }
 
+/* The fast path's end, once the caller's entry `top` (at depth d - 1) is known: push,
+ * count the edge, tail-call the evaluation function.  Inlined at both its uses. */
+static inline __attribute__((always_inline)) PyObject *
+eval_record(PyThreadState *ts, sp_pyframe_t *f, int throwflag, sp_thread_t *t,
+            sp_entry_t *top, uint32_t d, sp_code_t *e)
+{
+    sp_shadow_push(t, top, d, f, e);
+    uint32_t caller = top->code_id;
+    if (SP_LIKELY(e->edge_caller[0] == caller)) {
+        e->edge_count[0]++;
+        return call_prev(ts, f, throwflag);
+    }
+    return eval_count_slow(ts, f, throwflag, e, caller);
+}
+
 /* The hook.  `idx` is sp_registry_extra_index: the constant 0 in sp_eval_frame0 (the
  * common case: shadowprof is the first co_extra user), which saves the size check.
  * Every exit is a tail call, so that it needs no frame of its own. */
@@ -171,38 +186,37 @@ eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag, Py_ssize_t idx)
 #if defined(__x86_64__)
     __asm__("" : "+D"(ts), "+S"(f), "+d"(throwflag));
 #endif
-    sp_thread_t *t = sp_tls;
-    if (SP_UNLIKELY(t == NULL))   /* sp_tracker_state: see tracker.h */
-        return eval_slow(ts, f, throwflag);
+    /* Also sends a thread with no state (sp_shadow_detached) to the slow path. */
+    sp_thread_t *t = sp_tls_track;
     if (SP_UNLIKELY(SP_STACK_POINTER() < t->c_stack_low))
         return eval_slow(ts, f, throwflag);
     uintptr_t slot = sp_code_slot(SP_FRAME_CODE(f), idx);
-    if (SP_UNLIKELY(!(slot & SP_CODE_TAG_CALL))) {
+    sp_code_t *e;
+    if (SP_LIKELY(slot & SP_CODE_TAG_CALL)) {
+        e = (sp_code_t *)(slot & ~SP_CODE_TAGS);
+    } else {
         /* No entry yet, or generator code: its resumptions are calls, its creation
-         * is not. */
-        if (slot == 0 || SP_FRAME_IS_CREATION(f) || throwflag)
+         * is not, and a throw() needs the slow path's caller. */
+        if (slot == 0 || !SP_FRAME_IS_PLAIN_RESUME(f, throwflag))
             return eval_slow(ts, f, throwflag);
+#if PY_VERSION_HEX >= 0x030D0000
+        e = (sp_code_t *)(slot & ~SP_CODE_TAGS);
+#else
+        e = (sp_code_t *)slot;   /* untagged: not CALL, and INIT is 3.13's */
+#endif
     }
-    sp_code_t *e = (sp_code_t *)(slot & ~SP_CODE_TAGS);
     uint32_t d = t->depth;
     if (SP_UNLIKELY(d - 1 >= t->room))   /* empty, full, overflowing, or drain */
         return eval_slow(ts, f, throwflag);
     sp_entry_t *top = &t->stack[d - 1];
     sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
-    if (SP_UNLIKELY(top->frame != parent)) {
-        /* Frames that ended since the last push are still on top (shadow.h). */
-        top = sp_tracker_caller_below(t->stack, top, parent);
-        if (top == NULL)
-            return eval_slow(ts, f, throwflag);
-        d = (uint32_t)(top - t->stack) + 1;
-    }
-    sp_shadow_push(t, top, d, f, e);
-    uint32_t caller = top->code_id;
-    if (SP_LIKELY(e->edge_caller[0] == caller)) {
-        e->edge_count[0]++;
-        return call_prev(ts, f, throwflag);
-    }
-    return eval_count_slow(ts, f, throwflag, e, caller);
+    if (SP_LIKELY(top->frame == parent))
+        return eval_record(ts, f, throwflag, t, top, d, e);
+    /* Frames that ended since the last push are still on top (shadow.h). */
+    top = sp_tracker_caller_below(t->stack, top, parent);
+    if (top == NULL)
+        return eval_slow(ts, f, throwflag);
+    return eval_record(ts, f, throwflag, t, top, top->pos, e);
 }
 
 SP_HOT SP_NO_FRAME static PyObject *

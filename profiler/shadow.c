@@ -13,6 +13,13 @@
 #include <unistd.h>
 
 __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
+/* Never written: every field sends the trackers to their slow paths (shadow.h). */
+sp_thread_t sp_shadow_detached = {.c_stack_low = UINTPTR_MAX, .deep_base = -1};
+/* Initialised with an address: each thread's copy is made from the relocated image,
+ * also for threads that existed when the module was loaded (glibc copies the image
+ * of static TLS into every thread at dlopen). */
+__thread sp_thread_t *sp_tls_track __attribute__((tls_model("initial-exec"))) =
+    &sp_shadow_detached;
 sp_thread_t *sp_threads;
 uint32_t sp_shadow_capacity = 1024;
 
@@ -46,7 +53,7 @@ thread_exited(void *arg)
     sp_thread_t *t = arg;
     if (watch_exit)
         watch_exit(t);
-    sp_tls = NULL;
+    sp_shadow_set_tls(NULL);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     __atomic_store_n(&t->dead, 1, __ATOMIC_RELEASE);
 }
@@ -115,6 +122,26 @@ threading_tids(void)
 }
 #endif
 
+/* A stack of cap entries after its sentinel (see sp_thread_t.stack), or NULL. */
+static sp_entry_t *
+stack_new(uint32_t cap)
+{
+    sp_entry_t *s = calloc((size_t)cap + 1, sizeof(sp_entry_t));
+    if (!s)
+        return NULL;
+    for (uint32_t i = 0; i <= cap; i++)
+        s[i].pos = i;
+    s[0].code_id = SP_ID_ROOT;
+    return s + 1;
+}
+
+static void
+stack_free(sp_entry_t *s)
+{
+    if (s)
+        free(s - 1);
+}
+
 static sp_thread_t *
 state_new(PyThreadState *ts, uint64_t tid)
 {
@@ -122,7 +149,7 @@ state_new(PyThreadState *ts, uint64_t tid)
     if (!t)
         return NULL;
     t->cap = sp_shadow_capacity;
-    t->stack = calloc(t->cap, sizeof(sp_entry_t));
+    t->stack = stack_new(t->cap);
     if (!t->stack) {
         free(t);
         return NULL;
@@ -171,7 +198,7 @@ tstate_cleared(PyObject *capsule)
         /* Cleared by its own thread (thread exit, PyGILState_Release of a C thread):
          * the next hook call on this thread attaches again and binds the new state. */
         if (t == sp_tls)
-            sp_tls = NULL;
+            sp_shadow_set_tls(NULL);
     }
 }
 
@@ -234,7 +261,7 @@ sp_shadow_attach(PyThreadState *ts)
     t->in_session = 1;
     t->attached = 1;
     pthread_setspecific(exit_key, t);
-    sp_tls = t;
+    sp_shadow_set_tls(t);
     sp_shadow_bind(t);   /* may run Python code (GC): only once sp_tls is set */
     if (watch_attach)
         watch_attach(t);
@@ -263,7 +290,7 @@ sp_shadow_ignore_self(void)
     t->overflow = 0;
     t->cur_id = SP_ID_ROOT;
     if (sp_tls == t)
-        sp_tls = NULL;          /* the hook passes this thread's calls through */
+        sp_shadow_set_tls(NULL);   /* the hook passes this thread's calls through */
     sp_shadow_bind(t);          /* so that start() knows its thread state */
     return 0;
 }
@@ -321,7 +348,7 @@ seed(sp_thread_t *t)
 static void
 state_free(sp_thread_t *t)
 {
-    free(t->stack);
+    stack_free(t->stack);
     free(t);
 }
 
@@ -380,7 +407,7 @@ sp_shadow_seed_all(void)
             }
         }
         if (t->cap != sp_shadow_capacity) {
-            sp_entry_t *s = calloc(sp_shadow_capacity, sizeof(sp_entry_t));
+            sp_entry_t *s = stack_new(sp_shadow_capacity);
             if (!s) {
                 Py_XDECREF(tids);
                 PyErr_NoMemory();
@@ -392,7 +419,7 @@ sp_shadow_seed_all(void)
             t->stack = s;
             t->cap = sp_shadow_capacity;
             t->depth = 0;
-            free(old);
+            stack_free(old);
         }
         t->tstate = ts;
         t->in_session = 1;
@@ -459,7 +486,7 @@ sp_shadow_count(size_t *bytes)
     size_t n = 0, b = 0;
     for (sp_thread_t *t = sp_threads; t; t = t->next) {
         n++;
-        b += sizeof(*t) + t->cap * sizeof(sp_entry_t);
+        b += sizeof(*t) + ((size_t)t->cap + 1) * sizeof(sp_entry_t);
     }
     if (bytes)
         *bytes = b;

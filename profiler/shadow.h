@@ -60,7 +60,8 @@
 typedef struct {
     sp_pyframe_t *frame;
     uint32_t code_id;
-    uint32_t pad_;
+    uint32_t pos;            /* the depth when this entry is the top one (index + 1):
+                                written when the array is made, never after */
 } sp_entry_t;
 
 typedef struct sp_thread {
@@ -74,7 +75,9 @@ typedef struct sp_thread {
     int deep_base;           /* overflowing under sys.monitoring: the interpreter's
                                 depth of the frame stored on top (monitoring.c); -1 under
                                 the PEP 523 tracker; owner thread, GIL */
-    sp_entry_t *stack;
+    sp_entry_t *stack;       /* cap entries, and below stack[0] the sentinel stack[-1]
+                                (pos 0, code id SP_ID_ROOT) that ends the trackers'
+                                searches (sp_tracker_caller_below) */
     PyThreadState *tstate;   /* the interpreter's state of this thread */
     PyThreadState *live_tstate;  /* tstate until CPython clears it, then NULL (see
                                     sp_shadow_bind); read by monitoring.c; GIL */
@@ -92,6 +95,21 @@ typedef struct sp_thread {
 } sp_thread_t;
 
 extern __thread sp_thread_t *sp_tls __attribute__((tls_model("initial-exec")));
+
+/* The trackers' view of sp_tls: the same state, or instead of NULL sp_shadow_detached,
+ * a state that sends every tracker fast path to its slow path (its c_stack_low is the
+ * top of the address space, its live_tstate NULL, its room 0), so that the fast paths
+ * need no NULL test.  Set only through sp_shadow_set_tls.  Owner thread. */
+extern __thread sp_thread_t *sp_tls_track __attribute__((tls_model("initial-exec")));
+extern sp_thread_t sp_shadow_detached;
+
+/* Sets sp_tls and sp_tls_track.  Owner thread; async-signal-safe. */
+static inline void
+sp_shadow_set_tls(sp_thread_t *t)
+{
+    sp_tls = t;
+    sp_tls_track = t ? t : &sp_shadow_detached;
+}
 
 /* Head of the list of all thread states.  Written with the GIL held; read by the
  * handler (the list is only ever prepended to while profiling runs). */

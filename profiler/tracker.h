@@ -85,19 +85,20 @@ uint32_t sp_tracker_push_depth(sp_thread_t *t, sp_pyframe_t *parent);
  * all of them).  Owner thread, GIL held. */
 void sp_tracker_trim(sp_thread_t *t, sp_pyframe_t *parent);
 
-/* The fast paths' search under lazy pops: the entry of `parent` below `top`, whose
- * frame is not parent (frames that ended since the last push are still on top), or
- * NULL if it is not on the stack down to `base` (the slow path then handles it).
- * Owner thread, GIL held. */
+/* The fast paths' search under lazy pops: the entry of `parent` below `top` (whose
+ * frame is not parent: frames that ended since the last push are still on top), or
+ * NULL if it is not on the stack (the slow path then handles it).  `stack` is the
+ * thread's stack: the search writes parent into its sentinel (shadow.h), which ends
+ * it, so each step is one compare.  The entry's depth is its `pos`.  Owner thread,
+ * GIL held. */
 static inline __attribute__((always_inline)) sp_entry_t *
-sp_tracker_caller_below(sp_entry_t *base, sp_entry_t *top, const sp_pyframe_t *parent)
+sp_tracker_caller_below(sp_entry_t *stack, sp_entry_t *top, const sp_pyframe_t *parent)
 {
-    do {
-        if (top == base)
-            return NULL;
+    stack[-1].frame = (sp_pyframe_t *)parent;
+    do
         top--;
-    } while (top->frame != parent);
-    return top;
+    while (top->frame != parent);
+    return top >= stack ? top : NULL;
 }
 
 /* The code id of the complete frame f, or SP_ID_ROOT (f NULL or untracked).  GIL. */

@@ -5,12 +5,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import shadowprof
 
 # ------------------------------------------------------------------ C stack exhausted
 
 C_STACK = r'''
 import json, sys, threading, weakref, gc
+import pytest
+
 import shadowprof
 
 class Token:
@@ -139,3 +143,93 @@ def test_thread_stacks_leave_out_ended_frames():
     names = [name for name, _, _ in mine]
     assert names[-1] == "test_thread_stacks_leave_out_ended_frames", names
     assert "_leaf" not in names
+
+
+HOOKS = ["eval", "monitoring"] if sys.version_info >= (3, 12) else ["eval"]
+
+
+def _dive(n):
+    if n == 0:
+        raise LookupError("bottom")
+    return _dive(n - 1)
+
+
+def _after_unwind(depth, seen):
+    try:
+        _dive(depth)
+    except LookupError:
+        pass
+    # The `depth + 1` frames of _dive ended by the exception, not by a return: their
+    # entries are all still on the shadow stack above this frame's, and the next call
+    # finds its caller below them.
+    return _look(seen)
+
+
+def _look(seen):
+    from shadowprof import _core
+    import threading
+    names = [name for name, _, _ in _core.thread_stacks()[threading.get_native_id()]]
+    seen.append(names)
+    return _leaf()
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_a_call_after_an_exception_unwound_many_frames(hook):
+    """After an exception unwinds hundreds of frames, the next call's caller is found
+    below their entries (lazy pops: the search goes past every ended frame): the
+    stack read at that call shows no ended frame, and the counts and edges are exact."""
+    from shadowprof import _core
+    seen = []
+    with shadowprof.Profiler(interval="10ms", hook=hook, correct_overhead=False) as p:
+        for _ in range(3):
+            _after_unwind(400, seen)
+    for names in seen:
+        assert names[-2:] == ["_after_unwind", "_look"], names[-5:]
+        assert "_dive" not in names
+    ids = {f: _core.code_id(f.__code__) for f in (_after_unwind, _dive, _look, _leaf)}
+    calls, edges = p.profile.calls, p.profile.edges
+    assert calls[ids[_dive]] == 3 * 401
+    assert calls[ids[_look]] == 3 and calls[ids[_leaf]] == 3
+    assert edges[(ids[_after_unwind], ids[_look])] == 3
+    assert edges[(ids[_look], ids[_leaf])] == 3
+    assert edges[(ids[_dive], ids[_dive])] == 3 * 400
+
+
+THREAD_BEFORE_IMPORT = r'''
+import sys, threading
+go, done = threading.Event(), threading.Event()
+out = {}
+
+def leaf(i):
+    return i
+
+def body():
+    go.wait()
+    out["sum"] = sum(leaf(i) for i in range(1000))
+    done.set()
+
+th = threading.Thread(target=body)
+th.start()                       # before the extension is loaded
+import shadowprof                # noqa: E402
+from shadowprof import _core     # noqa: E402
+p = shadowprof.Profiler(interval="10ms", hook=sys.argv[1], correct_overhead=False).start()
+go.set()
+done.wait()
+p.stop()
+th.join()
+print(out["sum"], p.profile.calls[_core.code_id(leaf.__code__)])
+'''
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_thread_started_before_the_extension_loaded(tmp_path, hook):
+    """A thread that existed before shadowprof's extension was loaded gets the
+    trackers' thread-local view of its (absent) state initialised all the same (the
+    static TLS image is copied into every running thread at load): its calls are
+    counted, not crashed on."""
+    script = tmp_path / "before.py"
+    script.write_text(THREAD_BEFORE_IMPORT)
+    r = subprocess.run([sys.executable, str(script), hook], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["499500", "1000"], r.stdout

@@ -146,7 +146,7 @@ class Modes:
                 pass
         if any(m in SP_MODES for m in modes):
             try:
-                import shadowprof
+                import shadowprof._core   # the package imports nothing by itself
                 self.sp = shadowprof
             except ImportError:
                 pass
