@@ -9,7 +9,7 @@
  * One event per frame entry.  Pops are lazy (shadow.h): the next push drops the frames
  * that ended since (returned, yielded or unwound), finding the new frame's caller on
  * the stack by address, so PY_RETURN, PY_YIELD and PY_UNWIND are not asked for.  That
- * halves what the mechanism costs: each event is a vectorcall of our builtin by
+ * halves what the mechanism costs: each event is a vectorcall of our callback by
  * CPython's instrumentation.
  *
  * Tool id: the first free one of 3 and 4, never 0-2 (debugger, coverage, profiler:
@@ -22,8 +22,8 @@
  * counts as profiler overhead.  Install and uninstall run with the GIL held
  * (backend.c).
  *
- * Per event the callback does what its signature forces (CPython calls a METH_FASTCALL
- * builtin with the code object and an offset) plus a few loads: the thread's state
+ * Per event the callback does what its signature forces (CPython calls it through its
+ * vectorcall slot with the code object and an offset) plus a few loads: the thread's state
  * (kept in sp_thread_t, see sp_shadow_bind), its current frame (the frame that
  * starts), the code's registry entry, the caller on top of the stack.  No Python API
  * call.  Frames deeper than the stack's capacity are counted and not stored; with no

@@ -11,14 +11,18 @@
  *
  * Cost.  The hook pushes and then tail-calls the evaluation function: it has no frame
  * of its own and nothing to do when the frame ends, because pops are lazy (shadow.h):
- * the next push drops whatever ended since.  Its fast path is about 35 instructions:
- * the thread's state (one TLS load), the C stack check, the code's registry entry
- * (co_extra, tagged so that one test also rules out generator creation), the caller
- * on top of the stack, the entry, the caller->callee edge.  Anything else (first call
- * of a thread or a code object, generator creation, an empty or full stack, a caller
- * not on top, a drain request) goes to eval_slow.  Frames deeper than the stack's
- * capacity are counted there with a frame of ours around the call (overflow is
- * decremented when they end).
+ * the next push drops whatever ended since.  Its fast path is 33 instructions when
+ * the caller's entry is on top, a few more per ended frame above it (36-40 per call
+ * over a do-nothing evaluation function on 3.11, benchmarks/hookcost/RESULTS.md):
+ * the thread's state (one TLS load, never NULL: see sp_tls_track), the C stack
+ * check, the code's registry entry (co_extra, tagged so that one test tells plain code
+ * from generator code, and one compare a generator's resumption from its creation or
+ * a throw()), the caller on top of the stack or found below the entries of ended
+ * frames, the entry, the caller->callee edge.  Anything else (first call of a thread
+ * or a code object, generator creation, an empty or full stack, a caller not on the
+ * stack, a drain request) goes to eval_slow.  Frames deeper than the stack's capacity
+ * are counted there with a frame of ours around the call (overflow is decremented
+ * when they end).
  */
 #include "pep523.h"
 

@@ -225,6 +225,29 @@ def test_own_tool_id_taken_and_released():
         mon.free_tool_id(3)
 
 
+@needs_monitoring
+def test_callbacks_called_directly_change_nothing():
+    """The callbacks (objects of shadowprof's own vectorcall type) return None and
+    record nothing when called other than by CPython for the frame that starts: no
+    arguments, keywords, another code object."""
+    mon = sys.monitoring
+    E = mon.events
+    with shadowprof.Profiler(interval="10ms", hook="monitoring",
+                             correct_overhead=False) as p:
+        tool = 3 if mon.get_tool(3) == "shadowprof" else 4
+        cb = mon.register_callback(tool, E.PY_START, None)   # borrow it back
+        mon.register_callback(tool, E.PY_START, cb)
+        assert callable(cb) and type(cb).__name__ == "_monitor_callback"
+        assert cb() is None
+        assert cb(x=1) is None
+        assert cb(_leaf.__code__, 0) is None
+        assert cb(_leaf.__code__, 0, code=1) is None
+        _work(5)
+    calls = p.profile.calls
+    assert calls[_core.code_id(_leaf.__code__)] == 5
+    assert calls[_core.code_id(_work.__code__)] == 1
+
+
 def _traced(n):
     total = 0
     for i in range(n):
