@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,524 @@ sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out)
     for (size_t i = 0; i < t->n; i++)
         sp_pb_bytes(out, SP_PROFILE_STRING_TABLE, t->arena.p + t->strs[i].off,
                     t->strs[i].len);
+}
+
+/* ------------------------------------------------------------------ the profile */
+
+void
+sp_pprof_init(sp_pprof_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    sp_buf_init(&p->text);
+}
+
+void
+sp_pprof_free(sp_pprof_t *p)
+{
+    sp_buf_free(&p->text);
+    free(p->funcs);
+    free(p->natives);
+    free(p->threads);
+    free(p->frames);
+    free(p->samples);
+    free(p->comments);
+    sp_pprof_init(p);
+}
+
+sp_span_t
+sp_pprof_text(sp_pprof_t *p, const char *s, size_t n)
+{
+    sp_span_t sp = {p->text.len, n};
+    sp_buf_append(&p->text, s, n);
+    if (p->text.oom)
+        p->oom = 1;
+    return sp;
+}
+
+int
+sp_pprof_reserve(sp_pprof_t *p, void **arr, size_t *cap, size_t len, size_t n, size_t size)
+{
+    if (p->oom)
+        return -1;
+    if (*cap - len >= n)
+        return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c - len < n)
+        c *= 2;
+    void *a = realloc(*arr, c * size);
+    if (!a) {
+        p->oom = 1;
+        return -1;
+    }
+    *arr = a;
+    *cap = c;
+    return 0;
+}
+
+size_t
+sp_pprof_frames(sp_pprof_t *p, const uint64_t *frames, size_t n)
+{
+    size_t off = p->nframes;
+    if (n && sp_pprof_reserve(p, (void **)&p->frames, &p->frames_cap, p->nframes, n,
+                              sizeof(uint64_t)) == 0) {
+        memcpy(p->frames + off, frames, n * sizeof(uint64_t));
+        p->nframes += n;
+    }
+    return off;
+}
+
+/* The id of the interpreter's Mapping; native objects' follow in first-use order. */
+#define MAPPING_PYTHON 1
+
+/* The encoder's working state: one per sp_pprof_encode call. */
+typedef struct {
+    const sp_pprof_t *p;
+    sp_buf_t *out;
+    sp_buf_t locs;          /* Location messages, appended after the mappings */
+    sp_buf_t labels;        /* the encoded labels of each thread, in first-use order */
+    sp_buf_t scratch;
+    sp_strtab_t *strings;
+    /* frame key + 1 -> location id: open addressing, multiplicative hash; 0 marks an
+     * empty slot */
+    struct loc_slot { uint64_t key1, id; } *loc_slots;
+    size_t nlocs, loc_cap;  /* loc_cap: a power of two */
+    int loc_shift;          /* 64 - log2(loc_cap) */
+    uint64_t *thread_labels;  /* by thread: offset << 20 | length + 1 in labels; 0 new */
+    uint64_t *native_mapping; /* by native: its Mapping id; 0 not yet known */
+    sp_strtab_t *mapping_paths;   /* native paths in first-use order */
+    uint32_t *mapping_native;     /* by path index: the native that named it first */
+    size_t nmappings;
+    uint8_t unknown[32];    /* the caller=unknown label, once encoded */
+    size_t unknown_len;
+} enc_t;
+
+/* Sizes of the previous profile encoded: a writer called once a period starts at the
+ * sizes it will need instead of growing to them.  Hints only (any value is correct;
+ * loc_cap_hint stays a power of two), read and written relaxed by concurrent
+ * encoders. */
+static size_t loc_cap_hint = 4096, out_hint, locs_hint;
+#define HINT_GET(h) __atomic_load_n(&(h), __ATOMIC_RELAXED)
+#define HINT_SET(h, v) __atomic_store_n(&(h), (v), __ATOMIC_RELAXED)
+
+static inline const char *
+span(const sp_pprof_t *p, sp_span_t s)
+{
+    return (const char *)p->text.p + s.off;
+}
+
+static inline uint64_t
+intern_span(enc_t *e, sp_span_t s)
+{
+    return (uint64_t)sp_strtab_intern(e->strings, span(e->p, s), s.len);
+}
+
+static inline uint64_t
+intern_c(enc_t *e, const char *s)
+{
+    return (uint64_t)sp_strtab_intern(e->strings, s, strlen(s));
+}
+
+static int
+loc_grow(enc_t *e)
+{
+    size_t cap = e->loc_cap ? e->loc_cap * 2 : HINT_GET(loc_cap_hint);
+    struct loc_slot *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return -1;
+    int shift = 64;
+    for (size_t c = cap; c > 1; c >>= 1)
+        shift--;
+    for (size_t i = 0; i < e->loc_cap; i++) {
+        if (!e->loc_slots[i].key1)
+            continue;
+        size_t j = (size_t)((e->loc_slots[i].key1 * 0x9E3779B97F4A7C15ull) >> shift);
+        while (slots[j].key1)
+            j = (j + 1) & (cap - 1);
+        slots[j] = e->loc_slots[i];
+    }
+    free(e->loc_slots);
+    e->loc_slots = slots;
+    e->loc_cap = cap;
+    e->loc_shift = shift;
+    return 0;
+}
+
+/* The Mapping id of a native function's object, given in first-use order. */
+static uint64_t
+native_mapping(enc_t *e, uint32_t native)
+{
+    if (e->native_mapping[native])
+        return e->native_mapping[native];
+    const sp_pnative_t *n = &e->p->natives[native];
+    /* "\1" + path: the paths' own table never confuses a path with "" */
+    e->scratch.len = 0;
+    sp_buf_append(&e->scratch, "\1", 1);
+    sp_buf_append(&e->scratch, span(e->p, n->path), n->path.len);
+    size_t before = sp_strtab_size(e->mapping_paths);
+    int64_t k = e->scratch.oom ? -1
+                : sp_strtab_intern(e->mapping_paths, (const char *)e->scratch.p,
+                                   e->scratch.len);
+    if (k < 0) {
+        e->out->oom = 1;
+        return MAPPING_PYTHON;
+    }
+    if (sp_strtab_size(e->mapping_paths) > before)
+        e->mapping_native[e->nmappings++] = native;
+    return e->native_mapping[native] = MAPPING_PYTHON + (uint64_t)k;
+}
+
+static void
+encode_location(enc_t *e, uint64_t id, uint32_t func, int32_t line)
+{
+    /* Written byte by byte: every key and length here is one byte. */
+    _Static_assert(SP_PROFILE_LOCATION < 16 && SP_LOCATION_LINE < 16, "one-byte keys");
+    const sp_pfunc_t *f = &e->p->funcs[func];
+    uint8_t line_msg[24], *q = line_msg;
+    *q++ = SP_LINE_FUNCTION_ID << 3 | SP_WT_VARINT;
+    q = sp_put_varint(q, f->id);
+    if (line) {
+        *q++ = SP_LINE_LINE << 3 | SP_WT_VARINT;
+        q = sp_put_varint(q, (uint64_t)(int64_t)line);
+    }
+    uint8_t msg[72], *m = msg + 2;    /* key and length of the Location first */
+    *m++ = SP_LOCATION_ID << 3 | SP_WT_VARINT;
+    m = sp_put_varint(m, id);
+    *m++ = SP_LOCATION_MAPPING_ID << 3 | SP_WT_VARINT;
+    if (!f->native) {
+        *m++ = MAPPING_PYTHON;
+    } else {
+        m = sp_put_varint(m, native_mapping(e, f->native - 1));
+        uint64_t address = e->p->natives[f->native - 1].address;
+        if (address) {
+            *m++ = SP_LOCATION_ADDRESS << 3 | SP_WT_VARINT;
+            m = sp_put_varint(m, address);
+        }
+    }
+    *m++ = SP_LOCATION_LINE << 3 | SP_WT_LEN;
+    *m++ = (uint8_t)(q - line_msg);
+    memcpy(m, line_msg, (size_t)(q - line_msg));
+    m += q - line_msg;
+    msg[0] = SP_PROFILE_LOCATION << 3 | SP_WT_LEN;
+    msg[1] = (uint8_t)(m - msg - 2);
+    sp_buf_append(&e->locs, msg, (size_t)(m - msg));
+}
+
+/* The id of the location of frame (function index, line), created on first use.
+ * Inline: a multiply and usually one probe for a location seen before. */
+static inline uint64_t
+location(enc_t *e, uint64_t key)
+{
+    uint64_t key1 = key + 1;
+    size_t mask = e->loc_cap - 1;
+    size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> e->loc_shift);
+    for (; e->loc_slots[j].key1; j = (j + 1) & mask)
+        if (e->loc_slots[j].key1 == key1)
+            return e->loc_slots[j].id;
+    uint64_t id = ++e->nlocs;
+    e->loc_slots[j].key1 = key1;
+    e->loc_slots[j].id = id;
+    encode_location(e, id, (uint32_t)(key >> 32), (int32_t)(uint32_t)key);
+    if (e->nlocs * 2 > e->loc_cap && loc_grow(e) < 0)
+        e->out->oom = 1;   /* the table stays valid, only fuller */
+    return id;
+}
+
+/* The labels of thread number t: "thread" with its name if it has one, and
+ * "thread_id"; encoded (and the name interned) on first use. */
+static void
+thread_labels(enc_t *e, uint32_t t, const uint8_t **lab, size_t *len)
+{
+    uint64_t v = e->thread_labels[t];
+    if (!v) {
+        const sp_pthread_t *th = &e->p->threads[t];
+        size_t start = e->labels.len;
+        if (th->named) {
+            uint64_t name = intern_span(e, th->name);
+            size_t m = sp_pb_begin(&e->labels, SP_SAMPLE_LABEL);
+            sp_pb_int(&e->labels, SP_LABEL_KEY, intern_c(e, "thread"));
+            sp_pb_int(&e->labels, SP_LABEL_STR, name);
+            sp_pb_end(&e->labels, m);
+        }
+        size_t m = sp_pb_begin(&e->labels, SP_SAMPLE_LABEL);
+        sp_pb_int(&e->labels, SP_LABEL_KEY, intern_c(e, "thread_id"));
+        sp_pb_int(&e->labels, SP_LABEL_NUM, th->tid);
+        sp_pb_end(&e->labels, m);
+        /* offset << 20 | length + 1: labels of one thread are far below 1 MiB */
+        v = e->thread_labels[t] = (uint64_t)start << 20 | (e->labels.len - start + 1);
+    }
+    *lab = e->labels.p + (v >> 20);
+    *len = (size_t)(v & ((1u << 20) - 1)) - 1;
+}
+
+static void
+value_type(enc_t *e, int field, const char *type, const char *unit)
+{
+    size_t m = sp_pb_begin(e->out, field);
+    sp_pb_int(e->out, SP_VALUETYPE_TYPE, intern_c(e, type));
+    sp_pb_int(e->out, SP_VALUETYPE_UNIT, intern_c(e, unit));
+    sp_pb_end(e->out, m);
+}
+
+/* Decimal of v into buf (24 bytes); returns its length. */
+static int
+format_int(char *buf, int64_t v)
+{
+    char tmp[24];
+    int n = 0, len = 0;
+    uint64_t u = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    return len;
+}
+
+/* The Function message of f: name, system name (cProfile's label,
+ * file:first line(co_name), unless synthetic) and file name interned in that order. */
+static void
+encode_function(enc_t *e, const sp_pfunc_t *f)
+{
+    const sp_pprof_t *p = e->p;
+    uint64_t name = intern_span(e, f->name), sys = 0;
+    if (!f->synthetic) {
+        const char *q = span(p, f->name), *co = q + f->name.len;
+        while (co > q && co[-1] != '.')
+            co--;
+        char num[24];
+        int num_len = format_int(num, f->start_line);
+        e->scratch.len = 0;
+        sp_buf_append(&e->scratch, span(p, f->filename), f->filename.len);
+        sp_buf_append(&e->scratch, ":", 1);
+        sp_buf_append(&e->scratch, num, (size_t)num_len);
+        sp_buf_append(&e->scratch, "(", 1);
+        sp_buf_append(&e->scratch, co, (size_t)(q + f->name.len - co));
+        sp_buf_append(&e->scratch, ")", 1);
+        if (e->scratch.oom)
+            e->out->oom = 1;
+        else
+            sys = (uint64_t)sp_strtab_intern(e->strings, (const char *)e->scratch.p,
+                                             e->scratch.len);
+    }
+    uint64_t file = intern_span(e, f->filename);
+    sp_buf_t *out = e->out;
+    size_t m = sp_pb_begin(out, SP_PROFILE_FUNCTION);
+    sp_pb_int(out, SP_FUNCTION_ID, f->id);
+    sp_pb_int(out, SP_FUNCTION_NAME, name);
+    sp_pb_int(out, SP_FUNCTION_SYSTEM_NAME, sys);
+    sp_pb_int(out, SP_FUNCTION_FILENAME, file);
+    sp_pb_int(out, SP_FUNCTION_START_LINE, (uint64_t)f->start_line);
+    sp_pb_end(out, m);
+}
+
+/* One Sample. */
+static void
+encode_sample(enc_t *e, const sp_psample_t *s)
+{
+    sp_buf_t *out = e->out;
+    const uint8_t *lab = NULL;
+    size_t lab_len = 0;
+    if (s->label == SP_PLABEL_THREAD) {
+        thread_labels(e, s->thread, &lab, &lab_len);
+    } else if (s->label == SP_PLABEL_UNKNOWN_CALLER) {
+        if (!e->unknown_len) {
+            sp_buf_t lb;
+            sp_buf_init(&lb);
+            size_t m = sp_pb_begin(&lb, SP_SAMPLE_LABEL);
+            sp_pb_int(&lb, SP_LABEL_KEY, intern_c(e, "caller"));
+            sp_pb_int(&lb, SP_LABEL_STR, intern_c(e, "unknown"));
+            sp_pb_end(&lb, m);
+            if (lb.oom || lb.len > sizeof(e->unknown))
+                out->oom = 1;
+            else
+                memcpy(e->unknown, lb.p, e->unknown_len = lb.len);
+            sp_buf_free(&lb);
+        }
+        lab = e->unknown;
+        lab_len = e->unknown_len;
+    }
+    size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
+    if (s->nframes) {
+        size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
+        /* room for every id at once: location() appends to e->locs, not to out */
+        if (sp_buf_reserve(out, (size_t)s->nframes * 10) == 0) {
+            const uint64_t *fr = e->p->frames + s->frames;
+            uint8_t *q = out->p + out->len;
+            for (uint32_t k = s->nframes; k-- > 0;)
+                q = sp_put_varint(q, location(e, fr[k]));
+            out->len = (size_t)(q - out->p);
+        }
+        sp_pb_end(out, l);
+    }
+    size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
+    if (sp_buf_reserve(out, 30) == 0) {
+        uint8_t *q = out->p + out->len;
+        q = sp_put_varint(q, (uint64_t)s->values[0]);
+        q = sp_put_varint(q, (uint64_t)s->values[1]);
+        q = sp_put_varint(q, (uint64_t)s->values[2]);
+        out->len = (size_t)(q - out->p);
+    }
+    sp_pb_end(out, v);
+    /* labels may move if thread_labels grew them: copied after the lookup */
+    sp_buf_append(out, lab, lab_len);
+    sp_pb_end(out, m);
+}
+
+static void
+encode_profile(enc_t *e)
+{
+    const sp_pprof_t *p = e->p;
+    sp_buf_t *out = e->out;
+    const char *time_type = p->wall ? "wall" : "cpu";
+    value_type(e, SP_PROFILE_SAMPLE_TYPE, "samples", "count");
+    value_type(e, SP_PROFILE_SAMPLE_TYPE, time_type, "nanoseconds");
+    value_type(e, SP_PROFILE_SAMPLE_TYPE, "calls", "count");
+    intern_c(e, "thread");
+    intern_c(e, "thread_id");
+    for (size_t i = 0; i < p->nsamples && !out->oom && !e->locs.oom; i++)
+        encode_sample(e, &p->samples[i]);
+
+    /* The interpreter's Mapping, fully symbolized: tools then neither try to
+     * symbolize the locations nor complain that the main binary is unknown; then one
+     * per native object. */
+    size_t m = sp_pb_begin(out, SP_PROFILE_MAPPING);
+    sp_pb_int(out, SP_MAPPING_ID, MAPPING_PYTHON);
+    sp_pb_int(out, SP_MAPPING_FILENAME, intern_span(e, p->interpreter));
+    sp_pb_int(out, SP_MAPPING_HAS_FUNCTIONS, 1);
+    sp_pb_int(out, SP_MAPPING_HAS_FILENAMES, 1);
+    sp_pb_int(out, SP_MAPPING_HAS_LINE_NUMBERS, 1);
+    sp_pb_int(out, SP_MAPPING_HAS_INLINE_FRAMES, 1);
+    sp_pb_end(out, m);
+    for (size_t k = 0; k < e->nmappings; k++) {
+        const sp_pnative_t *n = &p->natives[e->mapping_native[k]];
+        m = sp_pb_begin(out, SP_PROFILE_MAPPING);
+        sp_pb_int(out, SP_MAPPING_ID, MAPPING_PYTHON + 1 + k);
+        sp_pb_int(out, SP_MAPPING_MEMORY_START, n->map_start);
+        sp_pb_int(out, SP_MAPPING_MEMORY_LIMIT, n->map_limit);
+        sp_pb_int(out, SP_MAPPING_FILE_OFFSET, n->map_offset);
+        sp_pb_int(out, SP_MAPPING_FILENAME, intern_span(e, n->path));
+        sp_pb_int(out, SP_MAPPING_BUILD_ID, intern_span(e, n->build_id));
+        sp_pb_int(out, SP_MAPPING_HAS_FUNCTIONS, 1);
+        sp_pb_end(out, m);
+    }
+    sp_buf_append(out, e->locs.p, e->locs.len);
+    for (size_t i = 0; i < p->nfuncs; i++)
+        if (p->funcs[i].present)
+            encode_function(e, &p->funcs[i]);
+
+    sp_pb_int(out, SP_PROFILE_TIME_NANOS, (uint64_t)p->time_nanos);
+    sp_pb_int(out, SP_PROFILE_DURATION_NANOS, (uint64_t)p->duration_nanos);
+    value_type(e, SP_PROFILE_PERIOD_TYPE, time_type, "nanoseconds");
+    sp_pb_int(out, SP_PROFILE_PERIOD, (uint64_t)p->period);
+    e->scratch.len = 0;
+    for (size_t k = 0; k < p->ncomments; k++)
+        sp_buf_varint(&e->scratch, intern_span(e, p->comments[k]));
+    if (p->ncomments)
+        sp_pb_bytes(out, SP_PROFILE_COMMENT, e->scratch.p, e->scratch.len);
+    sp_pb_int(out, SP_PROFILE_DEFAULT_SAMPLE_TYPE, intern_c(e, time_type));
+    /* The string table last: every string has been interned by now. */
+    sp_strtab_encode(e->strings, out);
+}
+
+int
+sp_pprof_encode(const sp_pprof_t *p, sp_buf_t *out)
+{
+    enc_t e;
+    memset(&e, 0, sizeof(e));
+    e.p = p;
+    e.out = out;
+    sp_buf_init(&e.locs);
+    sp_buf_init(&e.labels);
+    sp_buf_init(&e.scratch);
+    int rc = -1;
+    if (p->oom)
+        goto done;
+    /* every frame names a function of the table */
+    for (size_t i = 0; i < p->nframes; i++) {
+        if ((p->frames[i] >> 32) >= p->nfuncs) {
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    e.strings = sp_strtab_new();
+    e.mapping_paths = sp_strtab_new();
+    e.thread_labels = calloc(p->nthreads + 1, sizeof(uint64_t));
+    e.native_mapping = calloc(p->nnatives + 1, sizeof(uint64_t));
+    e.mapping_native = calloc(p->nnatives + 1, sizeof(uint32_t));
+    if (!e.strings || !e.mapping_paths || !e.thread_labels || !e.native_mapping ||
+        !e.mapping_native || loc_grow(&e) < 0 || sp_buf_reserve(out, HINT_GET(out_hint)) < 0 ||
+        sp_buf_reserve(&e.locs, HINT_GET(locs_hint)) < 0)
+        goto done;
+    encode_profile(&e);
+    if (out->oom || e.locs.oom || e.labels.oom || e.scratch.oom)
+        goto done;
+    HINT_SET(loc_cap_hint, e.loc_cap);
+    HINT_SET(locs_hint, e.locs.len);
+    HINT_SET(out_hint, out->len);
+    rc = 0;
+done:
+    sp_buf_free(&e.locs);
+    sp_buf_free(&e.labels);
+    sp_buf_free(&e.scratch);
+    sp_strtab_free(e.strings);
+    sp_strtab_free(e.mapping_paths);
+    free(e.loc_slots);
+    free(e.thread_labels);
+    free(e.native_mapping);
+    free(e.mapping_native);
+    if (rc < 0)
+        errno = ENOMEM;
+    return rc;
+}
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int
+sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
+              int do_fsync, int mode, sp_buf_t *out, sp_pprof_emit_t *st)
+{
+    sp_buf_t raw;
+    sp_buf_init(&raw);
+    memset(st, 0, sizeof(*st));
+    out->len = 0;
+    uint64_t t0 = now_ns();
+    sp_buf_t *enc = level ? &raw : out;
+    int rc = -1;
+    if (sp_pprof_encode(p, enc) < 0) {
+        st->step = 1;
+        goto done;
+    }
+    uint64_t t1 = now_ns();
+    st->encode_ns = t1 - t0;
+    st->raw_bytes = enc->len;
+    if (level && (use_zlib ? sp_pprof_gzip_zlib(raw.p, raw.len, level, out)
+                           : sp_pprof_gzip(raw.p, raw.len, level, out)) < 0) {
+        st->step = 2;
+        goto done;
+    }
+    uint64_t t2 = now_ns();
+    st->compress_ns = t2 - t1;
+    st->file_bytes = out->len;
+    if (path && sp_pprof_write_file(path, out->p, out->len, do_fsync, mode) < 0) {
+        st->step = 3;
+        goto done;
+    }
+    st->write_ns = now_ns() - t2;
+    rc = 0;
+done:;
+    int err = errno;
+    sp_buf_free(&raw);
+    errno = err;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ files */

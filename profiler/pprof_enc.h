@@ -240,6 +240,116 @@ size_t sp_strtab_size(const sp_strtab_t *t);
 /* Appends every string, in index order, as Profile.string_table fields. */
 void sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out);
 
+/* ------------------------------------------------------------------ the profile */
+
+/* A profile as the encoder takes it: plain C, no Python objects, so that it can be
+ * encoded with the GIL released.  Both writers fill one: export.c (the live session,
+ * from the table and the registry) and analysis/_pprof.c (a Profile model from
+ * analysis/pprof.py); sp_pprof_encode writes every byte of profile.proto for both.
+ *
+ * Strings are bytes (UTF-8) copied into `text` and named by sp_span_t; the encoder
+ * interns them itself, in the order it writes them, so the string table's order (and
+ * so the bytes) depends only on the profile.  Frames are 64-bit keys,
+ * function index << 32 | (uint32_t)line, into `funcs`: the encoder gives each
+ * distinct key a Location on first use.  What the profile looks like in
+ * profile.proto is described in analysis/pprof.py's docstring. */
+
+typedef struct {
+    size_t off, len;                /* bytes text[off .. off + len) */
+} sp_span_t;
+
+typedef struct {
+    uint64_t id;                    /* Function.id (> 0) */
+    sp_span_t name, filename;
+    int64_t start_line;
+    uint32_t native;                /* 1 + index into natives; 0: the interpreter */
+    uint8_t present;                /* 0: a hole in the index space, not written */
+    uint8_t synthetic;              /* no system name (shadowprof's own frames) */
+} sp_pfunc_t;
+
+/* A native function (--native): its address, and the object it lives in. */
+typedef struct {
+    sp_span_t path, build_id;
+    uint64_t address, map_start, map_limit, map_offset;
+} sp_pnative_t;
+
+typedef struct {
+    uint64_t tid;
+    sp_span_t name;
+    uint8_t named;                  /* 0: no "thread" label, only "thread_id" */
+} sp_pthread_t;
+
+enum {
+    SP_PLABEL_NONE = 0,
+    SP_PLABEL_THREAD = 1,           /* the thread's labels (thread, thread_id) */
+    SP_PLABEL_UNKNOWN_CALLER = 2,   /* caller=unknown */
+};
+
+typedef struct {
+    size_t frames;                  /* offset into sp_pprof_t.frames; root first */
+    uint32_t nframes;
+    uint32_t thread;                /* index into threads, with SP_PLABEL_THREAD */
+    int label;                      /* SP_PLABEL_* */
+    int64_t values[3];              /* samples, time (ns), calls */
+} sp_psample_t;
+
+typedef struct {
+    int wall;                       /* sample type wall/nanoseconds, else cpu */
+    sp_buf_t text;
+    sp_pfunc_t *funcs;
+    size_t nfuncs, funcs_cap;
+    sp_pnative_t *natives;
+    size_t nnatives, natives_cap;
+    sp_pthread_t *threads;
+    size_t nthreads, threads_cap;
+    uint64_t *frames;
+    size_t nframes, frames_cap;
+    sp_psample_t *samples;
+    size_t nsamples, samples_cap;
+    sp_span_t *comments;
+    size_t ncomments, comments_cap;
+    sp_span_t interpreter;          /* the one Mapping of the Python frames */
+    int64_t time_nanos, duration_nanos, period;
+    int oom;                        /* sticky, as sp_buf_t.oom */
+} sp_pprof_t;
+
+void sp_pprof_init(sp_pprof_t *p);
+void sp_pprof_free(sp_pprof_t *p);
+/* Copies s[0..n) into p->text. */
+sp_span_t sp_pprof_text(sp_pprof_t *p, const char *s, size_t n);
+/* Room for n more entries of an array (funcs, natives ...): 0, or -1 and p->oom. */
+int sp_pprof_reserve(sp_pprof_t *p, void **arr, size_t *cap, size_t len, size_t n,
+                     size_t size);
+#define SP_PPROF_PUSH(p, what)                                                      \
+    (sp_pprof_reserve((p), (void **)&(p)->what, &(p)->what##_cap, (p)->n##what, 1,  \
+                      sizeof(*(p)->what)) == 0 ? &(p)->what[(p)->n##what++] : NULL)
+/* Appends n frames (root first) to p->frames; returns their offset. */
+size_t sp_pprof_frames(sp_pprof_t *p, const uint64_t *frames, size_t n);
+
+static inline uint64_t
+sp_pprof_frame(uint32_t func, int32_t line)
+{
+    return (uint64_t)func << 32 | (uint32_t)line;
+}
+
+/* profile.proto of p into out (appended).  0, or -1 with errno ENOMEM.  Touches
+ * only its arguments: runs with the GIL released. */
+int sp_pprof_encode(const sp_pprof_t *p, sp_buf_t *out);
+
+/* What sp_pprof_emit did, in ns and bytes. */
+typedef struct {
+    uint64_t encode_ns, compress_ns, write_ns;
+    size_t raw_bytes, file_bytes;
+    int step;       /* on failure: 1 encoding, 2 compression, 3 the file */
+} sp_pprof_emit_t;
+
+/* The one writer: encodes p, gzips it at level (0: not compressed; deflater as
+ * sp_pprof_gzip, or zlib's alone with use_zlib) and writes it atomically to path
+ * (sp_pprof_write_file), or with path NULL leaves the bytes in out.  Returns 0, or
+ * -1 with errno set and st->step saying where.  Runs with the GIL released. */
+int sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
+                  int do_fsync, int mode, sp_buf_t *out, sp_pprof_emit_t *st);
+
 /* ------------------------------------------------------------------ files */
 
 /* gzip (RFC 1952, mtime 0) of data[0..n) at level 1..9 into out (replacing its
