@@ -2,7 +2,8 @@
 
 The package `shadowprof` is the runtime in profiler/*.py with the extension built
 from every profiler/*.c; its subpackage `shadowprof.analysis`, what reads profiles,
-is analysis/ (see [tool.setuptools] in pyproject.toml).
+is analysis/ (see [tool.setuptools] in pyproject.toml), with the extension _pprof
+(analysis/_pprof.c and profiler/pprof_enc.c: the pprof encoder).
 """
 import glob
 import os
@@ -38,6 +39,17 @@ core = Extension(
     ],
     libraries=["pthread", "dl", "z"],   # dl: libunwind is dlopen'ed for --native;
                                         # z: gzip of pprof files (pprof_enc.c)
+)
+
+# shadowprof.analysis._pprof: the same pprof encoder for Profile models read from
+# files; analysis/ never loads _core, so it links pprof_enc.c alone.
+pprof_ext = Extension(
+    "shadowprof.analysis._pprof",
+    sources=["analysis/_pprof.c", "profiler/pprof_enc.c"],
+    depends=["profiler/pprof_enc.h"],
+    include_dirs=["profiler"],
+    extra_compile_args=core.extra_compile_args,
+    libraries=["pthread", "dl", "z"],
 )
 
 
@@ -77,5 +89,5 @@ class build_py_pth(build_py):
             os.path.join(self.build_lib, "shadowprof.pth")]
 
 
-setup(ext_modules=[core],
+setup(ext_modules=[core, pprof_ext],
       cmdclass={"build_ext": build_ext_gperf, "build_py": build_py_pth})

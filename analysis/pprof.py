@@ -1,9 +1,10 @@
 """pprof: the gzipped profile.proto of go tool pprof, Pyroscope, Parca and the cloud
 profilers; a writer and a reader.
 
-The encoder is ours (a few dozen lines of varints and length-delimited fields; no
-protobuf runtime needed), the schema is google/pprof's ``proto/profile.proto``
-(``perftools.profiles.Profile``).  What a shadowprof profile looks like in it:
+The encoder is the live writer's (profiler/pprof_enc.c, built into this package as
+the extension ``_pprof``: one encoder for the running profiler and for profiles read
+from files), the reader is below (no protobuf runtime needed); the schema is
+google/pprof's ``proto/profile.proto`` (``perftools.profiles.Profile``).  What a shadowprof profile looks like in it:
 
 - sample types ``samples/count``, ``cpu/nanoseconds`` (``wall/nanoseconds`` in wall
   mode) and ``calls/count``; the default sample type is the time.
@@ -46,6 +47,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from . import _pprof
 from .model import Function, Profile, Stack
 
 __all__ = ["write_pprof", "encode", "decode", "read_pprof", "to_profile",
@@ -133,75 +135,8 @@ _META_KEYS = ("samples", "weight_ns", "lost", "lost_weight_ns", "overhead",
               "corrected_ns", "per_call_overhead_err_ns", "covered_ns")
 _META_PREFIX = "shadowprof.meta "
 
-_MASK64 = (1 << 64) - 1
 
 # --------------------------------------------------------------------------- encoder
-
-
-_ONE_BYTE = [bytes((i,)) for i in range(128)]
-
-
-def _varint(n: int) -> bytes:
-    """Base-128 varint, low groups first; a negative int64 as its two's complement
-    (10 bytes)."""
-    if 0 <= n < 0x80:
-        return _ONE_BYTE[n]
-    if 0 < n < 0x4000:
-        return bytes((n & 0x7F | 0x80, n >> 7))
-    if 0 < n < 0x200000:
-        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
-    n &= _MASK64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _key(field_no: int, wire_type: int) -> bytes:
-    return _varint(field_no << 3 | wire_type)
-
-
-def _int_field(field_no: int, n: int) -> bytes:
-    """A VARINT field; empty for 0 (proto3 default)."""
-    if not n:
-        return b""
-    return _key(field_no, WT_VARINT) + _varint(n)
-
-
-def _len_field(field_no: int, payload: bytes) -> bytes:
-    return _key(field_no, WT_LEN) + _varint(len(payload)) + payload
-
-
-def _packed_field(field_no: int, values) -> bytes:
-    if not values:
-        return b""
-    return _len_field(field_no, b"".join([_varint(v) for v in values]))
-
-
-class _Strings:
-    """The string table: each string once, index 0 the empty string."""
-
-    def __init__(self):
-        self.index = {"": 0}
-        self.table = [""]
-
-    def __call__(self, s: str) -> int:
-        i = self.index.get(s)
-        if i is None:
-            i = self.index[s] = len(self.table)
-            self.table.append(s)
-        return i
-
-
-def _value_type(strings: _Strings, type_: str, unit: str) -> bytes:
-    return (_int_field(VALUETYPE_TYPE, strings(type_)) +
-            _int_field(VALUETYPE_UNIT, strings(unit)))
-
-
-def _pprof_function_id(fid: int) -> int:
-    return fid if fid > 0 else SYNTHETIC_ID_BASE - fid
 
 
 def _model_function_id(pid: int) -> int:
@@ -232,190 +167,27 @@ def comments(profile, total_ns, idle_threads=None, extra=()) -> list:
             _META_PREFIX + json.dumps(meta, ensure_ascii=False), *extra]
 
 
-def encode(profile: Profile, extra_comments=()) -> bytes:
-    """The uncompressed perftools.profiles.Profile message for *profile*, with
-    *extra_comments* after its own."""
-    strings = _Strings()
-    out = []
-    time_type = "wall" if profile.mode == "wall" else "cpu"
-    for t, u in (("samples", "count"), (time_type, "nanoseconds"), ("calls", "count")):
-        out.append(_len_field(PROFILE_SAMPLE_TYPE, _value_type(strings, t, u)))
-
-    functions = dict(profile.functions)
-    function_ids: dict = {}   # fid -> its pprof id, varint-encoded
-
-    def function(fid: int) -> bytes:
-        if fid not in functions:  # an id the profile does not name: keep it visible
-            functions[fid] = Function(fid, f"<id {fid}>", "?", 0)
-        enc = function_ids[fid] = _varint(_pprof_function_id(fid))
-        return enc
-
-    # (fid, line) -> the location id, varint-encoded: a stack's packed location_id
-    # field is then a join of cached bytes.
-    locations: dict = {}
-    loc_msgs = []
-    key_location = _key(PROFILE_LOCATION, WT_LEN)
-    key_loc_id = _key(LOCATION_ID, WT_VARINT)
-    loc_mapping = _int_field(LOCATION_MAPPING_ID, MAPPING)
-    key_loc_line = _key(LOCATION_LINE, WT_LEN)
-    key_line_function = _key(LINE_FUNCTION_ID, WT_VARINT)
-    key_line_line = _key(LINE_LINE, WT_VARINT)
-    func_get = function_ids.get
-
-    # Native (C) functions (--native): one mapping per object, with its address
-    # range, file offset and build id; each location carries the function's address.
-    native = getattr(profile, "native", None) or {}
-    native_maps: dict = {}   # path -> (mapping id, NativeInfo)
-
-    def native_mapping(fid: int) -> bytes:
-        info = native[fid]
-        entry = native_maps.get(info.path)
-        if entry is None:
-            entry = native_maps[info.path] = (MAPPING + 1 + len(native_maps), info)
-        return (_int_field(LOCATION_MAPPING_ID, entry[0]) +
-                _int_field(LOCATION_ADDRESS, info.address))
-
-    def location(frame: tuple) -> bytes:
-        fid, line = frame
-        enc = locations[frame] = _varint(len(locations) + 1)
-        line_msg = key_line_function + (func_get(fid) or function(fid))
-        if line:
-            line_msg += key_line_line + _varint(line)
-        mapping = native_mapping(fid) if fid in native else loc_mapping
-        msg = (key_loc_id + enc + mapping + key_loc_line +
-               _ONE_BYTE[len(line_msg)] + line_msg)
-        loc_msgs.append(key_location + _ONE_BYTE[len(msg)] + msg)
-        return enc
-
-    k_thread, k_thread_id = strings("thread"), strings("thread_id")
-    thread_labels: dict = {}
-
-    def labels(tid: int) -> bytes:
-        lab = b""
-        name = profile.threads.get(tid)
-        if name is not None:
-            lab += _len_field(SAMPLE_LABEL, _int_field(LABEL_KEY, k_thread) +
-                              _int_field(LABEL_STR, strings(name)))
-        lab += _len_field(SAMPLE_LABEL, _int_field(LABEL_KEY, k_thread_id) +
-                          _int_field(LABEL_NUM, tid))
-        thread_labels[tid] = lab
-        return lab
-
-    key_locs = _key(SAMPLE_LOCATION_ID, WT_LEN)
-    key_values = _key(SAMPLE_VALUE, WT_LEN)
-    key_sample = _key(PROFILE_SAMPLE, WT_LEN)
-    loc_get = locations.get
-    lab_get = thread_labels.get
-    varint = _varint
-    append = out.append
-    for s in profile.stacks:
-        encs = list(map(loc_get, reversed(s.frames)))
-        if None in encs:
-            encs = [e or loc_get(fr) or location(fr)
-                    for e, fr in zip(encs, reversed(s.frames))]
-        locs = b"".join(encs)
-        values = varint(s.count) + varint(round(s.weight_ns)) + b"\0"
-        body = b"".join((
-            key_locs + varint(len(locs)) + locs if locs else b"",
-            key_values, varint(len(values)), values,
-            lab_get(s.thread_id) or labels(s.thread_id)))
-        append(key_sample + varint(len(body)) + body)
-    sampled_threads = set(thread_labels)
-
-    # Exact calls, one sample per edge: [callee, caller] (leaf first).
-    into: dict = {}
-    for (caller, callee), n in profile.edges.items():
-        into[callee] = into.get(callee, 0) + n
-        fr = (callee, _first_line(functions, callee))
-        locs = loc_get(fr) or location(fr)
-        if caller != 0:
-            fr = (caller, _first_line(functions, caller))
-            locs += loc_get(fr) or location(fr)
-        values = b"\0\0" + varint(n)
-        body = key_locs + varint(len(locs)) + locs + key_values + \
-            varint(len(values)) + values
-        append(key_sample + varint(len(body)) + body)
-    unknown = None
-    for fid, n in profile.calls.items():
-        rest = n - into.get(fid, 0)
-        if rest:
-            if unknown is None:
-                unknown = _len_field(SAMPLE_LABEL,
-                                     _int_field(LABEL_KEY, strings("caller")) +
-                                     _int_field(LABEL_STR, strings("unknown")))
-            fr = (fid, _first_line(functions, fid))
-            locs = loc_get(fr) or location(fr)
-            out.append(_len_field(PROFILE_SAMPLE,
-                                  _len_field(SAMPLE_LOCATION_ID, locs) +
-                                  _packed_field(SAMPLE_VALUE, (0, 0, rest)) + unknown))
-
-    # One mapping, the interpreter, fully symbolized: tools then neither try to
-    # symbolize the locations nor complain that the main binary is unknown.
-    out.append(_len_field(PROFILE_MAPPING,
-                          _int_field(MAPPING_ID, MAPPING) +
-                          _int_field(MAPPING_FILENAME, strings(_interpreter())) +
-                          _int_field(MAPPING_HAS_FUNCTIONS, 1) +
-                          _int_field(MAPPING_HAS_FILENAMES, 1) +
-                          _int_field(MAPPING_HAS_LINE_NUMBERS, 1) +
-                          _int_field(MAPPING_HAS_INLINE_FRAMES, 1)))
-    for path, (mid, info) in native_maps.items():
-        out.append(_len_field(PROFILE_MAPPING,
-                              _int_field(MAPPING_ID, mid) +
-                              _int_field(MAPPING_MEMORY_START, info.map_start) +
-                              _int_field(MAPPING_MEMORY_LIMIT, info.map_limit) +
-                              _int_field(MAPPING_FILE_OFFSET, info.map_offset) +
-                              _int_field(MAPPING_FILENAME, strings(path)) +
-                              _int_field(MAPPING_BUILD_ID, strings(info.build_id)) +
-                              _int_field(MAPPING_HAS_FUNCTIONS, 1)))
-    out.extend(loc_msgs)
-    for fid, fn in functions.items():
-        out.append(_len_field(PROFILE_FUNCTION,
-                              _int_field(FUNCTION_ID, _pprof_function_id(fid)) +
-                              _int_field(FUNCTION_NAME, strings(fn.name)) +
-                              _int_field(FUNCTION_SYSTEM_NAME,
-                                         strings(_system_name(fn))) +
-                              _int_field(FUNCTION_FILENAME, strings(fn.filename)) +
-                              _int_field(FUNCTION_START_LINE, fn.firstlineno)))
-
-    out.append(_int_field(PROFILE_TIME_NANOS, profile.start_unix_ns))
-    out.append(_int_field(PROFILE_DURATION_NANOS, profile.duration_ns))
-    out.append(_len_field(PROFILE_PERIOD_TYPE,
-                          _value_type(strings, time_type, "nanoseconds")))
-    out.append(_int_field(PROFILE_PERIOD, profile.interval_ns))
-    idle = {tid: name for tid, name in profile.threads.items()
-            if tid not in sampled_threads}
-    lines = comments(profile, profile.total_ns, idle, extra_comments)
-    out.append(_packed_field(PROFILE_COMMENT, [strings(c) for c in lines]))
-    out.append(_int_field(PROFILE_DEFAULT_SAMPLE_TYPE, strings(time_type)))
-    # The string table last: every string has been interned by now.
-    out.extend(_len_field(PROFILE_STRING_TABLE, s.encode("utf-8", "surrogateescape"))
-               for s in strings.table)
-    return b"".join(out)
-
-
 def _interpreter() -> str:
     import sys
     return sys.executable or "python"
 
 
-def _system_name(fn) -> str:
-    """cProfile's label of a code object, ``file:first line(co_name)``; empty for
-    synthetic frames.  It must differ from the name: go tool pprof rewrites names
-    equal to their system name that look like demangled C++ ("<module>" would become
-    "<unknown>")."""
-    if fn.synthetic:
-        return ""
-    return f"{fn.filename}:{fn.firstlineno}({fn.name.rsplit('.', 1)[-1]})"
+def _encode(profile: Profile, extra_comments, level: int) -> bytes:
+    sampled = {s.thread_id for s in profile.stacks}
+    idle = {tid: name for tid, name in profile.threads.items() if tid not in sampled}
+    lines = comments(profile, profile.total_ns, idle, extra_comments)
+    return _pprof.encode(profile, lines, _interpreter(), level)
 
 
-def _first_line(functions: dict, fid: int) -> int:
-    fn = functions.get(fid)
-    return fn.firstlineno if fn is not None else 0
+def encode(profile: Profile, extra_comments=()) -> bytes:
+    """The uncompressed perftools.profiles.Profile message for *profile*, with
+    *extra_comments* after its own."""
+    return _encode(profile, extra_comments, 0)
 
 
 def write_pprof(profile: Profile, f) -> None:
     """Write *profile* to the binary file *f* as gzipped profile.proto."""
-    f.write(gzip.compress(encode(profile), compresslevel=6, mtime=0))
+    f.write(_encode(profile, (), 6))
 
 
 # --------------------------------------------------------------------------- decoder

@@ -1,12 +1,10 @@
 /* export.c: the live profile straight to a pprof file (see export.h).
  *
- * The order of everything written follows analysis/pprof.py's encode() step by step
- * (its comments name the step), so that the two encoders' bytes can be compared:
- *   sample types; one Sample per stack (table order; locations leaf first, created
- *   on first use); one per call edge; one per callee with calls on no edge
- *   (caller=unknown); the interpreter's Mapping; Locations; Functions (ids in order,
- *   then the synthetic overhead function if this writer made one); times and period;
- *   comments; default sample type; the string table.
+ * prof_build() and the steps after it make the Profile of the table between two
+ * marks; prof_fill() hands it to the encoder in the order analysis/_pprof.c walks a
+ * Profile: one sample per stack (table order), one per call edge, one per callee with
+ * calls on no edge (caller=unknown); functions (ids in order, then the synthetic
+ * overhead function if this writer made one).
  * Numbers follow Profile.from_snapshot() and Profile._correct_per_call_overhead() in
  * analysis/model.py, in the same floating-point operations in the same order.
  */

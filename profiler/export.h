@@ -1,13 +1,14 @@
 /* export.h: the live profile straight to a pprof file: marks and write_pprof.
  *
- * snapshot() turns the whole table into Python objects, which the Python encoder
- * (analysis/pprof.py) then walks: seconds at the table's cap.  The writer here reads
- * the table (table.c), the registry (registry.c) and the drain's counters directly and
- * encodes profile.proto with pprof_enc.c, then compresses and writes the file with the
- * GIL released.  Its output is, field by field and in the same order, what
- * pprof.encode() writes for the Profile that Profile.from_snapshot() builds from the
- * same data (with base, the per-call overhead correction and, for the command line,
- * its own outer frames stripped): tests/test_pprof_writer.py compares the bytes.
+ * snapshot() turns the whole table into Python objects, which Profile.from_snapshot()
+ * and pprof.encode() then walk: seconds at the table's cap.  The writer here reads
+ * the table (table.c), the registry (registry.c) and the drain's counters directly
+ * into the encoder's plain-C profile (pprof_enc.h's sp_pprof_t), then encodes,
+ * compresses and writes it with the GIL released (sp_pprof_emit).  analysis/pprof.py's
+ * encode() fills the same sp_pprof_t from a Profile (analysis/_pprof.c): for the
+ * Profile that Profile.from_snapshot() builds from the same data (with base, the
+ * per-call overhead correction and, for the command line, its own outer frames
+ * stripped) the two give the same bytes; tests/test_pprof_writer.py compares them.
  *
  * A mark is a copy of every counter (stack counts and times by table entry, calls and
  * edges by code id, the drain's totals, the clocks): what a cumulative snapshot holds
@@ -17,8 +18,10 @@
  * start and stop.  Marks belong to one session (start() or a fork starts another);
  * write_pprof refuses a mark of another session.
  *
- * Threading: everything runs with the GIL held except compression and file I/O, which
- * touch only buffers owned by the call.  Never reachable from the signal handler.
+ * Threading: the marks, the differences and the filling of the encoder's profile run
+ * with the GIL held (frames are copied: the table's storage moves when the drain adds
+ * a stack); encoding, compression and file I/O touch only what the call owns and run
+ * with the GIL released.  Never reachable from the signal handler.
  */
 #ifndef SP_EXPORT_H
 #define SP_EXPORT_H

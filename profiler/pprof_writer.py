@@ -1,12 +1,13 @@
 """pprof files straight from the running profiler, at next to no cost.
 
-pprof.py encodes a Profile, the in-memory model, in Python: right for profiles read
-from files (merge, conversion), but seconds at the core's table cap once
+pprof.encode() encodes a Profile, the in-memory model: right for profiles read from
+files (merge, conversion), but seconds at the core's table cap once
 ``_core.snapshot()`` and ``Profile.from_snapshot()`` have turned every stack into
 Python objects.  For the profile of the running session, ``_core.write_pprof`` reads
-the core's table and registry directly, encodes the same profile.proto in C (the
-bytes pprof.encode() writes for the same Profile), and compresses and writes the
-file with the GIL released.
+the core's table and registry directly into the encoder's plain-C profile (with the
+GIL held: counts, ids and the names' UTF-8), then encodes, compresses and writes the
+file with the GIL released.  Both go through the one encoder, profiler/pprof_enc.c:
+the bytes are pprof.encode()'s for the same Profile.
 
 Two functions:
 

@@ -1,11 +1,14 @@
 /* pprof_enc: varints (one byte to ten, negatives as two's complement), zero fields
  * omitted, nested lengths patched for short and long bodies, the string table
  * interning each string once with "" first, the u64 map through growth, and gzip
- * that zlib inflates back to the same bytes. */
+ * that zlib inflates back to the same bytes; a profile's encoding: shared locations
+ * written once, holes left out, one mapping per native object's path, a frame past
+ * the function table refused. */
 #include "pprof_enc.h"
 
 #include "check.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -157,6 +160,114 @@ test_gzip_round_trip(gzip_fn gzip)
     sp_buf_free(&gz);
 }
 
+/* The top-level fields of a Profile message: how many of each number (LEN and
+ * VARINT fields only, as the encoder writes), and the LEN payload of the n-th one of
+ * field `want` in *payload. */
+static int
+count_fields(const sp_buf_t *b, int counts[16], int want, int nth, const uint8_t **payload,
+             size_t *plen)
+{
+    memset(counts, 0, 16 * sizeof(int));
+    size_t i = 0;
+    while (i < b->len) {
+        uint64_t key = 0, v = 0;
+        int shift = 0;
+        do
+            key |= (uint64_t)(b->p[i] & 0x7f) << shift, shift += 7;
+        while (b->p[i++] & 0x80);
+        shift = 0;
+        do
+            v |= (uint64_t)(b->p[i] & 0x7f) << shift, shift += 7;
+        while (b->p[i++] & 0x80);
+        int no = (int)(key >> 3);
+        if (no >= 16)
+            return -1;
+        if ((key & 7) == SP_WT_LEN) {
+            if (no == want && counts[no] == nth) {
+                *payload = b->p + i;
+                *plen = (size_t)v;
+            }
+            i += v;
+        } else if ((key & 7) != SP_WT_VARINT) {
+            return -1;
+        }
+        counts[no]++;
+    }
+    return i == b->len ? 0 : -1;
+}
+
+static void
+test_profile_encoding(void)
+{
+    sp_pprof_t p;
+    sp_pprof_init(&p);
+    /* functions 0 (main), 1 (a hole), 2 (memcpy, native), 3 (also in libc) */
+    for (int k = 0; k < 4; k++) {
+        sp_pfunc_t *f = SP_PPROF_PUSH(&p, funcs);
+        CHECK(f != NULL);
+        memset(f, 0, sizeof(*f));
+    }
+    p.funcs[0] = (sp_pfunc_t){.id = 1, .name = sp_pprof_text(&p, "m.main", 6),
+                              .filename = sp_pprof_text(&p, "/a.py", 5),
+                              .start_line = 10, .present = 1};
+    p.funcs[2] = (sp_pfunc_t){.id = 7, .name = sp_pprof_text(&p, "memcpy", 6),
+                              .filename = sp_pprof_text(&p, "/libc.so", 8), .native = 1,
+                              .present = 1, .synthetic = 1};
+    p.funcs[3] = (sp_pfunc_t){.id = 8, .name = sp_pprof_text(&p, "strlen", 6),
+                              .filename = sp_pprof_text(&p, "/libc.so", 8), .native = 2,
+                              .present = 1, .synthetic = 1};
+    for (int k = 0; k < 2; k++) {
+        sp_pnative_t *n = SP_PPROF_PUSH(&p, natives);
+        CHECK(n != NULL);
+        *n = (sp_pnative_t){sp_pprof_text(&p, "/libc.so", 8), sp_pprof_text(&p, "", 0),
+                            (uint64_t)0x1000 + k, 0x1000, 0x2000, 0};
+    }
+    sp_pthread_t *t = SP_PPROF_PUSH(&p, threads);
+    *t = (sp_pthread_t){42, sp_pprof_text(&p, "worker", 6), 1};
+    uint64_t st1[] = {sp_pprof_frame(0, 11), sp_pprof_frame(2, 0)};
+    uint64_t st2[] = {sp_pprof_frame(0, 11), sp_pprof_frame(3, 0)};
+    const uint64_t *stacks[] = {st1, st2};
+    for (int k = 0; k < 2; k++) {
+        sp_psample_t *s = SP_PPROF_PUSH(&p, samples);
+        *s = (sp_psample_t){sp_pprof_frames(&p, stacks[k], 2), 2, 0, SP_PLABEL_THREAD,
+                            {1, 1000, 0}};
+    }
+    p.interpreter = sp_pprof_text(&p, "python", 6);
+    p.period = 1000000;
+    CHECK(!p.oom);
+
+    sp_buf_t a, b;
+    sp_buf_init(&a);
+    sp_buf_init(&b);
+    CHECK(sp_pprof_encode(&p, &a) == 0 && sp_pprof_encode(&p, &b) == 0);
+    CHECK(a.len == b.len && memcmp(a.p, b.p, a.len) == 0);   /* deterministic */
+    int n[16];
+    const uint8_t *pl = NULL;
+    size_t plen = 0;
+    CHECK(count_fields(&a, n, SP_PROFILE_MAPPING, 1, &pl, &plen) == 0);
+    CHECK(n[SP_PROFILE_SAMPLE_TYPE] == 3 && n[SP_PROFILE_SAMPLE] == 2);
+    /* main:11 shared by both stacks: one Location; the hole is not a Function */
+    CHECK(n[SP_PROFILE_LOCATION] == 3 && n[SP_PROFILE_FUNCTION] == 3);
+    /* the interpreter, and one Mapping for the two natives of one path */
+    CHECK(n[SP_PROFILE_MAPPING] == 2 && n[SP_PROFILE_PERIOD] == 1);
+    /* the first native's object: id 2, start 0x1000 */
+    CHECK(pl && plen >= 5 && pl[0] == (SP_MAPPING_ID << 3) && pl[1] == 2 &&
+          pl[2] == (SP_MAPPING_MEMORY_START << 3) && pl[3] == 0x80 && pl[4] == 0x20);
+    /* "", samples, count, cpu, nanoseconds, calls, thread, thread_id, worker,
+     * python, m.main, /a.py:10(main), /a.py, memcpy, /libc.so, strlen */
+    CHECK(n[SP_PROFILE_STRING_TABLE] == 16);
+
+    /* a frame naming a function past the table is refused */
+    uint64_t bad = sp_pprof_frame(9, 1);
+    sp_psample_t *s = SP_PPROF_PUSH(&p, samples);
+    *s = (sp_psample_t){sp_pprof_frames(&p, &bad, 1), 1, 0, SP_PLABEL_NONE, {1, 1, 0}};
+    errno = 0;
+    CHECK(sp_pprof_encode(&p, &b) == -1 && errno == EINVAL);
+    sp_buf_free(&a);
+    sp_buf_free(&b);
+    sp_pprof_free(&p);
+}
+
 int
 main(void)
 {
@@ -164,6 +275,7 @@ main(void)
     test_nested_lengths();
     test_string_table();
     test_u64map();
+    test_profile_encoding();
     test_gzip_round_trip(sp_pprof_gzip);
     test_gzip_round_trip(sp_pprof_gzip_zlib);
     CHECK(strcmp(sp_pprof_deflater(), "libdeflate") == 0 ||
