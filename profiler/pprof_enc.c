@@ -240,6 +240,12 @@ sp_strtab_size(const sp_strtab_t *t)
     return t->n;
 }
 
+size_t
+sp_strtab_bytes(const sp_strtab_t *t)
+{
+    return t->arena.len;
+}
+
 static int
 strtab_grow_index(sp_strtab_t *t)
 {
@@ -289,6 +295,29 @@ sp_strtab_intern(sp_strtab_t *t, const char *s, size_t n)
     if (t->n * 2 > t->index_cap && strtab_grow_index(t) < 0)
         goto oom;
     return (int64_t)(t->n - 1);
+oom:
+    t->oom = 1;
+    return -1;
+}
+
+int
+sp_strtab_reserve(sp_strtab_t *t, size_t nstrings, size_t nbytes)
+{
+    if (t->oom)
+        return -1;
+    if (nstrings > t->cap) {
+        str_t *strs = realloc(t->strs, nstrings * sizeof(str_t));
+        if (!strs)
+            goto oom;
+        t->strs = strs;
+        t->cap = nstrings;
+    }
+    if (sp_buf_reserve(&t->arena, nbytes) < 0)
+        goto oom;
+    while (nstrings * 2 > t->index_cap)
+        if (strtab_grow_index(t) < 0)
+            goto oom;
+    return 0;
 oom:
     t->oom = 1;
     return -1;
@@ -381,9 +410,11 @@ typedef struct {
     sp_buf_t labels;        /* the encoded labels of each thread, in first-use order */
     sp_buf_t scratch;
     sp_strtab_t *strings;
-    /* frame key + 1 -> location id: open addressing, multiplicative hash; 0 marks an
-     * empty slot */
-    struct loc_slot { uint64_t key1, id; } *loc_slots;
+    /* frame key + 1 -> location id: open addressing, multiplicative hash; key 0 marks
+     * an empty slot (only the keys are zeroed) */
+    uint64_t *loc_keys;
+    uint32_t *loc_ids;
+    int bad_frame;          /* a frame named a function past the table */
     size_t nlocs, loc_cap;  /* loc_cap: a power of two */
     int loc_shift;          /* 64 - log2(loc_cap) */
     uint64_t *thread_labels;  /* by thread: offset << 20 | length + 1 in labels; 0 new */
@@ -399,7 +430,7 @@ typedef struct {
  * sizes it will need instead of growing to them.  Hints only (any value is correct;
  * loc_cap_hint stays a power of two), read and written relaxed by concurrent
  * encoders. */
-static size_t loc_cap_hint = 4096, out_hint, locs_hint;
+static size_t loc_cap_hint = 4096, out_hint, locs_hint, strings_hint, text_hint;
 #define HINT_GET(h) __atomic_load_n(&(h), __ATOMIC_RELAXED)
 #define HINT_SET(h, v) __atomic_store_n(&(h), (v), __ATOMIC_RELAXED)
 
@@ -425,22 +456,29 @@ static int
 loc_grow(enc_t *e)
 {
     size_t cap = e->loc_cap ? e->loc_cap * 2 : HINT_GET(loc_cap_hint);
-    struct loc_slot *slots = calloc(cap, sizeof(*slots));
-    if (!slots)
+    uint64_t *keys = calloc(cap, sizeof(uint64_t));
+    uint32_t *ids = malloc(cap * sizeof(uint32_t));
+    if (!keys || !ids) {
+        free(keys);
+        free(ids);
         return -1;
+    }
     int shift = 64;
     for (size_t c = cap; c > 1; c >>= 1)
         shift--;
     for (size_t i = 0; i < e->loc_cap; i++) {
-        if (!e->loc_slots[i].key1)
+        if (!e->loc_keys[i])
             continue;
-        size_t j = (size_t)((e->loc_slots[i].key1 * 0x9E3779B97F4A7C15ull) >> shift);
-        while (slots[j].key1)
+        size_t j = (size_t)((e->loc_keys[i] * 0x9E3779B97F4A7C15ull) >> shift);
+        while (keys[j])
             j = (j + 1) & (cap - 1);
-        slots[j] = e->loc_slots[i];
+        keys[j] = e->loc_keys[i];
+        ids[j] = e->loc_ids[i];
     }
-    free(e->loc_slots);
-    e->loc_slots = slots;
+    free(e->loc_keys);
+    free(e->loc_ids);
+    e->loc_keys = keys;
+    e->loc_ids = ids;
     e->loc_cap = cap;
     e->loc_shift = shift;
     return 0;
@@ -473,17 +511,17 @@ native_mapping(enc_t *e, uint32_t native)
 static void
 encode_location(enc_t *e, uint64_t id, uint32_t func, int32_t line)
 {
-    /* Written byte by byte: every key and length here is one byte. */
+    /* Written byte by byte straight into locs: every key and length here is one
+     * byte, and a Location is at most 72 bytes. */
     _Static_assert(SP_PROFILE_LOCATION < 16 && SP_LOCATION_LINE < 16, "one-byte keys");
-    const sp_pfunc_t *f = &e->p->funcs[func];
-    uint8_t line_msg[24], *q = line_msg;
-    *q++ = SP_LINE_FUNCTION_ID << 3 | SP_WT_VARINT;
-    q = sp_put_varint(q, f->id);
-    if (line) {
-        *q++ = SP_LINE_LINE << 3 | SP_WT_VARINT;
-        q = sp_put_varint(q, (uint64_t)(int64_t)line);
+    if (func >= e->p->nfuncs) {   /* a frame names no function of the table */
+        e->bad_frame = 1;
+        return;
     }
-    uint8_t msg[72], *m = msg + 2;    /* key and length of the Location first */
+    if (sp_buf_reserve(&e->locs, 72) < 0)
+        return;
+    const sp_pfunc_t *f = &e->p->funcs[func];
+    uint8_t *msg = e->locs.p + e->locs.len, *m = msg + 2;   /* key and length first */
     *m++ = SP_LOCATION_ID << 3 | SP_WT_VARINT;
     m = sp_put_varint(m, id);
     *m++ = SP_LOCATION_MAPPING_ID << 3 | SP_WT_VARINT;
@@ -498,12 +536,17 @@ encode_location(enc_t *e, uint64_t id, uint32_t func, int32_t line)
         }
     }
     *m++ = SP_LOCATION_LINE << 3 | SP_WT_LEN;
-    *m++ = (uint8_t)(q - line_msg);
-    memcpy(m, line_msg, (size_t)(q - line_msg));
-    m += q - line_msg;
+    uint8_t *line_len = m++, *q = m;
+    *q++ = SP_LINE_FUNCTION_ID << 3 | SP_WT_VARINT;
+    q = sp_put_varint(q, f->id);
+    if (line) {
+        *q++ = SP_LINE_LINE << 3 | SP_WT_VARINT;
+        q = sp_put_varint(q, (uint64_t)(int64_t)line);
+    }
+    *line_len = (uint8_t)(q - m);
     msg[0] = SP_PROFILE_LOCATION << 3 | SP_WT_LEN;
-    msg[1] = (uint8_t)(m - msg - 2);
-    sp_buf_append(&e->locs, msg, (size_t)(m - msg));
+    msg[1] = (uint8_t)(q - msg - 2);
+    e->locs.len += (size_t)(q - msg);
 }
 
 /* The id of the location of frame (function index, line), created on first use.
@@ -514,12 +557,12 @@ location(enc_t *e, uint64_t key)
     uint64_t key1 = key + 1;
     size_t mask = e->loc_cap - 1;
     size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> e->loc_shift);
-    for (; e->loc_slots[j].key1; j = (j + 1) & mask)
-        if (e->loc_slots[j].key1 == key1)
-            return e->loc_slots[j].id;
+    for (; e->loc_keys[j]; j = (j + 1) & mask)
+        if (e->loc_keys[j] == key1)
+            return e->loc_ids[j];
     uint64_t id = ++e->nlocs;
-    e->loc_slots[j].key1 = key1;
-    e->loc_slots[j].id = id;
+    e->loc_keys[j] = key1;
+    e->loc_ids[j] = (uint32_t)id;
     encode_location(e, id, (uint32_t)(key >> 32), (int32_t)(uint32_t)key);
     if (e->nlocs * 2 > e->loc_cap && loc_grow(e) < 0)
         e->out->oom = 1;   /* the table stays valid, only fuller */
@@ -739,13 +782,6 @@ sp_pprof_encode(const sp_pprof_t *p, sp_buf_t *out)
     int rc = -1;
     if (p->oom)
         goto done;
-    /* every frame names a function of the table */
-    for (size_t i = 0; i < p->nframes; i++) {
-        if ((p->frames[i] >> 32) >= p->nfuncs) {
-            errno = EINVAL;
-            return -1;
-        }
-    }
     e.strings = sp_strtab_new();
     e.mapping_paths = sp_strtab_new();
     e.thread_labels = calloc(p->nthreads + 1, sizeof(uint64_t));
@@ -753,14 +789,21 @@ sp_pprof_encode(const sp_pprof_t *p, sp_buf_t *out)
     e.mapping_native = calloc(p->nnatives + 1, sizeof(uint32_t));
     if (!e.strings || !e.mapping_paths || !e.thread_labels || !e.native_mapping ||
         !e.mapping_native || loc_grow(&e) < 0 || sp_buf_reserve(out, HINT_GET(out_hint)) < 0 ||
-        sp_buf_reserve(&e.locs, HINT_GET(locs_hint)) < 0)
+        sp_buf_reserve(&e.locs, HINT_GET(locs_hint)) < 0 ||
+        sp_strtab_reserve(e.strings, HINT_GET(strings_hint), HINT_GET(text_hint)) < 0)
         goto done;
     encode_profile(&e);
+    if (e.bad_frame) {
+        rc = -2;
+        goto done;
+    }
     if (out->oom || e.locs.oom || e.labels.oom || e.scratch.oom)
         goto done;
     HINT_SET(loc_cap_hint, e.loc_cap);
     HINT_SET(locs_hint, e.locs.len);
     HINT_SET(out_hint, out->len);
+    HINT_SET(strings_hint, sp_strtab_size(e.strings));
+    HINT_SET(text_hint, sp_strtab_bytes(e.strings));
     rc = 0;
 done:
     sp_buf_free(&e.locs);
@@ -768,13 +811,14 @@ done:
     sp_buf_free(&e.scratch);
     sp_strtab_free(e.strings);
     sp_strtab_free(e.mapping_paths);
-    free(e.loc_slots);
+    free(e.loc_keys);
+    free(e.loc_ids);
     free(e.thread_labels);
     free(e.native_mapping);
     free(e.mapping_native);
     if (rc < 0)
-        errno = ENOMEM;
-    return rc;
+        errno = rc == -2 ? EINVAL : ENOMEM;
+    return rc < 0 ? -1 : 0;
 }
 
 static uint64_t

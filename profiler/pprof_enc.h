@@ -237,6 +237,10 @@ void sp_strtab_free(sp_strtab_t *t);
 /* The index of the string s[0..n), added if new; -1 if out of memory (sticky). */
 int64_t sp_strtab_intern(sp_strtab_t *t, const char *s, size_t n);
 size_t sp_strtab_size(const sp_strtab_t *t);
+/* Bytes of all its strings together. */
+size_t sp_strtab_bytes(const sp_strtab_t *t);
+/* Room for nstrings strings of nbytes in all without growing: 0, or -1 (sticky). */
+int sp_strtab_reserve(sp_strtab_t *t, size_t nstrings, size_t nbytes);
 /* Appends every string, in index order, as Profile.string_table fields. */
 void sp_strtab_encode(const sp_strtab_t *t, sp_buf_t *out);
 
@@ -332,8 +336,9 @@ sp_pprof_frame(uint32_t func, int32_t line)
     return (uint64_t)func << 32 | (uint32_t)line;
 }
 
-/* profile.proto of p into out (appended).  0, or -1 with errno ENOMEM.  Touches
- * only its arguments: runs with the GIL released. */
+/* profile.proto of p into out (appended).  0, or -1 with errno ENOMEM, or EINVAL if
+ * a frame names a function past p->funcs.  Touches only its arguments (and relaxed
+ * size hints of the previous call): runs with the GIL released. */
 int sp_pprof_encode(const sp_pprof_t *p, sp_buf_t *out);
 
 /* What sp_pprof_emit did, in ns and bytes. */
