@@ -10,7 +10,9 @@ down a made-up call graph (each function calls 4 others from fixed lines), 4
 threads, so the sizes are exact and the run short.  Times are the median of --reps
 runs, wall and CPU (process time: the compression runs on the calling thread, so
 CPU = wall on a quiet machine).  encode/gzip/write are the C writer's own split
-(wall).
+(wall); "GIL ms" is the part of it that holds the GIL (marks, differences, filling
+the encoder's profile: info["gil_ns"]); the encoding proper, gzip and the write run
+without it.
 
     PYTHONPATH=/tmp/spdev python benchmarks/writer.py [--reps 5] [--sizes 2000,200000]
 """
@@ -118,9 +120,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print(f"Python {sys.version.split()[0]}, {N_FUNCS} functions, stacks 4-40 deep, "
           f"median of {args.reps} (Python path: {args.python_reps})")
-    print("| stacks | path | wall ms | CPU ms | encode ms | gzip ms | write ms "
+    print("| stacks | path | wall ms | CPU ms | GIL ms | encode ms | gzip ms | write ms "
           "| raw MB | file MB | deflate |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "p.pb.gz")
         for n in (int(s) for s in args.sizes.split(",")):
@@ -138,14 +140,14 @@ def main(argv=None) -> int:
             for label, level, fs in rows:
                 wall, cpu, info = timed(lambda: c_path(path, None, level, fs), args.reps)
                 print(f"| {size} | {label} | {wall:.1f} | {cpu:.1f} | "
-                      f"{info['encode_ns'] / 1e6:.1f} | {info['compress_ns'] / 1e6:.1f} | "
+                      f"{info['gil_ns'] / 1e6:.1f} | {info['encode_ns'] / 1e6:.1f} | {info['compress_ns'] / 1e6:.1f} | "
                       f"{info['write_ns'] / 1e6:.1f} | {info['raw_bytes'] / 1e6:.2f} | "
                       f"{os.path.getsize(path) / 1e6:.2f} | {info['deflater']} |")
             if args.no_python:
                 continue
             wall, cpu, _ = timed(lambda: python_path(path, None), args.python_reps)
             print(f"| {size} | Python (snapshot, model, encode, gzip 6) | {wall:.1f} | "
-                  f"{cpu:.1f} | | | | | {os.path.getsize(path) / 1e6:.2f} | zlib |")
+                  f"{cpu:.1f} | | | | | | {os.path.getsize(path) / 1e6:.2f} | zlib |")
             sys.stdout.flush()
     return 0
 

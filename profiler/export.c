@@ -358,21 +358,26 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
     sp_u64map_init(&p->named_tids);
     p->nids = cur->nids;
     p->used = calloc(cur->nids ? cur->nids : 1, 1);
-    if (!p->used)
+    p->stacks = malloc((cur->nstacks ? cur->nstacks : 1) * sizeof(stack_t));
+    if (!p->used || !p->stacks)
         return -1;
+    p->stacks_cap = cur->nstacks ? cur->nstacks : 1;
     uint64_t last_tid = 0;
     for (size_t i = 0; i < cur->nstacks; i++) {
         if (!cur->count[i])
             continue;
         sp_stack_view_t v;
         sp_table_get(session_table(), i, &v);
+        uint64_t any = 0;
         for (uint32_t k = 0; k < v.nlocs; k++) {
-            if (v.locs[k] & SP_NATIVE_LOC_TAG)
-                return -2;
-            uint32_t id = (uint32_t)(v.locs[k] >> 32);
+            uint64_t loc = v.locs[k];
+            uint32_t id = (uint32_t)(loc >> 32);
+            any |= loc;
             if (id < p->nids)
                 p->used[id] = 1;
         }
+        if (any & SP_NATIVE_LOC_TAG)
+            return -2;
         int64_t c = (int64_t)(cur->count[i] - base_count(base, i));
         if (c <= 0)
             continue;
