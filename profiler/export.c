@@ -841,11 +841,9 @@ push_sample(sp_pprof_t *out, const uint64_t *frames, uint32_t n, int64_t count,
  * GIL held; -1 with an exception set. */
 static int
 prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark_t *cur,
-          PyObject *names_py, PyObject *names_core)
+          PyObject *names_py)
 {
     out->wall = sess->wall;
-    if (fill_functions(out, p) < 0)
-        return -1;
     size_t nframes = 0;
     for (size_t i = 0; i < p->nstacks; i++)
         nframes += p->stacks[i].nlocs;
@@ -855,29 +853,16 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
                          p->nstacks + p->nedges + p->ncalls, sizeof(sp_psample_t)) < 0)
         return PyErr_NoMemory(), -1;
 
-    sp_u64map_t seen;
-    sp_u64map_init(&seen);
-    int64_t thread = -1;
-    uint64_t last_tid = 0;
+    /* The stacks' frames first, before anything that may run Python code (a
+     * collection's finalizer may release the GIL and let the drain move the table). */
     for (size_t i = 0; i < p->nstacks; i++) {
         const stack_t *s = &p->stacks[i];
-        if (thread < 0 || s->tid != last_tid) {
-            thread = fill_thread(out, p, &seen, s->tid, names_py, names_core);
-            if (thread < 0) {
-                sp_u64map_free(&seen);
-                return -1;
-            }
-            last_tid = s->tid;
-        }
         sp_psample_t *smp = push_sample(out, s->locs, s->nlocs, (int64_t)s->count,
                                         rounded_weight(s), 0);
         if (!smp)
-            break;
+            return PyErr_NoMemory(), -1;
         smp->label = SP_PLABEL_THREAD;
-        smp->thread = (uint32_t)thread;
     }
-    sp_u64map_free(&seen);
-
     int64_t *into = calloc(p->nids ? p->nids : 1, sizeof(int64_t));
     if (!into)
         return PyErr_NoMemory(), -1;
@@ -903,6 +888,31 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
             smp->label = SP_PLABEL_UNKNOWN_CALLER;
     }
     free(into);
+    if (fill_functions(out, p) < 0)
+        return -1;
+
+    PyObject *names_core = sp_drain_thread_names();
+    if (!names_core)
+        return -1;
+    sp_u64map_t seen;
+    sp_u64map_init(&seen);
+    int64_t thread = -1;
+    uint64_t last_tid = 0;
+    for (size_t i = 0; i < p->nstacks; i++) {
+        uint64_t tid = p->stacks[i].tid;
+        if (thread < 0 || tid != last_tid) {
+            thread = fill_thread(out, p, &seen, tid, names_py, names_core);
+            if (thread < 0) {
+                sp_u64map_free(&seen);
+                Py_DECREF(names_core);
+                return -1;
+            }
+            last_tid = tid;
+        }
+        out->samples[i].thread = (uint32_t)thread;
+    }
+    sp_u64map_free(&seen);
+    Py_DECREF(names_core);
 
     PyObject *exe = PySys_GetObject("executable");   /* borrowed */
     if (exe && PyUnicode_Check(exe) && PyUnicode_GET_LENGTH(exe)) {
@@ -1071,7 +1081,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     if (base_obj != Py_None && !(base = mark_arg(base_obj, "base")))
         return NULL;
     PyObject *path_bytes = NULL, *cur_obj = NULL, *info = NULL, *data = NULL,
-             *result = NULL, *names_core = NULL;
+             *result = NULL;
     unsigned char *outer = NULL;
     prof_t p;
     memset(&p, 0, sizeof(p));
@@ -1079,8 +1089,35 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     sp_pprof_init(&prof);
     sp_buf_t out;
     sp_buf_init(&out);
-    if (path_obj != Py_None && !PyUnicode_FSConverter(path_obj, &path_bytes))
+    /* Python code runs here, before the profile points into the table (code that
+     * releases the GIL could let the drain move the table's storage). */
+    uint32_t *strip_ids = NULL;
+    size_t nstrip = 0;
+    if (strip != Py_None) {
+        PyObject *seq = PySequence_Fast(strip, "shadowprof: strip must be code ids");
+        if (!seq)
+            return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        strip_ids = malloc((n ? (size_t)n : 1) * sizeof(uint32_t));
+        if (!strip_ids) {
+            Py_DECREF(seq);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t k = 0; k < n; k++) {
+            unsigned long id = PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(seq, k));
+            if (id == (unsigned long)-1 && PyErr_Occurred()) {
+                Py_DECREF(seq);
+                free(strip_ids);
+                return NULL;
+            }
+            strip_ids[nstrip++] = id > UINT32_MAX ? UINT32_MAX : (uint32_t)id;
+        }
+        Py_DECREF(seq);
+    }
+    if (path_obj != Py_None && !PyUnicode_FSConverter(path_obj, &path_bytes)) {
+        free(strip_ids);
         return NULL;
+    }
     uint64_t t0 = now_ns();
     if (end_obj != Py_None) {
         if (!(cur = mark_arg(end_obj, "end")))
@@ -1104,27 +1141,16 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         goto done;
     }
-    if (strip != Py_None) {
+    if (nstrip) {
         outer = calloc(p.nids ? p.nids : 1, 1);
-        PyObject *it = outer ? PyObject_GetIter(strip) : NULL;
-        if (!it) {
-            if (!outer)
-                PyErr_NoMemory();
+        if (!outer) {
+            PyErr_NoMemory();
             goto done;
         }
-        PyObject *item;
         int any = 0;
-        while ((item = PyIter_Next(it))) {
-            unsigned long id = PyLong_AsUnsignedLong(item);
-            Py_DECREF(item);
-            if (id == (unsigned long)-1 && PyErr_Occurred())
-                break;
-            if (id < p.nids && p.used[id])
-                outer[id] = any = 1;
-        }
-        Py_DECREF(it);
-        if (PyErr_Occurred())
-            goto done;
+        for (size_t k = 0; k < nstrip; k++)
+            if (strip_ids[k] < p.nids && p.used[strip_ids[k]])
+                outer[strip_ids[k]] = any = 1;
         if (any && prof_strip(&p, outer, 0) < 0) {
             PyErr_NoMemory();
             goto done;
@@ -1135,10 +1161,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
 
     /* Everything the encoder needs, as plain C, while the GIL keeps the table, the
      * registry and the names still. */
-    names_core = sp_drain_thread_names();
-    if (!names_core ||
-        prof_fill(&prof, &p, &sess, cur, threads != Py_None ? threads : NULL,
-                  names_core) < 0)
+    if (prof_fill(&prof, &p, &sess, cur, threads != Py_None ? threads : NULL) < 0)
         goto done;
     info = info_dict(&p, cur, per_call, cap);
     if (!info || (comments != Py_None && fill_comments(&prof, comments, info) < 0))
@@ -1193,8 +1216,8 @@ done:
     Py_XDECREF(cur_obj);
     Py_XDECREF(info);
     Py_XDECREF(data);
-    Py_XDECREF(names_core);
     free(outer);
+    free(strip_ids);
     prof_free(&p);
     sp_pprof_free(&prof);
     sp_buf_free(&out);
