@@ -320,6 +320,7 @@ typedef struct {
     uint64_t duration_ns, cpu_ns, handler_ns;
     sp_u64map_t named_tids; /* threads of the profile's stacks (they get a name) */
     uint64_t *frames;       /* stacks with frames taken out of their middle point here */
+    uint64_t *frames_pth;   /* the same, for the .pth lines under addpackage */
 } prof_t;
 
 static void
@@ -330,6 +331,7 @@ prof_free(prof_t *p)
     free(p->edges);
     free(p->used);
     free(p->frames);
+    free(p->frames_pth);
     sp_u64map_free(&p->named_tids);
 }
 
@@ -654,20 +656,75 @@ prof_strip(prof_t *p, const unsigned char *outer, int anywhere)
     return 0;
 }
 
+/* model.strip_pth_lines() for shared functions: the frames of `shared` directly
+ * under a frame of `site` (in the stack as it is), and the calls `site` made to them,
+ * taken out.  A stack left with no frame becomes [shadowprof overhead].  -1 when out
+ * of memory. */
+static int
+prof_strip_under(prof_t *p, const unsigned char *site, const unsigned char *shared)
+{
+#define UNDER(s, k) ((k) > 0 && marked(p, shared, (s)->locs[k]) &&                  \
+                     marked(p, site, (s)->locs[(k) - 1]))
+    size_t need = 0;
+    for (size_t i = 0; i < p->nstacks; i++)
+        for (uint32_t k = 0; k < p->stacks[i].nlocs; k++)
+            need += !UNDER(&p->stacks[i], k);
+    if (!(p->frames_pth = malloc((need ? need : 1) * sizeof(uint64_t))))
+        return -1;
+    uint64_t *to = p->frames_pth;
+    for (size_t i = 0; i < p->nstacks; i++) {
+        stack_t *s = &p->stacks[i];
+        uint32_t n = 0, k;
+        for (k = 0; k < s->nlocs && !UNDER(s, k); k++)
+            ;
+        if (k == s->nlocs)
+            continue;   /* nothing under addpackage */
+        const uint64_t *from = s->locs;
+        for (k = 0; k < s->nlocs; k++)
+            if (!UNDER(s, k))
+                to[n++] = from[k];
+        if (!n) {
+            overhead_stack(p, s);
+            continue;
+        }
+        s->locs = to;
+        s->nlocs = n;
+        to += n;
+    }
+#undef UNDER
+    size_t n = 0;
+    for (size_t j = 0; j < p->nedges; j++) {
+        edge_t e = p->edges[j];
+        if (e.callee < p->nids && shared[e.callee] && e.caller < p->nids && site[e.caller]) {
+            for (size_t i = 0; i < p->ncalls; i++)
+                if (p->calls[i].id == e.callee)
+                    p->calls[i].n -= e.n;
+            continue;
+        }
+        p->edges[n++] = e;
+    }
+    p->nedges = n;
+    return 0;
+}
+
 /* model.strip_pth_lines(): the functions of .pth lines (code site.addpackage exec's,
- * "<module>" in "<string>") called from addpackage alone, which site runs again after
- * profiling began at start-up when it sees a directory twice (a venv's lib and
- * lib64), taken out of the profile.  -1 with an exception set. */
+ * "<module>" in "<string>"), which site runs again after profiling began at start-up
+ * when it sees a directory twice (a venv's lib and lib64), taken out of the profile:
+ * wholly if addpackage alone calls them, else (the program's own code compiled from
+ * strings is the same function) only their frames under addpackage.  -1 with an
+ * exception set. */
 static int
 prof_strip_pth(prof_t *p)
 {
     static PyObject *site_py;   /* "site.py"; created once, GIL held */
     if (!site_py && !(site_py = PyUnicode_InternFromString("site.py")))
         return -1;
-    unsigned char *site = calloc(p->nids ? p->nids : 1, 1);
-    unsigned char *pth = calloc(p->nids ? p->nids : 1, 1);
-    int any_site = 0, any_pth = 0, rc = -1;
-    if (!site || !pth) {
+    size_t n_ids = p->nids ? p->nids : 1;
+    unsigned char *site = calloc(n_ids, 1), *pth = calloc(n_ids, 1),
+                  *from_site = calloc(n_ids, 1), *from_other = calloc(n_ids, 1),
+                  *shared = calloc(n_ids, 1);
+    int any_site = 0, any_pth = 0, any_shared = 0, rc = -1;
+    if (!site || !pth || !from_site || !from_other || !shared) {
         PyErr_NoMemory();
         goto done;
     }
@@ -689,14 +746,24 @@ prof_strip_pth(prof_t *p)
     if (any_site && any_pth) {
         for (size_t j = 0; j < p->nedges; j++) {
             const edge_t *e = &p->edges[j];
-            if (e->callee < p->nids && pth[e->callee] &&
-                !(e->caller < p->nids && site[e->caller]))
-                pth[e->callee] = 0;
+            if (e->callee < p->nids && pth[e->callee]) {
+                if (e->caller < p->nids && site[e->caller])
+                    from_site[e->callee] = 1;
+                else
+                    from_other[e->callee] = 1;
+            }
         }
         any_pth = 0;
-        for (uint32_t id = 1; id < p->nids; id++)
+        for (uint32_t id = 1; id < p->nids; id++) {
+            if (pth[id] && from_other[id]) {
+                pth[id] = 0;
+                shared[id] = from_site[id];
+                any_shared |= shared[id];
+            }
             any_pth |= pth[id];
-        if (any_pth && prof_strip(p, pth, 1) < 0) {
+        }
+        if ((any_shared && prof_strip_under(p, site, shared) < 0) ||
+            (any_pth && prof_strip(p, pth, 1) < 0)) {
             PyErr_NoMemory();
             goto done;
         }
@@ -705,6 +772,9 @@ prof_strip_pth(prof_t *p)
 done:
     free(site);
     free(pth);
+    free(from_site);
+    free(from_other);
+    free(shared);
     return rc;
 }
 
