@@ -46,7 +46,7 @@ core = Extension(
 pprof_ext = Extension(
     "shadowprof.analysis._pprof",
     sources=["analysis/_pprof.c", "profiler/pprof_enc.c"],
-    depends=["profiler/pprof_enc.h"],
+    depends=["profiler/clock.h", "profiler/pprof_enc.h"],
     include_dirs=["profiler"],
     extra_compile_args=core.extra_compile_args,
     libraries=["pthread", "dl", "z"],

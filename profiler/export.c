@@ -10,6 +10,7 @@
  */
 #include "export.h"
 
+#include "clock.h"
 #include "drain.h"
 #include "native.h"
 #include "pprof_enc.h"
@@ -41,14 +42,6 @@ static inline uint64_t
 loc_key(uint32_t id, int32_t line)
 {
     return (uint64_t)id << 32 | (uint32_t)line;
-}
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------------ marks */
@@ -148,7 +141,7 @@ mark_take(int drain)
     m->duration_ns = s.duration_ns;
     m->cpu_ns = s.cpu_ns;
     m->interval_ns = s.interval_ns;
-    m->stats = sp_drain_stats;
+    m->stats = *sp_session_stats();
     m->handler_ns = sp_sampler_handler_ns();
     m->nstacks = sp_table_size(session_table());
     m->nids = sp_registry_size();
@@ -1188,7 +1181,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         free(strip_ids);
         return NULL;
     }
-    uint64_t t0 = now_ns();
+    uint64_t t0 = sp_clock_monotonic_ns();
     if (end_obj != Py_None) {
         if (!(cur = mark_arg(end_obj, "end")))
             goto done;
@@ -1240,7 +1233,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         goto done;
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = sp_clock_monotonic_ns();
 
     /* Encode, compress and write without the GIL: prof and out are this call's. */
     const char *path = path_bytes ? PyBytes_AS_STRING(path_bytes) : NULL;
@@ -1362,7 +1355,7 @@ sp_export_table_add(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "shadowprof: the table is full");
         return NULL;
     }
-    sp_drain_stats.samples += count;
-    sp_drain_stats.weight_ns += weight;
+    sp_session_stats()->samples += count;
+    sp_session_stats()->weight_ns += weight;
     Py_RETURN_NONE;
 }

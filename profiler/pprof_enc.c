@@ -1,6 +1,8 @@
 /* pprof_enc.c: profile.proto primitives, gzip and the output file (see pprof_enc.h). */
 #include "pprof_enc.h"
 
+#include "clock.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -821,14 +823,6 @@ done:
     return rc < 0 ? -1 : 0;
 }
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int
 sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
               int do_fsync, int mode, sp_buf_t *out, sp_pprof_emit_t *st)
@@ -837,14 +831,14 @@ sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
     sp_buf_init(&raw);
     memset(st, 0, sizeof(*st));
     out->len = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = sp_clock_monotonic_ns();
     sp_buf_t *enc = level ? &raw : out;
     int rc = -1;
     if (sp_pprof_encode(p, enc) < 0) {
         st->step = 1;
         goto done;
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = sp_clock_monotonic_ns();
     st->encode_ns = t1 - t0;
     st->raw_bytes = enc->len;
     if (level && (use_zlib ? sp_pprof_gzip_zlib(raw.p, raw.len, level, out)
@@ -852,14 +846,14 @@ sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
         st->step = 2;
         goto done;
     }
-    uint64_t t2 = now_ns();
+    uint64_t t2 = sp_clock_monotonic_ns();
     st->compress_ns = t2 - t1;
     st->file_bytes = out->len;
     if (path && sp_pprof_write_file(path, out->p, out->len, do_fsync, mode) < 0) {
         st->step = 3;
         goto done;
     }
-    st->write_ns = now_ns() - t2;
+    st->write_ns = sp_clock_monotonic_ns() - t2;
     rc = 0;
 done:;
     int err = errno;

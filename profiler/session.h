@@ -49,9 +49,6 @@ sp_table_t *sp_session_table(void);
 /* The session's drain counters (session_state.h); never NULL.  Written by the drain,
  * and by export.c's _table_add for tests, as the drain would.  GIL held. */
 sp_drain_stats_t *sp_session_stats(void);
-/* The counters under the global's old name, for export.c until its rewrite is merged
- * (then: sp_session_stats()).  Not to be used in new code. */
-#define sp_drain_stats (*sp_session_stats())
 
 /* Starts a session: resets every count, seeds the shadow stacks, attaches the tracker,
  * arms the timers and starts the drain thread.  Returns -1 with an exception set (and

@@ -166,9 +166,7 @@ def test_session_wiring_is_not_global():
 # ---------------------------------------------------------------------------
 # Clocks: read through profiler/clock.h only.
 
-# export.c keeps its own now_ns() until its rewrite (another change) is merged; remove
-# it from here then.
-CLOCK_ALLOWED = {"clock.h", "export.c"}
+CLOCK_ALLOWED = {"clock.h"}
 NS_FROM_TIMESPEC = re.compile(r"tv_sec\s*\*\s*(?:1000000000|1e9|SP_NS_PER_SEC)")
 
 
