@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import stat
+import time
 
 __all__ = ["FORMATS", "EXTENSIONS", "format_for", "write_profile", "write_bytes",
            "check_destination", "write_or_fall_back"]
@@ -138,15 +139,48 @@ def check_destination(path: str) -> str | None:
     if not os.path.isdir(directory):
         return f"cannot write {path!r}: directory {directory!r} does not exist; " \
                "create it or choose another path"
-    import tempfile
+    error = probe_directory(directory)
+    if error is not None:
+        return f"cannot write {path!r}: cannot create a file in {directory!r} " \
+               f"({error.strerror}); choose another directory"
+    return None
+
+
+# Temporary files are made here rather than with tempfile: importing tempfile imports
+# shutil, bz2 and threading, and a profiler thread (the dump's, the writer's) that is
+# the first to import threading makes threading take it for the main thread (on 3.9
+# the process then waits for it at exit).  It also keeps the start-up light.
+
+def _temporary(directory: str) -> tuple:
+    """A new file of our own in *directory*, mode 0600: (fd, path)."""
+    for attempt in range(100):
+        path = os.path.join(directory, f".shadowprof-{os.getpid()}-"
+                                       f"{time.monotonic_ns()}-{attempt}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
+def probe_directory(directory: str) -> "OSError | None":
+    """Why no file can be created in *directory*, or None if one can: tried with a
+    real file (access() says yes to root even where writes fail, as in /sys)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
+        fd, tmp = _temporary(directory)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        return f"cannot write {path!r}: cannot create a file in {directory!r} " \
-               f"({e.strerror}); choose another directory"
+        return e
     return None
+
+
+def _temporary_directory() -> str:
+    """Where a profile goes when its own destination fails: $TMPDIR, else /tmp."""
+    for directory in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp", os.getcwd()):
+        if directory and os.path.isdir(directory) and probe_directory(directory) is None:
+            return directory
+    return os.getcwd()
 
 
 def write_or_fall_back(write, path: str) -> tuple:
@@ -158,9 +192,8 @@ def write_or_fall_back(write, path: str) -> tuple:
         return path, None
     except OSError as e:
         error = e
-    import tempfile
     name = "stdout.txt" if path == "-" else os.path.basename(os.path.normpath(path))
-    fallback = os.path.join(tempfile.gettempdir(), f"shadowprof-{os.getpid()}-{name}")
+    fallback = os.path.join(_temporary_directory(), f"shadowprof-{os.getpid()}-{name}")
     try:
         write(fallback)
     except OSError:
@@ -171,7 +204,7 @@ def write_or_fall_back(write, path: str) -> tuple:
 def _write_atomic(path: str, write) -> None:
     """Write to a temporary file in the same directory, then rename, so an
     interrupted write never leaves a truncated profile under *path*.  The file gets
-    the mode open() would give it (mkstemp's temporary files are 0600)."""
+    the mode open() would give it (the temporary file is made 0600)."""
     if path == "-":
         import sys
         sys.stdout.flush()
@@ -182,9 +215,7 @@ def _write_atomic(path: str, write) -> None:
         with open(path, "wb") as f:
             write(f)
         return
-    import tempfile   # here, not at import: keep the profiler's start-up light
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".shadowprof-", suffix=".tmp", dir=directory)
+    fd, tmp = _temporary(os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), _file_mode(path))

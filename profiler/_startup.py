@@ -66,13 +66,9 @@ def _writable_dir(key: str, value: str, directory: str) -> None:
     if not os.path.isdir(directory):
         raise ValueError(f"bad option {key}={value}: directory {directory} does not "
                          "exist")
-    # Try it: access() says yes to root even where writes fail.  (A name of our own,
-    # not tempfile: importing it costs an always-on process some 10 ms at start.)
-    tmp = os.path.join(directory, f".shadowprof-{os.getpid()}-{time.monotonic_ns()}.tmp")
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(tmp)
-    except OSError as e:
+    from .analysis.formats import probe_directory
+    e = probe_directory(directory)
+    if e is not None:
         raise ValueError(f"bad option {key}={value}: cannot write in directory "
                          f"{directory}: {e.strerror}") from None
 

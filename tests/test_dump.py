@@ -71,3 +71,35 @@ def test_signal_off_leaves_the_default_action(py, tmp_path):
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGUSR2
     assert not list(tmp_path.glob("shadowprof-dump-*"))
+
+
+NO_THREADING = (
+    "import os, signal, sys, time\n"
+    "assert 'threading' not in sys.modules\n"
+    "os.kill(os.getpid(), signal.SIGUSR2)\n"
+    "deadline = time.monotonic() + 20\n"
+    "while time.monotonic() < deadline and not any(\n"
+    "        f.endswith('.stacks.txt') for f in os.listdir('.')):\n"
+    "    time.sleep(0.01)\n"
+    "import threading\n"
+    "print(threading.main_thread() is threading.current_thread(), flush=True)\n")
+
+
+@pytest.fixture(scope="module")
+def bare_py(tmp_path_factory):
+    # No base site-packages: their .pth files may import threading at start-up.
+    return canary_venv.make_venv(str(tmp_path_factory.mktemp("bare")), system_site=False)
+
+
+@pytest.mark.parametrize("options", ["quiet", "quiet,output=out.pb.gz"])
+def test_a_dump_leaves_threading_to_the_main_thread(bare_py, tmp_path, options):
+    # A program that never imported threading: the dump's thread must not be the
+    # first to import it (threading would take it for the main thread; on 3.9 the
+    # process then waits for it at exit, for ever).
+    prog = tmp_path / "plain.py"
+    prog.write_text(NO_THREADING)
+    r = subprocess.run([bare_py, str(prog)], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=60, env=canary_venv.clean_env(SHADOWPROF=options))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "True\n", r.stderr
+    assert list(tmp_path.glob("shadowprof-dump-*.stacks.txt"))

@@ -12,13 +12,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PTH = os.path.join(ROOT, "shadowprof.pth")
 
 
-def make_venv(where: str) -> str:
-    """Create the venv under *where*; return its python."""
+def make_venv(where: str, system_site: bool = True) -> str:
+    """Create the venv under *where*; return its python.  *system_site*: the base
+    interpreter's site-packages (and their .pth files) are seen too."""
     import shadowprof
     pkg = os.path.dirname(os.path.abspath(shadowprof.__file__))
     venv = os.path.join(where, "venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip",
-                    "--system-site-packages", venv], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip"]
+                   + (["--system-site-packages"] if system_site else []) + [venv],
+                   check=True, timeout=120)
     py = os.path.join(venv, "bin", "python")
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()"
                            "['purelib'])"], capture_output=True, text=True,
