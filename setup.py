@@ -46,7 +46,8 @@ core = Extension(
 pprof_ext = Extension(
     "shadowprof.analysis._pprof",
     sources=["analysis/_pprof.c", "profiler/pprof_enc.c"],
-    depends=["profiler/clock.h", "profiler/pprof_enc.h"],
+    depends=["profiler/clock.h", "profiler/pprof_enc.h", "profiler/pprof_text.h",
+             "profiler/posindex.h"],
     include_dirs=["profiler"],
     extra_compile_args=core.extra_compile_args,
     libraries=["pthread", "dl", "z"],

@@ -21,6 +21,7 @@
 #include <Python.h>
 
 #include "pprof_enc.h"
+#include "pprof_text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,19 +50,7 @@ text_of(sp_pprof_t *out, PyObject *s, sp_span_t *sp)
                      Py_TYPE(s)->tp_name);
         return -1;
     }
-    Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u) {
-        *sp = sp_pprof_text(out, u, (size_t)n);
-        return 0;
-    }
-    PyErr_Clear();
-    PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
-    if (!b)
-        return -1;
-    *sp = sp_pprof_text(out, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
-    Py_DECREF(b);
-    return 0;
+    return sp_pprof_text_of_str(out, s, sp);
 }
 
 /* An int as the 64 bits protobuf writes (negative numbers as two's complement). */

@@ -19,10 +19,11 @@ of the process's CPU time:
 
 With rho = (in-window cost) / (the program's own CPU in the window) and U the
 program's CPU time in a period, a window of P x (budget - writer / U) / rho keeps the
-total under budget x U.  Before the first window rho is the worst case the
-calibration measured (an empty function called in a loop).  The window is bounded
-below (MIN_WINDOW_S, two sampling intervals) so that a period never goes empty;
-when that floor is above what the budget allows, the file says so.  At exit an open
+total under budget x U; a Ledger repays what a window cost beyond its estimate
+from the next windows.  Before anything was measured (the first window) the window
+is the shortest one.  The window is bounded below (MIN_WINDOW_S, two sampling
+intervals) so that a period never goes empty; when that floor is above what the
+budget allows, the file says so.  At exit an open
 window is closed and written; a period whose window had not begun writes nothing.
 
 Always on (budget 0, ``budget=off``): the core runs for the whole session (started
@@ -60,9 +61,6 @@ __all__ = ["Ledger", "PeriodicWriter", "file_prefix", "window_length"]
 
 # The shortest window (besides two sampling intervals): a period never goes empty.
 MIN_WINDOW_S = 0.02
-# The hook's cost relative to the program's own CPU time assumed before a window
-# has measured it, when the calibration could not run (the core was already on).
-DEFAULT_RHO = 2.0
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -281,8 +279,10 @@ class PeriodicWriter:
     def _next_window_s(self) -> float:
         rho = self._rho
         if rho is None:
-            per_call, share, _ = _api.calibration()
-            rho = share / (1 - share) if per_call and share < 1 else DEFAULT_RHO
+            # Nothing measured yet (the first window, or only idle ones): what the
+            # program's calls cost and what a write costs are unknown, so the
+            # shortest window; the next ones are sized from what it cost.
+            return self._floor_s()
         program = None if self._program_cpu_ns is None else self._program_cpu_ns / 1e9
         return window_length(self.period_s, self.budget, rho, self._fixed_ns / 1e9,
                              program, self._floor_s(), self.ledger.balance_ns / 1e9)

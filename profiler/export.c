@@ -14,6 +14,7 @@
 #include "drain.h"
 #include "native.h"
 #include "pprof_enc.h"
+#include "pprof_text.h"
 #include "registry.h"
 #include "sampler.h"
 #include "table.h"
@@ -782,19 +783,7 @@ text_of(sp_pprof_t *out, PyObject *s, sp_span_t *sp)
         *sp = sp_pprof_text(out, "?", 1);
         return 0;
     }
-    Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u) {
-        *sp = sp_pprof_text(out, u, (size_t)n);
-        return 0;
-    }
-    PyErr_Clear();
-    PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
-    if (!b)
-        return -1;
-    *sp = sp_pprof_text(out, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
-    Py_DECREF(b);
-    return 0;
+    return sp_pprof_text_of_str(out, s, sp);
 }
 
 static inline int

@@ -2,11 +2,13 @@
 #include "pprof_enc.h"
 
 #include "clock.h"
+#include "posindex.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <stdio.h>
@@ -248,25 +250,6 @@ sp_strtab_bytes(const sp_strtab_t *t)
     return t->arena.len;
 }
 
-static int
-strtab_grow_index(sp_strtab_t *t)
-{
-    size_t cap = t->index_cap * 2;
-    uint32_t *idx = calloc(cap, sizeof(uint32_t));
-    if (!idx)
-        return -1;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t j = t->strs[i].hash & (cap - 1);
-        while (idx[j])
-            j = (j + 1) & (cap - 1);
-        idx[j] = (uint32_t)(i + 1);
-    }
-    free(t->index);
-    t->index = idx;
-    t->index_cap = cap;
-    return 0;
-}
-
 int64_t
 sp_strtab_intern(sp_strtab_t *t, const char *s, size_t n)
 {
@@ -294,7 +277,9 @@ sp_strtab_intern(sp_strtab_t *t, const char *s, size_t n)
         goto oom;
     t->strs[t->n] = (str_t){off, n, h};
     t->index[j] = (uint32_t)(++t->n);
-    if (t->n * 2 > t->index_cap && strtab_grow_index(t) < 0)
+    if (t->n * 2 > t->index_cap &&
+        sp_posindex_grow(&t->index, &t->index_cap, t->strs, t->n, sizeof(str_t),
+                         offsetof(str_t, hash)) < 0)
         goto oom;
     return (int64_t)(t->n - 1);
 oom:
@@ -317,7 +302,8 @@ sp_strtab_reserve(sp_strtab_t *t, size_t nstrings, size_t nbytes)
     if (sp_buf_reserve(&t->arena, nbytes) < 0)
         goto oom;
     while (nstrings * 2 > t->index_cap)
-        if (strtab_grow_index(t) < 0)
+        if (sp_posindex_grow(&t->index, &t->index_cap, t->strs, t->n, sizeof(str_t),
+                             offsetof(str_t, hash)) < 0)
             goto oom;
     return 0;
 oom:

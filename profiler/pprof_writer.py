@@ -36,8 +36,11 @@ import time
 
 from . import _core
 from ._api import calibration
-from .analysis import formats, pprof
-from .analysis.model import Profile, strip_pth_lines
+from .analysis import formats
+
+# The profile model and the pprof module (comments, and the encoder of native
+# sessions) are imported when a file is written: continuous mode's start-up, which
+# imports this module, stays light.
 
 __all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
 
@@ -72,6 +75,7 @@ def _comment_fn(extra, err_ns: float = 0.0, meta_add=None, notes=None):
             lines += more
             for k, v in more_add.items():
                 add[k] = add.get(k, 0) + v
+        from .analysis import pprof
         return pprof.comments(_Totals(info, err_ns, add), info["total_ns"], None, lines)
     return comments
 
@@ -161,6 +165,8 @@ def write_period(path: str, base=None, comments=(), *, end=None,
     # Native frames: named by the Python layer (native.resolve_snapshot).
     t0 = time.perf_counter_ns()
     snap = end if isinstance(end, dict) else _core.snapshot()
+    from .analysis import pprof
+    from .analysis.model import Profile, strip_pth_lines
     from .native import resolve_snapshot
     resolve_snapshot(snap)
     base_snap = base if isinstance(base, dict) else None

@@ -362,6 +362,19 @@ static int forced_fallback;   /* FORCE_*, see the fallback section below; GIL */
 #define FORCE_ITIMER 2
 static void itimer_watch_exec(void);
 
+/* ITIMER_PROF's interval and first expiry: interval_ns, at least 1 us. */
+static struct itimerval
+itimer_of(uint64_t interval_ns)
+{
+    struct itimerval it;
+    it.it_interval.tv_sec = interval_ns / SP_NS_PER_SEC;
+    it.it_interval.tv_usec = (interval_ns % SP_NS_PER_SEC) / 1000u;
+    if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
+        it.it_interval.tv_usec = 1;
+    it.it_value = it.it_interval;
+    return it;
+}
+
 static int
 process_timer_arm(uint64_t interval_ns)
 {
@@ -383,12 +396,7 @@ process_timer_arm(uint64_t interval_ns)
         process_timer = 0;
         return -1;
     }
-    struct itimerval it;
-    it.it_interval.tv_sec = interval_ns / 1000000000u;
-    it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
-    if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
-        it.it_interval.tv_usec = 1;
-    it.it_value = it.it_interval;
+    struct itimerval it = itimer_of(interval_ns);
     process_timer_kind = PROCESS_TIMER_ITIMER;
     process_timer = 1;
     itimer_watch_exec();
@@ -672,12 +680,7 @@ sp_sampler_set_interval(uint64_t interval_ns)
     if (process_timer) {
         if (process_timer_kind == PROCESS_TIMER_POSIX)
             return timer_settime(process_posix_timer, 0, &its, NULL);
-        struct itimerval it;
-        it.it_interval.tv_sec = interval_ns / 1000000000u;
-        it.it_interval.tv_usec = (interval_ns % 1000000000u) / 1000u;
-        if (!it.it_interval.tv_sec && !it.it_interval.tv_usec)
-            it.it_interval.tv_usec = 1;
-        it.it_value = it.it_interval;
+        struct itimerval it = itimer_of(interval_ns);
         return setitimer(ITIMER_PROF, &it, NULL);
     }
     for (sp_thread_t *t = sp_threads; t; t = t->next)

@@ -1,6 +1,9 @@
 /* table.c: open-addressing hash table of stacks (see table.h). */
 #include "table.h"
 
+#include "posindex.h"
+
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,25 +72,6 @@ sp_table_clear(sp_table_t *t)
     memset(t->index, 0, t->index_cap * sizeof(uint32_t));
 }
 
-static int
-grow_index(sp_table_t *t)
-{
-    size_t cap = t->index_cap * 2;
-    uint32_t *idx = calloc(cap, sizeof(uint32_t));
-    if (!idx)
-        return -1;
-    for (size_t i = 0; i < t->nentries; i++) {
-        size_t j = t->entries[i].hash & (cap - 1);
-        while (idx[j])
-            j = (j + 1) & (cap - 1);
-        idx[j] = (uint32_t)(i + 1);
-    }
-    free(t->index);
-    t->index = idx;
-    t->index_cap = cap;
-    return 0;
-}
-
 int
 sp_table_add(sp_table_t *t, uint64_t tid, const uint64_t *locs, uint32_t nlocs,
              uint64_t count, uint64_t weight_ns)
@@ -136,7 +120,9 @@ sp_table_add(sp_table_t *t, uint64_t tid, const uint64_t *locs, uint32_t nlocs,
         memcpy(t->locs + t->nlocs, locs, nlocs * sizeof(uint64_t));
     t->nlocs += nlocs;
     t->index[j] = (uint32_t)(++t->nentries);
-    if (t->nentries * 2 > t->index_cap && grow_index(t) < 0)
+    if (t->nentries * 2 > t->index_cap &&
+        sp_posindex_grow(&t->index, &t->index_cap, t->entries, t->nentries,
+                         sizeof(entry_t), offsetof(entry_t, hash)) < 0)
         return -1;
     return 0;
 }

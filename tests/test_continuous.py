@@ -101,7 +101,8 @@ def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
 
 def test_start_up_imports_no_reader_code(tmp_path):
     # An always-on process pays for every module continuous mode imports at start:
-    # socket and tempfile are not among them.
+    # the profile model, the pprof reader, socket and tempfile are not among them
+    # (the files are written in C).
     code = ("import sys; before = set(sys.modules)\n"
             "import shadowprof._startup as s; s.run()\n"
             "print(sorted(set(sys.modules) - before))\n")
@@ -111,5 +112,6 @@ def test_start_up_imports_no_reader_code(tmp_path):
     assert r.returncode == 0, r.stderr
     loaded = eval(r.stdout)
     assert "shadowprof.continuous" in loaded    # the writer did start
-    for heavy in ("socket", "tempfile"):
+    for heavy in ("shadowprof.analysis.model", "shadowprof.analysis.pprof", "socket",
+                  "tempfile"):
         assert heavy not in loaded, (heavy, loaded)
