@@ -178,9 +178,10 @@ def summarize(cells, configs, workloads):
     for c in configs:
         whole, cpu8, steady, per = [], [], [], {}
         for w in workloads:
-            n8w, c8w = med("none", w, 8, "wall"), med(c, w, 8, "wall")
-            n8, n2 = med("none", w, 8, "cpu"), med("none", w, 2, "cpu")
-            c8, c2 = med(c, w, 8, "cpu"), med(c, w, 2, "cpu")
+            small, large = SIZES
+            n8w, c8w = med("none", w, large, "wall"), med(c, w, large, "wall")
+            n8, n2 = med("none", w, large, "cpu"), med("none", w, small, "cpu")
+            c8, c2 = med(c, w, large, "cpu"), med(c, w, small, "cpu")
             if None in (n8w, c8w, n8, n2, c8, c2):
                 per[w] = None
                 continue
@@ -200,8 +201,9 @@ def markdown(data):
     rows = summarize(data["cells"], data["configs"], data["workloads"])
     wl = data["workloads"]
     out = []
-    out.append("| profiler | whole-process ratio (wall, size 8) | CPU ratio (process "
-               "tree, size 8) | steady-state ratio (CPU 8 - CPU 2) | " +
+    small, large = SIZES
+    out.append(f"| profiler | whole-process ratio (wall, size {large}) | CPU ratio (process "
+               f"tree, size {large}) | steady-state ratio (CPU {large} - CPU {small}) | " +
                " | ".join(f"steady, {w}" for w in wl) + " | note |")
     out.append("|---" * (5 + len(wl)) + "|")
     for c in data["configs"]:
@@ -225,9 +227,16 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--startup-runs", type=int, default=30)
+    ap.add_argument("--sizes", default="2,8",
+                    help="the small and the large size (default 2,8): the steady-state "
+                         "ratio is (CPU at large - CPU at small) over the same unprofiled")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "production.json"))
     ap.add_argument("--md", default=None, help="also write the table here")
     opts = ap.parse_args()
+    global SIZES
+    SIZES = tuple(int(x) for x in opts.sizes.split(","))
+    if len(SIZES) != 2 or not 0 < SIZES[0] < SIZES[1]:
+        sys.exit(f"--sizes {opts.sizes!r}: give two sizes, small then large (2,8)")
     configs = opts.configs.split(",")
     workloads = opts.workloads.split(",")
     for c in configs:
@@ -255,7 +264,8 @@ def main():
                                       text=True).stdout.strip(),
             "platform": platform.platform(), "cpus": os.cpu_count(),
             "loadavg_before": load, "loadavg_after": os.getloadavg(),
-            "reps": opts.reps, "period": opts.period, "configs": configs,
+            "reps": opts.reps, "period": opts.period, "sizes": list(SIZES),
+            "configs": configs,
             "workloads": workloads, "startup": st, "cells": cells}
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
     with open(opts.out, "w") as f:
