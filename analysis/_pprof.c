@@ -201,17 +201,6 @@ first_line(const fill_t *f, Py_ssize_t k)
     return (int32_t)f->out->funcs[k].start_line;
 }
 
-static sp_psample_t *
-push_sample(sp_pprof_t *out, const uint64_t *frames, uint32_t n, int64_t count,
-            int64_t weight, int64_t calls)
-{
-    size_t off = sp_pprof_frames(out, frames, n);
-    sp_psample_t *s = SP_PPROF_PUSH(out, samples);
-    if (s)
-        *s = (sp_psample_t){off, n, 0, SP_PLABEL_NONE, {count, weight, calls}};
-    return s;
-}
-
 /* The thread number of tid, added (named if profile.threads has it) on first use. */
 static int64_t
 thread_of(fill_t *f, PyObject *tid_obj)
@@ -323,8 +312,8 @@ fill_stacks(fill_t *f, PyObject *stacks)
         Py_DECREF(fields);
         if (bad)
             goto done;
-        sp_psample_t *smp = push_sample(f->out, frames, (uint32_t)n, (int64_t)count,
-                                        (int64_t)weight, 0);
+        sp_psample_t *smp = sp_pprof_push_sample(f->out, frames, (uint32_t)n,
+                                                 (int64_t)count, (int64_t)weight, 0);
         if (!smp) {
             PyErr_NoMemory();
             goto done;
@@ -375,13 +364,13 @@ fill_calls(fill_t *f, PyObject *edges, PyObject *calls)
             goto done;
         sp_psample_t *s;
         if (root) {
-            s = push_sample(f->out, fr + 1, 1, 0, 0, (int64_t)n);
+            s = sp_pprof_push_sample(f->out, fr + 1, 1, 0, 0, (int64_t)n);
         } else {
             Py_ssize_t cr = function_of(f, caller);
             if (cr < 0)
                 goto done;
             fr[0] = sp_pprof_frame((uint32_t)cr, first_line(f, cr));
-            s = push_sample(f->out, fr, 2, 0, 0, (int64_t)n);
+            s = sp_pprof_push_sample(f->out, fr, 2, 0, 0, (int64_t)n);
         }
         if (!s) {
             PyErr_NoMemory();
@@ -407,7 +396,7 @@ fill_calls(fill_t *f, PyObject *edges, PyObject *calls)
         if (k < 0)
             goto done;
         uint64_t fr = sp_pprof_frame((uint32_t)k, first_line(f, k));
-        sp_psample_t *s = push_sample(f->out, &fr, 1, 0, 0, (int64_t)rest);
+        sp_psample_t *s = sp_pprof_push_sample(f->out, &fr, 1, 0, 0, (int64_t)rest);
         if (!s) {
             PyErr_NoMemory();
             goto done;

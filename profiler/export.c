@@ -875,17 +875,6 @@ rounded_weight(const stack_t *s)
     return s->is_float ? (int64_t)nearbyint(s->weight_f) : s->weight;
 }
 
-static sp_psample_t *
-push_sample(sp_pprof_t *out, const uint64_t *frames, uint32_t n, int64_t count,
-            int64_t weight, int64_t calls)
-{
-    size_t off = sp_pprof_frames(out, frames, n);
-    sp_psample_t *s = SP_PPROF_PUSH(out, samples);
-    if (s)
-        *s = (sp_psample_t){off, n, 0, SP_PLABEL_NONE, {count, weight, calls}};
-    return s;
-}
-
 /* Everything of the profile but its comments, in the order pprof.py's encode() walks
  * a Profile: one sample per stack (frames copied: the table's storage may move once
  * the GIL is released), one per call edge [caller, callee], one per callee with
@@ -909,8 +898,8 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
      * collection's finalizer may release the GIL and let the drain move the table). */
     for (size_t i = 0; i < p->nstacks; i++) {
         const stack_t *s = &p->stacks[i];
-        sp_psample_t *smp = push_sample(out, s->locs, s->nlocs, (int64_t)s->count,
-                                        rounded_weight(s), 0);
+        sp_psample_t *smp = sp_pprof_push_sample(out, s->locs, s->nlocs,
+                                                 (int64_t)s->count, rounded_weight(s), 0);
         if (!smp)
             return PyErr_NoMemory(), -1;
         smp->label = SP_PLABEL_THREAD;
@@ -925,9 +914,9 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
         uint64_t fr[2] = {sp_pprof_frame(ed->caller, first_line(ed->caller)),
                           sp_pprof_frame(ed->callee, first_line(ed->callee))};
         if (ed->caller != 0)
-            push_sample(out, fr, 2, 0, 0, ed->n);
+            sp_pprof_push_sample(out, fr, 2, 0, 0, ed->n);
         else
-            push_sample(out, fr + 1, 1, 0, 0, ed->n);
+            sp_pprof_push_sample(out, fr + 1, 1, 0, 0, ed->n);
     }
     for (size_t i = 0; i < p->ncalls; i++) {
         uint32_t fid = p->calls[i].id;
@@ -935,7 +924,7 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
         if (!rest)
             continue;
         uint64_t fr = sp_pprof_frame(fid, first_line(fid));
-        sp_psample_t *smp = push_sample(out, &fr, 1, 0, 0, rest);
+        sp_psample_t *smp = sp_pprof_push_sample(out, &fr, 1, 0, 0, rest);
         if (smp)
             smp->label = SP_PLABEL_UNKNOWN_CALLER;
     }

@@ -387,6 +387,17 @@ sp_pprof_frames(sp_pprof_t *p, const uint64_t *frames, size_t n)
     return off;
 }
 
+sp_psample_t *
+sp_pprof_push_sample(sp_pprof_t *p, const uint64_t *frames, uint32_t n, int64_t count,
+                     int64_t weight, int64_t calls)
+{
+    size_t off = sp_pprof_frames(p, frames, n);
+    sp_psample_t *s = SP_PPROF_PUSH(p, samples);
+    if (s)
+        *s = (sp_psample_t){off, n, 0, SP_PLABEL_NONE, {count, weight, calls}};
+    return s;
+}
+
 /* The id of the interpreter's Mapping; native objects' follow in first-use order. */
 #define MAPPING_PYTHON 1
 

@@ -329,6 +329,10 @@ int sp_pprof_reserve(sp_pprof_t *p, void **arr, size_t *cap, size_t len, size_t 
                       sizeof(*(p)->what)) == 0 ? &(p)->what[(p)->n##what++] : NULL)
 /* Appends n frames (root first) to p->frames; returns their offset. */
 size_t sp_pprof_frames(sp_pprof_t *p, const uint64_t *frames, size_t n);
+/* Appends a sample of the n frames (copied) with the values count, weight, calls and
+ * no label; the new sample, or NULL when out of memory (sticky, as everywhere). */
+sp_psample_t *sp_pprof_push_sample(sp_pprof_t *p, const uint64_t *frames, uint32_t n,
+                                   int64_t count, int64_t weight, int64_t calls);
 
 static inline uint64_t
 sp_pprof_frame(uint32_t func, int32_t line)
