@@ -61,6 +61,9 @@ __all__ = ["Ledger", "PeriodicWriter", "file_prefix", "window_length"]
 
 # The shortest window (besides two sampling intervals): a period never goes empty.
 MIN_WINDOW_S = 0.02
+# The least a call under the hook is budgeted at, in ns (callgrind: about 40
+# instructions a call over the bare mechanism, some 10 ns here).
+MIN_PER_CALL_NS = 10.0
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -347,7 +350,11 @@ class PeriodicWriter:
         self._open = None
         _core.stop()
         t_stopped = time.thread_time_ns()
-        per_call = _api.calibration()[0]
+        # A hook too cheap for the calibration to resolve (it measured 0: 3.9 and 3.10,
+        # which do not inline calls anyway, on a busy machine) is still budgeted: at
+        # MIN_PER_CALL_NS a call, not as free (a free hook would make the window the
+        # whole period).
+        per_call = max(_api.calibration()[0], MIN_PER_CALL_NS)
         window = {}
 
         def notes(info: dict) -> tuple:
@@ -363,7 +370,7 @@ class PeriodicWriter:
             rest = self._finish_ns if self._finish_ns is not None else now - t_stopped
             writer_ns = open_ns + (now - t0) + rest
             cost = in_window + writer_ns
-            duty = window_s / self.period_s
+            duty = min(1.0, window_s / self.period_s)   # a whole period: 1
             # Share of the program's CPU time in the period (estimated from the
             # window's: the window is a random part of it).
             share = cost * duty / program if program > 0 and duty > 0 else 0.0
@@ -381,8 +388,8 @@ class PeriodicWriter:
                              f"({self._floor_s():g}s) costs {100 * share:.2f}% of this "
                              f"period's CPU, over the budget {100 * self.budget:g}%; "
                              "use a longer period= for a smaller share")
-            covered = (int(round(self.period_s * 1e9)) if not partial
-                       else int(info["duration_ns"] + offset * 1e9))
+            covered = (max(int(round(self.period_s * 1e9)), info["duration_ns"])
+                       if not partial else int(info["duration_ns"] + offset * 1e9))
             return lines, {"overhead_weight_ns": writer_ns, "covered_ns": covered}
 
         self._write(None, [], notes=notes)

@@ -58,9 +58,11 @@ def test_format(py, tmp_path, fmt, name, check):
 
 def test_quiet_and_top(py):
     assert run(py, "quiet").stderr == ""
-    p = run(py, "top=2")
+    # The program is short (a few samples), and the correction can move all of a
+    # function's time to [shadowprof overhead]: the table has at least one row.
+    p = run(py, "top=1")
     block = p.stderr.split(REPORT)[1].split("\n\n")[0].strip().splitlines()
-    assert len(block) == 1 + 2   # header and two rows
+    assert len(block) == 1 + 1   # header and one row
 
 
 def test_max_depth(py, tmp_path):
