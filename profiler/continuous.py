@@ -431,6 +431,10 @@ class PeriodicWriter:
         head = [f"shadowprof.period file={name} seq={self.seq} pid={self.pid} "
                 f"host={self.host} start={self.start_stamp} "
                 f"period_s={self.period_s:g}"]
+        if end is None:
+            # The end first, then the ids to strip: a function of ours counted by the
+            # end has an id by then (a call counted while the core was stopping).
+            end = _core.mark()
         period = pprof_writer.write_period(
             path, base, head + self.comments + lines, end=end,
             meta_add={"overhead_weight_ns": writer_ns}, strip=_own_code_ids(),
