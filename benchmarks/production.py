@@ -20,6 +20,11 @@ counted).  Reported per config (geometric mean over the workloads):
 - steady-state ratio: (CPU at 8 - CPU at 2) over the unprofiled difference, which
   cancels every tool's start-up (what an always-on process pays).
 
+The `mechanism` config runs the program under a do-nothing PEP 523 evaluator
+(benchmarks/mechanism_run.py, built from benchmarks/hookcost): what any exact per-call
+hook pays on 3.11; with it and `shadowprof` in one run the table ends with
+shadowprof's ratios over it.
+
 Also measured: start-up and exit cost on an empty program (median of paired
 differences against the unprofiled run) of ``python -m shadowprof -q`` and
 ``python -X shadowprof=quiet``, and, for continuous mode, the cost shadowprof
@@ -52,9 +57,11 @@ DD_ENV = {"DD_PROFILING_ENABLED": "true", "DD_TRACE_ENABLED": "false",
 
 # name -> (argv template, extra environment, note).  {py} the interpreter, {bin} its
 # directory, {out} an output prefix in the run's scratch directory, {prog} argv of
-# the workload.
+# the workload, {here} this directory, {hookcost} the hookcost extension's directory.
 CONFIGS = {
     "none": ("{py} {prog}", {}, "unprofiled"),
+    "mechanism": ("{py} {here}/mechanism_run.py {hookcost} {prog}", {},
+                  "bare PEP 523 evaluator (hookcost eval_pass), no profiler"),
     "shadowprof": ("{py} -m shadowprof -q -o {out}.pb.gz {prog}", {},
                    "one-shot, 10 ms, pprof file at exit"),
     "shadowprof-continuous": ("{py} {prog}",
@@ -90,10 +97,19 @@ def base_env():
             if k not in ("PYTHONPATH", "SHADOWPROF") and not k.startswith("DD_")}
 
 
-def one_cell(config, workload, size, py, period, scratch):
+def build_hookcost(py, scratch):
+    """The hookcost extension for py, built into scratch (the `mechanism` config)."""
+    directory = os.path.join(scratch, "hookcost")
+    subprocess.run(["bash", os.path.join(HERE, "hookcost", "build.sh"), directory, py],
+                   check=True, stdout=subprocess.DEVNULL)
+    return directory
+
+
+def one_cell(config, workload, size, py, period, scratch, hookcost=""):
     template, extra, _ = CONFIGS[config]
     out = os.path.join(scratch, "out")
-    values = {"py": py, "bin": os.path.dirname(py), "out": out, "period": period}
+    values = {"py": py, "bin": os.path.dirname(py), "out": out, "period": period,
+              "here": HERE, "hookcost": hookcost}
     prog = f"{os.path.join(PROGRAMS, workload + '.py')} {size}"
     argv = template.format(prog=prog, **values).split()
     env = base_env()
@@ -215,6 +231,13 @@ def markdown(data):
             note += f" ({r['failures']} failed attempts retried)"
         out.append(f"| `{c}` | {r['whole']:.3f}x | {r['cpu']:.3f}x | "
                    f"**{r['steady']:.3f}x** | {per} | {note} |")
+    if "mechanism" in rows and "shadowprof" in rows:
+        m, p = rows["mechanism"], rows["shadowprof"]
+        per = ", ".join(f"{w} {p['per'][w][2] / m['per'][w][2]:.3f}x" for w in wl
+                        if p["per"].get(w) and m["per"].get(w))
+        out.append(f"\n`shadowprof` over `mechanism`: whole-process "
+                   f"{p['whole'] / m['whole']:.3f}x, steady {p['steady'] / m['steady']:.3f}x "
+                   f"({per})")
     return "\n".join(out) + "\n"
 
 
@@ -246,6 +269,7 @@ def main():
     load = os.getloadavg()
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="spprod-") as scratch:
+        hookcost = build_hookcost(opts.python, scratch) if "mechanism" in configs else ""
         st = startup(opts.python, opts.startup_runs, scratch) if opts.startup_runs else None
         order = [(c, w, s) for w in workloads for s in SIZES for c in configs]
         for rep in range(opts.reps):
@@ -254,7 +278,7 @@ def main():
                 cell = os.path.join(scratch, "cell")
                 shutil.rmtree(cell, ignore_errors=True)
                 os.makedirs(cell)
-                res = one_cell(c, w, s, opts.python, opts.period, cell)
+                res = one_cell(c, w, s, opts.python, opts.period, cell, hookcost)
                 cells.setdefault(f"{c}|{w}|{s}", []).append(res)
                 print(f"rep {rep} {c:22s} {w:6s} {s} rc={res['rc']} wall={res['wall']:.3f} "
                       f"cpu={res['cpu']:.3f}", flush=True)
