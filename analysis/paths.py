@@ -22,16 +22,17 @@ files relative to the working directory when they are under it.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 __all__ = ["import_roots", "PathMapper", "library_module_path", "display_path",
            "is_machinery"]
 
 # site-packages / dist-packages first: they live under lib/pythonX.Y/ too.
-_LIBRARY = (re.compile(r"^.*?[/\\](?:site|dist)-packages[/\\](.+)$"),
-            re.compile(r"^.*?[/\\]lib(?:64)?[/\\]python\d+(?:\.\d+)?t?[/\\]"
-                       r"(?:lib-dynload[/\\])?(.+)$"))
+_LIBRARY_PATTERNS = (r"^.*?[/\\](?:site|dist)-packages[/\\](.+)$",
+                     r"^.*?[/\\]lib(?:64)?[/\\]python\d+(?:\.\d+)?t?[/\\]"
+                     r"(?:lib-dynload[/\\])?(.+)$")
+_library = None   # the patterns compiled, at first use: the live writer imports this
+                  # module (import_roots) in the profiled process, and re costs it 5 ms
 
 
 def import_roots() -> list:
@@ -51,7 +52,11 @@ def import_roots() -> list:
 def library_module_path(filename: str) -> str | None:
     """The module path of a file of an installed library or of the standard library
     (``.../site-packages/requests/api.py`` -> ``requests/api.py``), else None."""
-    for rx in _LIBRARY:
+    global _library
+    if _library is None:
+        import re
+        _library = tuple(map(re.compile, _LIBRARY_PATTERNS))
+    for rx in _library:
         m = rx.match(filename)
         if m:
             return m.group(1).replace("\\", "/")

@@ -42,10 +42,7 @@ frame of its own, labels other than thread/thread_id are kept only in `PprofProf
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-from dataclasses import dataclass, field
 
 from . import _pprof
 from .model import Function, Profile, Stack
@@ -164,7 +161,42 @@ def comments(profile, total_ns, idle_threads=None, extra=()) -> list:
     if profile.roots:
         meta["roots"] = list(profile.roots)
     return [_summary(profile, total_ns),
-            _META_PREFIX + json.dumps(meta, ensure_ascii=False), *extra]
+            _META_PREFIX + _json_dumps(meta), *extra]
+
+
+def _json_dumps(value) -> str:
+    """json.dumps(value, ensure_ascii=False) for the meta comment's values (str, int,
+    float, bool, None, and lists and str-keyed dicts of them) without importing json,
+    which imports re: the live writer calls comments() in the profiled process.  The
+    strings go through the json package's own C escaper."""
+    if isinstance(value, str):
+        return _encode_str(value)
+    if value is None or value is True or value is False:
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float) and value - value == 0:   # finite
+        return float.__repr__(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_json_dumps, value)) + "]"
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return "{" + ", ".join(f"{_encode_str(k)}: {_json_dumps(v)}"
+                               for k, v in value.items()) + "}"
+    import json   # anything else (NaN, other keys): json's own rules
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _encode_str(text: str) -> str:
+    if _c_encode_str is None:   # an interpreter without json's accelerator
+        import json
+        return json.dumps(text, ensure_ascii=False)
+    return _c_encode_str(text)
+
+
+try:
+    from _json import encode_basestring as _c_encode_str   # what json.dumps uses
+except ImportError:
+    _c_encode_str = None
 
 
 def _interpreter() -> str:
@@ -192,43 +224,59 @@ def write_pprof(profile: Profile, f) -> None:
 
 # --------------------------------------------------------------------------- decoder
 
-@dataclass
+# Plain classes rather than dataclasses: continuous mode imports this module when
+# profiling starts (the live writer's comments()), and dataclasses with inspect cost
+# the profiled program about 25 ms of CPU (see model.py).
+
 class PprofFunction:
-    id: int
-    name: str = ""
-    system_name: str = ""
-    filename: str = ""
-    start_line: int = 0
+    __slots__ = ("id", "name", "system_name", "filename", "start_line")
+
+    def __init__(self, id, name="", system_name="", filename="", start_line=0):
+        self.id = id
+        self.name = name
+        self.system_name = system_name
+        self.filename = filename
+        self.start_line = start_line
 
 
-@dataclass
 class PprofLocation:
-    id: int
-    mapping_id: int = 0
-    address: int = 0
-    lines: list = field(default_factory=list)   # [(function id, line)], inlined first
-    is_folded: bool = False
+    __slots__ = ("id", "mapping_id", "address", "lines", "is_folded")
+
+    def __init__(self, id, mapping_id=0, address=0, lines=None, is_folded=False):
+        self.id = id
+        self.mapping_id = mapping_id
+        self.address = address
+        self.lines = [] if lines is None else lines   # [(function id, line)], inlined first
+        self.is_folded = is_folded
 
 
-@dataclass
 class PprofMapping:
-    id: int
-    memory_start: int = 0
-    memory_limit: int = 0
-    file_offset: int = 0
-    filename: str = ""
-    build_id: str = ""
-    has_functions: bool = False
-    has_filenames: bool = False
-    has_line_numbers: bool = False
-    has_inline_frames: bool = False
+    __slots__ = ("id", "memory_start", "memory_limit", "file_offset", "filename",
+                 "build_id", "has_functions", "has_filenames", "has_line_numbers",
+                 "has_inline_frames")
+
+    def __init__(self, id, memory_start=0, memory_limit=0, file_offset=0, filename="",
+                 build_id="", has_functions=False, has_filenames=False,
+                 has_line_numbers=False, has_inline_frames=False):
+        self.id = id
+        self.memory_start = memory_start
+        self.memory_limit = memory_limit
+        self.file_offset = file_offset
+        self.filename = filename
+        self.build_id = build_id
+        self.has_functions = has_functions
+        self.has_filenames = has_filenames
+        self.has_line_numbers = has_line_numbers
+        self.has_inline_frames = has_inline_frames
 
 
-@dataclass
 class PprofSample:
-    location_ids: list          # leaf first
-    values: list
-    labels: list = field(default_factory=list)   # [(key, str or None, num, num_unit)]
+    __slots__ = ("location_ids", "values", "labels")
+
+    def __init__(self, location_ids, values, labels=None):
+        self.location_ids = location_ids   # leaf first
+        self.values = values
+        self.labels = [] if labels is None else labels   # [(key, str or None, num, num_unit)]
 
     def label(self, key: str):
         """The first label named *key*: its string, else its number; None if absent."""
@@ -238,23 +286,24 @@ class PprofSample:
         return None
 
 
-@dataclass
 class PprofProfile:
     """Every field of a decoded profile.proto, strings resolved."""
-    sample_types: list = field(default_factory=list)    # [(type, unit)]
-    samples: list = field(default_factory=list)
-    mappings: dict = field(default_factory=dict)
-    locations: dict = field(default_factory=dict)
-    functions: dict = field(default_factory=dict)
-    string_table: list = field(default_factory=list)
-    drop_frames: str = ""
-    keep_frames: str = ""
-    time_nanos: int = 0
-    duration_nanos: int = 0
-    period_type: tuple = ("", "")
-    period: int = 0
-    comments: list = field(default_factory=list)
-    default_sample_type: str = ""
+
+    def __init__(self):
+        self.sample_types = []    # [(type, unit)]
+        self.samples = []
+        self.mappings = {}
+        self.locations = {}
+        self.functions = {}
+        self.string_table = []
+        self.drop_frames = ""
+        self.keep_frames = ""
+        self.time_nanos = 0
+        self.duration_nanos = 0
+        self.period_type = ("", "")
+        self.period = 0
+        self.comments = []
+        self.default_sample_type = ""
 
 
 def _varint_at(buf, i: int) -> tuple:
@@ -346,6 +395,7 @@ def decode(data) -> PprofProfile:
     """Decode a pprof file's bytes, gzipped or not."""
     data = bytes(data)
     if data[:2] == b"\x1f\x8b":
+        import gzip   # read side only
         data = gzip.decompress(data)
     buf = memoryview(data)
     raw_samples, raw_types, comments = [], [], []
@@ -540,6 +590,7 @@ def to_profile(pp: PprofProfile) -> Profile:
     roots: list = []
     for c in pp.comments:
         if c.startswith(_META_PREFIX):
+            import json   # read side only: the writer does without it
             try:
                 found = json.loads(c[len(_META_PREFIX):])
             except ValueError:

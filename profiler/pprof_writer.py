@@ -29,7 +29,6 @@ here, with the same results and the Python encoder's cost.
 
 from __future__ import annotations
 
-import gzip
 import os
 import threading
 import time
@@ -186,6 +185,7 @@ def write_period(path: str, base=None, comments=(), *, end=None,
     if strip_pth:
         strip_pth_lines(prof)
     data = pprof.encode(prof, comments)
+    import gzip   # this path only: continuous mode's start-up does without it
     formats.write_bytes(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), path)
     sampling = sum(snap.get(k, 0) - (base_snap.get(k, 0) if base_snap else 0)
                    for k in ("handler_ns", "drain_ns"))

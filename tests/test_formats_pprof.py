@@ -527,3 +527,21 @@ def test_reads_go_runtime_pprof_profile(tmp_path):
                                      for f, line in s.frames))
         for s in prof.stacks)
     assert got == want
+
+
+def test_meta_json_is_json_dumps():
+    # The meta comment is written without importing json (continuous mode's start-up):
+    # its text must be json.dumps(..., ensure_ascii=False)'s, or readers that parse it
+    # with json see something else.
+    import json
+    cases = [
+        {"samples": 12, "weight_ns": 10_000_000_123, "overhead": 0.1 + 0.2, "mode": "cpu",
+         "lost": 0, "flag": True, "none": None, "neg": -7, "tiny": 1e-300, "big": 1e300},
+        {"threads": {"140234": "Main\"Thread\\", "2": "tab\there\nnew\x00\x1f\x7f",
+                     "3": "naïve ☃ \U0001F600", "4": "\ud800 lone surrogate"}},
+        {"roots": ["/srv/app", "/usr/lib/python3/dist-packages", ""], "empty": [],
+         "nested": [[1, 2.5], {"k": "v"}], "tuple": (1, "two")},
+        {"nan": float("nan"), "inf": float("inf"), "int_keys": {1: "a"}},
+    ]
+    for meta in cases:
+        assert pprof._json_dumps(meta) == json.dumps(meta, ensure_ascii=False)
