@@ -3,7 +3,7 @@
 The package `shadowprof` is the runtime in profiler/*.py with the extension built
 from every profiler/*.c; its subpackage `shadowprof.analysis`, what reads profiles,
 is analysis/ (see [tool.setuptools] in pyproject.toml), with the extension _pprof
-(analysis/_pprof.c and profiler/pprof_enc.c: the pprof encoder).
+(analysis/_pprof.c, profiler/pprof_enc.c and deflate.c: the pprof encoder).
 """
 import glob
 import os
@@ -38,15 +38,16 @@ core = Extension(
         "-Wall",
     ],
     libraries=["pthread", "dl", "z"],   # dl: libunwind is dlopen'ed for --native;
-                                        # z: gzip of pprof files (pprof_enc.c)
+                                        # z: gzip of pprof files (deflate.c; it
+                                        # dlopens libisal, libdeflate if there)
 )
 
 # shadowprof.analysis._pprof: the same pprof encoder for Profile models read from
-# files; analysis/ never loads _core, so it links pprof_enc.c alone.
+# files; analysis/ never loads _core, so it links pprof_enc.c and deflate.c alone.
 pprof_ext = Extension(
     "shadowprof.analysis._pprof",
-    sources=["analysis/_pprof.c", "profiler/pprof_enc.c"],
-    depends=["profiler/clock.h", "profiler/pprof_enc.h", "profiler/pprof_text.h",
+    sources=["analysis/_pprof.c", "profiler/pprof_enc.c", "profiler/deflate.c"],
+    depends=["profiler/clock.h", "profiler/deflate.h", "profiler/pprof_enc.h", "profiler/pprof_text.h",
              "profiler/posindex.h"],
     include_dirs=["profiler"],
     extra_compile_args=core.extra_compile_args,

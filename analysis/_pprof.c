@@ -4,8 +4,9 @@
  * Profile (functions, stacks, edges, calls, threads, native) into the plain-C
  * profile of profiler/pprof_enc.h and lets sp_pprof_emit encode it (and gzip it)
  * with the GIL released: the bytes the live writer (profiler/export.c) produces, from
- * the same source file.  This module links pprof_enc.c alone: analysis/ never loads
- * the runtime (shadowprof._core).
+ * the same source file, gzipped with zlib (the same bytes on every machine).  This
+ * module links pprof_enc.c and deflate.c alone: analysis/ never loads the runtime
+ * (shadowprof._core).
  *
  * The walk follows the order in which profile.proto names things (pprof.py's
  * docstring): one sample per stack, one per call edge [caller, callee], one per
@@ -20,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "deflate.h"
 #include "pprof_enc.h"
 #include "pprof_text.h"
 
@@ -517,7 +519,7 @@ encode(PyObject *mod, PyObject *args, PyObject *kw)
     sp_pprof_emit_t st;
     int failed, err;
     Py_BEGIN_ALLOW_THREADS
-    failed = sp_pprof_emit(&out, level, 1, NULL, 0, -1, &bytes, &st);
+    failed = sp_pprof_emit(&out, level, SP_DEFLATE_ZLIB, NULL, 0, -1, &bytes, &st);
     err = errno;
     Py_END_ALLOW_THREADS
     if (failed) {

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "drain.h"
 #include "native.h"
+#include "deflate.h"
 #include "pprof_enc.h"
 #include "pprof_text.h"
 #include "registry.h"
@@ -1068,11 +1069,11 @@ const char sp_export_write_pprof_doc[] =
     "write_pprof(path=None, base=None, end=None, *, threads=None,\n"
     "            per_call_overhead_ns=0.0, per_call_overhead_cap=0.5, strip=None,\n"
     "            comments=None, level=1, compress=True, fsync=True, mode=-1,\n"
-    "            strip_pth=False)\n"
+    "            strip_pth=False, deflater=None)\n"
     "    -> (info, mark, data)\n--\n\n"
     "Encode the profile between the marks base (None: the session's start) and end\n"
     "(None: now) as pprof's profile.proto, the bytes analysis/pprof.py's encode() writes\n"
-    "for the same Profile, gzip it (zlib level `level`) and write it atomically to path\n"
+    "for the same Profile, gzip it (zlib's scale of `level`) and write it atomically to path\n"
     "(with the GIL released; mode: its permissions, -1 for 0600); with path None,\n"
     "return the bytes as data instead.\n"
     "threads: {thread id: name} over the drain's names.  per_call_overhead_ns > 0:\n"
@@ -1082,26 +1083,44 @@ const char sp_export_write_pprof_doc[] =
     "comments(info) -> [str]: called with the profile's totals (the dict info: samples,\n"
     "cpu_ns, total_ns, corrected_ns, calls ...) for the Profile's comments.  mark: the end\n"
     "mark, the base of a next profile.  info also has encode_ns, compress_ns, write_ns,\n"
-    "raw_bytes, file_bytes and deflater (libdeflate if the system has it, else zlib).";
+    "raw_bytes, file_bytes and deflater: the compressor used (isal at level 1 if the\n"
+    "system has libisal.so.2, else libdeflate if it has libdeflate.so.0, else zlib;\n"
+    "the argument deflater names one of them instead, a test's hook; none if not\n"
+    "compressed).";
 
 PyObject *
 sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "base", "end", "threads", "per_call_overhead_ns",
                              "per_call_overhead_cap", "strip", "comments", "level",
-                             "compress", "fsync", "mode", "strip_pth", NULL};
+                             "compress", "fsync", "mode", "strip_pth", "deflater", NULL};
     PyObject *path_obj = Py_None, *base_obj = Py_None, *end_obj = Py_None;
     PyObject *threads = Py_None, *strip = Py_None, *comments = Py_None;
     double per_call = 0.0, cap = 0.5;
     int level = 1, compress = 1, do_fsync = 1, mode = -1, strip_pth = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippip:write_pprof", kwlist,
+    const char *deflater_name = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO$OddOOippipz:write_pprof", kwlist,
                                      &path_obj, &base_obj, &end_obj, &threads, &per_call,
                                      &cap, &strip, &comments, &level, &compress, &do_fsync,
-                                     &mode, &strip_pth))
+                                     &mode, &strip_pth, &deflater_name))
         return NULL;
     if (level < 1 || level > 9) {
         PyErr_Format(PyExc_ValueError, "shadowprof: bad gzip level %d: choose 1..9", level);
         return NULL;
+    }
+    int deflater = SP_DEFLATE_ANY;
+    if (deflater_name) {
+        deflater = sp_deflater_parse(deflater_name);
+        if (deflater < 0) {
+            PyErr_Format(PyExc_ValueError, "shadowprof: unknown deflater '%s': choose "
+                         "isal, libdeflate or zlib", deflater_name);
+            return NULL;
+        }
+        if (sp_gzip_deflater(level, deflater) < 0) {
+            PyErr_Format(PyExc_ValueError, "shadowprof: deflater %s is not on this system: "
+                         "install its library or pass deflater=None", deflater_name);
+            return NULL;
+        }
     }
     if (threads != Py_None && !PyDict_Check(threads)) {
         PyErr_SetString(PyExc_TypeError, "shadowprof: threads must be a dict {id: name}");
@@ -1218,8 +1237,8 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
     sp_pprof_emit_t st;
     int failed, err;
     Py_BEGIN_ALLOW_THREADS
-    failed = sp_pprof_emit(&prof, compress ? level : 0, 0, path, do_fsync, mode, &out,
-                           &st);
+    failed = sp_pprof_emit(&prof, compress ? level : 0, deflater, path, do_fsync, mode,
+                           &out, &st);
     err = errno;
     Py_END_ALLOW_THREADS
     if (failed) {
@@ -1240,8 +1259,7 @@ sp_export_write_pprof(PyObject *mod, PyObject *args, PyObject *kw)
         PUT_U64(info, "write_ns", st.write_ns) < 0 ||
         PUT_U64(info, "raw_bytes", st.raw_bytes) < 0 ||
         PUT_U64(info, "file_bytes", st.file_bytes) < 0 ||
-        put_int(info, "deflater", PyUnicode_FromString(compress ? sp_pprof_deflater()
-                                                                : "none")) < 0)
+        put_int(info, "deflater", PyUnicode_FromString(sp_deflater_name(st.deflater))) < 0)
         goto done;
     if (path) {
         data = Py_None;

@@ -1,13 +1,14 @@
-/* pprof_enc.c: profile.proto primitives, gzip and the output file (see pprof_enc.h). */
+/* pprof_enc.c: profile.proto primitives and the output file (see pprof_enc.h); the
+ * gzip is deflate.c's. */
 #include "pprof_enc.h"
+
+#include "deflate.h"
 
 #include "clock.h"
 #include "posindex.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 /* ------------------------------------------------------------------ buffer */
 
@@ -821,7 +821,7 @@ done:
 }
 
 int
-sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
+sp_pprof_emit(const sp_pprof_t *p, int level, int deflater, const char *path,
               int do_fsync, int mode, sp_buf_t *out, sp_pprof_emit_t *st)
 {
     sp_buf_t raw;
@@ -838,8 +838,8 @@ sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
     uint64_t t1 = sp_clock_monotonic_ns();
     st->encode_ns = t1 - t0;
     st->raw_bytes = enc->len;
-    if (level && (use_zlib ? sp_pprof_gzip_zlib(raw.p, raw.len, level, out)
-                           : sp_pprof_gzip(raw.p, raw.len, level, out)) < 0) {
+    if (level && (st->deflater = sp_gzip(raw.p, raw.len, level, deflater, out)) < 0) {
+        st->deflater = 0;
         st->step = 2;
         goto done;
     }
@@ -860,123 +860,6 @@ done:;
 }
 
 /* ------------------------------------------------------------------ files */
-
-/* libdeflate, when the system has it (Debian's libdeflate0): one call over the whole
- * buffer, at level 1 about 2.3 times fewer instructions than zlib's deflate for the
- * same size (benchmarks/RESULTS.md).  Loaded with dlopen, so neither the build nor
- * the install needs it; zlib otherwise.  Its entry points, declared here (libdeflate.h
- * is in libdeflate-dev, which a machine with the library alone does not have), are
- * stable since libdeflate 1.0.  Resolved once (pthread_once), read-only after. */
-struct libdeflate_compressor;
-static struct {
-    struct libdeflate_compressor *(*alloc)(int level);
-    size_t (*gzip)(struct libdeflate_compressor *c, const void *in, size_t n, void *out,
-                   size_t avail);
-    size_t (*bound)(struct libdeflate_compressor *c, size_t n);
-    void (*free)(struct libdeflate_compressor *c);
-} libdeflate;
-static pthread_once_t libdeflate_once = PTHREAD_ONCE_INIT;
-
-static void
-libdeflate_load(void)
-{
-    void *h = dlopen("libdeflate.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return;
-    void *a = dlsym(h, "libdeflate_alloc_compressor"), *g = dlsym(h, "libdeflate_gzip_compress"),
-         *b = dlsym(h, "libdeflate_gzip_compress_bound"), *f = dlsym(h, "libdeflate_free_compressor");
-    if (!a || !g || !b || !f) {
-        dlclose(h);
-        return;
-    }
-    *(void **)&libdeflate.alloc = a;
-    *(void **)&libdeflate.gzip = g;
-    *(void **)&libdeflate.bound = b;
-    *(void **)&libdeflate.free = f;
-}
-
-const char *
-sp_pprof_deflater(void)
-{
-    pthread_once(&libdeflate_once, libdeflate_load);
-    return libdeflate.gzip ? "libdeflate" : "zlib";
-}
-
-int
-sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out)
-{
-    pthread_once(&libdeflate_once, libdeflate_load);
-    if (!libdeflate.gzip)
-        return sp_pprof_gzip_zlib(data, n, level, out);
-    struct libdeflate_compressor *c = libdeflate.alloc(level);
-    if (!c) {
-        errno = ENOMEM;
-        return -1;
-    }
-    out->len = 0;
-    size_t bound = libdeflate.bound(c, n);
-    if (sp_buf_reserve(out, bound) < 0) {
-        libdeflate.free(c);
-        errno = ENOMEM;
-        return -1;
-    }
-    /* gzip header with mtime 0 (no time known), as zlib's below */
-    size_t len = libdeflate.gzip(c, data, n, out->p, out->cap);
-    libdeflate.free(c);
-    if (!len) {
-        errno = EIO;
-        return -1;
-    }
-    out->len = len;
-    return 0;
-}
-
-int
-sp_pprof_gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out)
-{
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    /* windowBits 15 + 16: a gzip wrapper with a zero mtime and no file name. */
-    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-        errno = ENOMEM;
-        return -1;
-    }
-    out->len = 0;
-    size_t bound = deflateBound(&z, (uLong)n);
-    if (sp_buf_reserve(out, bound) < 0) {
-        deflateEnd(&z);
-        errno = ENOMEM;
-        return -1;
-    }
-    int rc = Z_OK;
-    size_t done = 0;
-    while (rc == Z_OK) {
-        /* zlib counts in uInt: feed at most 1 GiB at a time. */
-        size_t chunk = n - done < (1u << 30) ? n - done : (1u << 30);
-        z.next_in = (Bytef *)(data + done);
-        z.avail_in = (uInt)chunk;
-        if (sp_buf_reserve(out, 64 + chunk / 2) < 0) {
-            deflateEnd(&z);
-            errno = ENOMEM;
-            return -1;
-        }
-        z.next_out = out->p + out->len;
-        size_t room = out->cap - out->len;
-        z.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
-        size_t before_out = z.avail_out;
-        rc = deflate(&z, done + chunk == n ? Z_FINISH : Z_NO_FLUSH);
-        out->len += before_out - z.avail_out;
-        done += chunk - z.avail_in;
-        if (rc == Z_BUF_ERROR)   /* no progress possible: more output room */
-            rc = Z_OK;
-    }
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
-}
 
 int
 sp_pprof_write_file(const char *path, const uint8_t *data, size_t n, int do_fsync,

@@ -1,18 +1,19 @@
-/* pprof_enc.h: profile.proto by hand: varints, fields, the string table, gzip, files.
+/* pprof_enc.h: profile.proto by hand: varints, fields, the string table, files.
  *
  * The schema is google/pprof's proto/profile.proto (perftools.profiles.Profile), the
  * same one analysis/pprof.py writes and reads; this file declares each field number
  * once, with its wire type, and the few primitives a writer needs: a growable byte
  * buffer with varint and field writers, nested messages whose length is patched in
  * afterwards, a string table that interns each string once (index 0 the empty
- * string), a 64-bit hash map, and the gzipped, atomically renamed output file.  What
+ * string), a 64-bit hash map, and the gzipped (deflate.h), atomically renamed output
+ * file.  What
  * goes into a profile is decided by the caller (export.c for the live core).
  *
  * No Python dependency, no globals: unit-tested in plain C (tests/c/test_pprof_enc.c).
  * Not reachable from the signal handler; allocates freely.  Thread contract: each
- * object belongs to one thread at a time; sp_pprof_gzip and sp_pprof_write_file touch
- * only their arguments (and, once, the dlopen'ed libdeflate), so they run with the GIL
- * released.
+ * object belongs to one thread at a time; sp_pprof_emit and sp_pprof_write_file touch
+ * only their arguments (and deflate.c's table of dlopen'ed entry points), so they run
+ * with the GIL released.
  *
  * Error convention: allocation failures are sticky (sp_buf_t.oom, sp_strtab_oom): the
  * writers keep going as no-ops and the caller checks once at the end.  Functions
@@ -350,24 +351,17 @@ typedef struct {
     uint64_t encode_ns, compress_ns, write_ns;
     size_t raw_bytes, file_bytes;
     int step;       /* on failure: 1 encoding, 2 compression, 3 the file */
+    int deflater;   /* the compressor used (deflate.h's SP_DEFLATE_*), 0 if none */
 } sp_pprof_emit_t;
 
-/* The one writer: encodes p, gzips it at level (0: not compressed; deflater as
- * sp_pprof_gzip, or zlib's alone with use_zlib) and writes it atomically to path
- * (sp_pprof_write_file), or with path NULL leaves the bytes in out.  Returns 0, or
- * -1 with errno set and st->step saying where.  Runs with the GIL released. */
-int sp_pprof_emit(const sp_pprof_t *p, int level, int use_zlib, const char *path,
+/* The one writer: encodes p, gzips it at level (0: not compressed) with deflater
+ * (sp_gzip's: SP_DEFLATE_ANY for the fastest, or one named) and writes it atomically
+ * to path (sp_pprof_write_file), or with path NULL leaves the bytes in out.  Returns
+ * 0, or -1 with errno set and st->step saying where.  Runs with the GIL released. */
+int sp_pprof_emit(const sp_pprof_t *p, int level, int deflater, const char *path,
                   int do_fsync, int mode, sp_buf_t *out, sp_pprof_emit_t *st);
 
 /* ------------------------------------------------------------------ files */
-
-/* gzip (RFC 1952, mtime 0) of data[0..n) at level 1..9 into out (replacing its
- * contents), with libdeflate if the system has it (dlopen'ed on first use), else
- * zlib; sp_pprof_gzip_zlib always with zlib.  Returns 0, or -1 (errno ENOMEM or EIO).  Thread-safe. */
-int sp_pprof_gzip(const uint8_t *data, size_t n, int level, sp_buf_t *out);
-int sp_pprof_gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out);
-/* "libdeflate" or "zlib": what sp_pprof_gzip uses. */
-const char *sp_pprof_deflater(void);
 
 /* Writes data[0..n) to path atomically: a temporary file in the same directory
  * (.shadowprof-XXXXXX.tmp) with permissions mode (-1: mkstemp's 0600), fsync'ed if

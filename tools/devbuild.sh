@@ -14,9 +14,10 @@ cp "$ROOT"/analysis/*.py "$DEST/shadowprof/analysis/"
 gcc -O2 -g -fPIC -shared -fvisibility=hidden -fno-omit-frame-pointer -Wall \
     ${EXTRA_CFLAGS:-} -I"$INC" "$ROOT"/profiler/*.c -o "$DEST/shadowprof/_core$SUF" \
     -lpthread -ldl -lz
-# shadowprof.analysis._pprof: the pprof encoder for Profile models (pprof_enc.c alone)
+# shadowprof.analysis._pprof: the pprof encoder for Profile models (pprof_enc.c and
+# deflate.c alone)
 gcc -O2 -g -fPIC -shared -fvisibility=hidden -fno-omit-frame-pointer -Wall \
     ${EXTRA_CFLAGS:-} -I"$INC" -I"$ROOT/profiler" "$ROOT"/analysis/_pprof.c \
-    "$ROOT"/profiler/pprof_enc.c -o "$DEST/shadowprof/analysis/_pprof$SUF" \
+    "$ROOT"/profiler/pprof_enc.c "$ROOT"/profiler/deflate.c -o "$DEST/shadowprof/analysis/_pprof$SUF" \
     -lpthread -ldl -lz
 echo "$DEST"

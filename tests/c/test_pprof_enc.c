@@ -1,13 +1,16 @@
 /* pprof_enc: varints (one byte to ten, negatives as two's complement), zero fields
  * omitted, nested lengths patched for short and long bodies, the string table
  * interning each string once with "" first, the u64 map through growth, and gzip
- * that zlib inflates back to the same bytes; a profile's encoding: shared locations
+ * (deflate.c: ISA-L's, libdeflate's or zlib's, as the machine has them) that zlib
+ * inflates back to the same bytes; a profile's encoding: shared locations
  * written once, holes left out, one mapping per native object's path, a frame past
  * the function table refused. */
 #include "pprof_enc.h"
 
 #include "check.h"
+#include "deflate.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,44 +123,105 @@ test_u64map(void)
     sp_u64map_free(&m);
 }
 
-typedef int (*gzip_fn)(const uint8_t *, size_t, int, sp_buf_t *);
-
-/* Both compressors (libdeflate, if this machine has it, and zlib) write gzip that
- * zlib reads back. */
-static void
-test_gzip_round_trip(gzip_fn gzip)
+/* zlib's inflate of gz: 1 if it is one gzip member holding exactly raw[0..n). */
+static int
+inflates_to(const sp_buf_t *gz, const uint8_t *raw, size_t n)
 {
-    sp_buf_t raw, gz;
+    static uint8_t back[1 << 21];
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, 15 + 16) != Z_OK)
+        return 0;
+    z.next_in = gz->p;
+    z.avail_in = (uInt)gz->len;
+    z.next_out = back;
+    z.avail_out = sizeof(back);
+    int ok = inflate(&z, Z_FINISH) == Z_STREAM_END && z.avail_in == 0 &&
+             z.total_out == n && memcmp(back, raw, n) == 0;
+    inflateEnd(&z);
+    return ok;
+}
+
+/* Each compressor this machine has (ISA-L's igzip, libdeflate, zlib) writes gzip
+ * with mtime 0 that zlib reads back, at the fast level and the slow ones, for
+ * compressible input, random input (igzip's stored blocks) and none. */
+static void
+test_gzip_round_trip(int deflater)
+{
+    sp_buf_t raw, noise, gz;
     sp_buf_init(&raw);
+    sp_buf_init(&noise);
     sp_buf_init(&gz);
     for (uint64_t i = 0; i < 200000; i++)
         sp_buf_varint(&raw, i % 1000);
-    CHECK(gzip(raw.p, raw.len, 1, &gz) == 0);
-    CHECK(gz.len > 18 && gz.p[0] == 0x1f && gz.p[1] == 0x8b);
-    CHECK(gz.p[4] == 0 && gz.p[5] == 0 && gz.p[6] == 0 && gz.p[7] == 0);   /* mtime 0 */
-    CHECK(gz.len < raw.len / 2);
-    static uint8_t back[400000];
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    CHECK(inflateInit2(&z, 15 + 16) == Z_OK);
-    z.next_in = gz.p;
-    z.avail_in = (uInt)gz.len;
-    z.next_out = back;
-    z.avail_out = sizeof(back);
-    CHECK(inflate(&z, Z_FINISH) == Z_STREAM_END);
-    CHECK(z.total_out == raw.len && memcmp(back, raw.p, raw.len) == 0);
-    inflateEnd(&z);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 1 << 20; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint8_t c = (uint8_t)x;
+        sp_buf_append(&noise, &c, 1);
+    }
+    static const int levels[] = {1, 2, 6, 9};
+    for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
+        CHECK(sp_gzip(raw.p, raw.len, levels[l], deflater, &gz) == deflater);
+        CHECK(gz.len > 18 && gz.p[0] == 0x1f && gz.p[1] == 0x8b && gz.p[2] == 8);
+        CHECK(gz.p[4] == 0 && gz.p[5] == 0 && gz.p[6] == 0 && gz.p[7] == 0);   /* mtime 0 */
+        CHECK(gz.p[3] == 0);   /* no name, no comment, no extra field */
+        CHECK(gz.len < raw.len / 2);
+        CHECK(inflates_to(&gz, raw.p, raw.len));
+    }
+    CHECK(sp_gzip(noise.p, noise.len, 1, deflater, &gz) == deflater);
+    CHECK(gz.len < noise.len + noise.len / 16 + 1024 && inflates_to(&gz, noise.p, noise.len));
     /* empty input: still a valid gzip member */
-    CHECK(gzip(raw.p, 0, 6, &gz) == 0 && gz.len >= 18);
-    z.next_in = gz.p;
-    z.avail_in = (uInt)gz.len;
-    z.next_out = back;
-    z.avail_out = sizeof(back);
-    CHECK(inflateInit2(&z, 15 + 16) == Z_OK);
-    CHECK(inflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out == 0);
-    inflateEnd(&z);
+    CHECK(sp_gzip(raw.p, 0, 1, deflater, &gz) == deflater && gz.len >= 18);
+    CHECK(inflates_to(&gz, raw.p, 0));
     sp_buf_free(&raw);
+    sp_buf_free(&noise);
     sp_buf_free(&gz);
+}
+
+/* Which compressor sp_gzip picks: ISA-L's at level 1 when libisal.so.2 loads (and its
+ * header was there at build time: SP_HAVE_ISAL), else libdeflate when libdeflate.so.0 loads, else
+ * zlib; above level 1 never ISA-L; one named but missing is refused with ENOSYS. */
+static void
+test_gzip_choice(void)
+{
+    int isal = 0, libdeflate = 0;
+#ifdef SP_HAVE_ISAL
+    void *h = dlopen("libisal.so.2", RTLD_NOW | RTLD_LOCAL);
+    isal = h && dlsym(h, "isal_deflate") && dlsym(h, "isal_deflate_init");
+#endif
+    void *d = dlopen("libdeflate.so.0", RTLD_NOW | RTLD_LOCAL);
+    libdeflate = d && dlsym(d, "libdeflate_gzip_compress");
+    int slow = libdeflate ? SP_DEFLATE_LIBDEFLATE : SP_DEFLATE_ZLIB;
+    printf("test_pprof_enc: isal %d, libdeflate %d\n", isal, libdeflate);
+    CHECK(sp_gzip_deflater(1, SP_DEFLATE_ANY) == (isal ? SP_DEFLATE_ISAL : slow));
+    CHECK(sp_gzip_deflater(2, SP_DEFLATE_ANY) == slow);
+    CHECK(sp_gzip_deflater(9, SP_DEFLATE_ANY) == slow);
+    CHECK(sp_gzip_deflater(1, SP_DEFLATE_ISAL) == (isal ? SP_DEFLATE_ISAL : -1));
+    CHECK(sp_gzip_deflater(1, SP_DEFLATE_LIBDEFLATE) == (libdeflate ? SP_DEFLATE_LIBDEFLATE : -1));
+    CHECK(sp_gzip_deflater(1, SP_DEFLATE_ZLIB) == SP_DEFLATE_ZLIB);
+    sp_buf_t gz;
+    sp_buf_init(&gz);
+    const uint8_t one = 1;
+    CHECK(sp_gzip(&one, 1, 1, SP_DEFLATE_ANY, &gz) == (isal ? SP_DEFLATE_ISAL : slow));
+    if (!isal) {
+        errno = 0;
+        CHECK(sp_gzip(&one, 1, 1, SP_DEFLATE_ISAL, &gz) == -1 && errno == ENOSYS);
+    }
+    if (!libdeflate) {
+        errno = 0;
+        CHECK(sp_gzip(&one, 1, 1, SP_DEFLATE_LIBDEFLATE, &gz) == -1 && errno == ENOSYS);
+    }
+    for (int k = SP_DEFLATE_ISAL; k <= SP_DEFLATE_ZLIB; k++)
+        CHECK(sp_deflater_parse(sp_deflater_name(k)) == k);
+    CHECK(strcmp(sp_deflater_name(0), "none") == 0 && sp_deflater_parse("none") == -1);
+    CHECK(strcmp(sp_deflater_name(SP_DEFLATE_ISAL), "isal") == 0);
+    sp_buf_free(&gz);
+    if (isal)
+        test_gzip_round_trip(SP_DEFLATE_ISAL);
+    if (libdeflate)
+        test_gzip_round_trip(SP_DEFLATE_LIBDEFLATE);
+    test_gzip_round_trip(SP_DEFLATE_ZLIB);
 }
 
 /* The top-level fields of a Profile message: how many of each number (LEN and
@@ -276,9 +340,6 @@ main(void)
     test_string_table();
     test_u64map();
     test_profile_encoding();
-    test_gzip_round_trip(sp_pprof_gzip);
-    test_gzip_round_trip(sp_pprof_gzip_zlib);
-    CHECK(strcmp(sp_pprof_deflater(), "libdeflate") == 0 ||
-          strcmp(sp_pprof_deflater(), "zlib") == 0);
+    test_gzip_choice();
     return CHECK_DONE("test_pprof_enc");
 }
