@@ -130,11 +130,41 @@ sp_deflater_parse(const char *name)
     return -1;
 }
 
+/* The output: a growable buffer, handed to the caller on success. */
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} out_t;
+
+/* Room for n more bytes; 0, or -1 with errno ENOMEM. */
+static int
+reserve(out_t *o, size_t n)
+{
+    if (o->cap - o->len >= n)
+        return 0;
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap - o->len < n) {
+        if (cap > SIZE_MAX / 2) {
+            errno = ENOMEM;
+            return -1;
+        }
+        cap *= 2;
+    }
+    uint8_t *p = realloc(o->p, cap);
+    if (!p) {
+        errno = ENOMEM;
+        return -1;
+    }
+    o->p = p;
+    o->cap = cap;
+    return 0;
+}
+
 #ifdef SP_HAVE_ISAL
 /* igzip's level for ours: 2 at level 1 (as fast as its level 1 on profiles, and
  * smaller), else its best, 3. */
 static int
-gzip_isal(const uint8_t *data, size_t n, int level, sp_buf_t *out)
+gzip_isal(const uint8_t *data, size_t n, int level, out_t *out)
 {
     uint32_t ilevel = level <= 1 ? 2 : 3;
     uint32_t lsize = ilevel == 2 ? ISAL_DEF_LVL2_DEFAULT : ISAL_DEF_LVL3_DEFAULT;
@@ -144,7 +174,6 @@ gzip_isal(const uint8_t *data, size_t n, int level, sp_buf_t *out)
     struct isal_zstream *z = malloc(sizeof(*z));
     uint8_t *lbuf = calloc(1, lsize);
     int rc = -1, err = ENOMEM;
-    out->len = 0;
     if (!z || !lbuf)
         goto done;
     isal.init(z);
@@ -161,7 +190,7 @@ gzip_isal(const uint8_t *data, size_t n, int level, sp_buf_t *out)
         z->avail_in = (uint32_t)chunk;
         z->end_of_stream = done + chunk == n;
         /* room for the chunk stored (igzip's worst case) and the wrapper */
-        if (sp_buf_reserve(out, 1024 + chunk + chunk / 16) < 0) {
+        if (reserve(out, 1024 + chunk + chunk / 16) < 0) {
             err = ENOMEM;
             goto done;
         }
@@ -185,27 +214,22 @@ gzip_isal(const uint8_t *data, size_t n, int level, sp_buf_t *out)
 done:
     free(lbuf);
     free(z);
-    if (rc < 0) {
-        out->len = 0;
+    if (rc < 0)
         errno = err;
-    }
     return rc;
 }
 #endif
 
 static int
-gzip_libdeflate(const uint8_t *data, size_t n, int level, sp_buf_t *out)
+gzip_libdeflate(const uint8_t *data, size_t n, int level, out_t *out)
 {
     struct libdeflate_compressor *c = libdeflate.alloc(level);
-    out->len = 0;
     if (!c) {
         errno = ENOMEM;
         return -1;
     }
-    size_t bound = libdeflate.bound(c, n);
-    if (sp_buf_reserve(out, bound) < 0) {
+    if (reserve(out, libdeflate.bound(c, n)) < 0) {
         libdeflate.free(c);
-        errno = ENOMEM;
         return -1;
     }
     /* gzip header with mtime 0 (no time known), as zlib's below */
@@ -220,20 +244,17 @@ gzip_libdeflate(const uint8_t *data, size_t n, int level, sp_buf_t *out)
 }
 
 static int
-gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out)
+gzip_zlib(const uint8_t *data, size_t n, int level, out_t *out)
 {
     z_stream z;
     memset(&z, 0, sizeof(z));
-    out->len = 0;
     /* windowBits 15 + 16: a gzip wrapper with a zero mtime and no file name. */
     if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         errno = ENOMEM;
         return -1;
     }
-    size_t bound = deflateBound(&z, (uLong)n);
-    if (sp_buf_reserve(out, bound) < 0) {
+    if (reserve(out, deflateBound(&z, (uLong)n)) < 0) {
         deflateEnd(&z);
-        errno = ENOMEM;
         return -1;
     }
     int rc = Z_OK;
@@ -242,10 +263,8 @@ gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out)
         size_t chunk = n - done < CHUNK ? n - done : CHUNK;
         z.next_in = (Bytef *)(data + done);
         z.avail_in = (uInt)chunk;
-        if (sp_buf_reserve(out, 64 + chunk / 2) < 0) {
+        if (reserve(out, 64 + chunk / 2) < 0) {
             deflateEnd(&z);
-            out->len = 0;
-            errno = ENOMEM;
             return -1;
         }
         z.next_out = out->p + out->len;
@@ -260,7 +279,6 @@ gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out)
     }
     deflateEnd(&z);
     if (rc != Z_STREAM_END) {
-        out->len = 0;
         errno = EIO;
         return -1;
     }
@@ -268,26 +286,37 @@ gzip_zlib(const uint8_t *data, size_t n, int level, sp_buf_t *out)
 }
 
 int
-sp_gzip(const uint8_t *data, size_t n, int level, int deflater, sp_buf_t *out)
+sp_gzip(const uint8_t *data, size_t n, int level, int deflater, uint8_t **out,
+        size_t *out_len)
 {
+    out_t o = {NULL, 0, 0};
     int d = sp_gzip_deflater(level, deflater);
     int rc;
     switch (d) {
 #ifdef SP_HAVE_ISAL
     case SP_DEFLATE_ISAL:
-        rc = gzip_isal(data, n, level, out);
+        rc = gzip_isal(data, n, level, &o);
         break;
 #endif
     case SP_DEFLATE_LIBDEFLATE:
-        rc = gzip_libdeflate(data, n, level, out);
+        rc = gzip_libdeflate(data, n, level, &o);
         break;
     case SP_DEFLATE_ZLIB:
-        rc = gzip_zlib(data, n, level, out);
+        rc = gzip_zlib(data, n, level, &o);
         break;
     default:
-        out->len = 0;
         errno = ENOSYS;
+        rc = -1;
+    }
+    if (rc < 0) {
+        int err = errno;
+        free(o.p);
+        *out = NULL;
+        *out_len = 0;
+        errno = err;
         return -1;
     }
-    return rc < 0 ? -1 : d;
+    *out = o.p;
+    *out_len = o.len;
+    return d;
 }

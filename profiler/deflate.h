@@ -16,8 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pprof_enc.h"   /* sp_buf_t */
-
 /* ISA-L compiled in: where its header is, unless -DSP_NO_ISAL (a build as on a
  * machine without libisal-dev). */
 #if !defined(SP_NO_ISAL) && defined(__has_include)
@@ -35,12 +33,13 @@ enum {
     SP_DEFLATE_ZLIB = 3,
 };
 
-/* gzip (RFC 1952, mtime 0, no name) of data[0..n) at level 1..9 (zlib's scale) into
- * out, replacing its contents, with deflater (SP_DEFLATE_*).  Returns the deflater
- * used (1..3), or -1 with errno ENOMEM, EIO (the compressor did not finish the
- * stream: out holds no file) or ENOSYS (the deflater asked for is not on this
- * machine). */
-int sp_gzip(const uint8_t *data, size_t n, int level, int deflater, sp_buf_t *out);
+/* gzip (RFC 1952, mtime 0, no name) of data[0..n) at level 1..9 (zlib's scale) with
+ * deflater (SP_DEFLATE_*), into *out (malloc'ed, the caller frees it) of *out_len
+ * bytes.  Returns the deflater used (1..3), or -1 with errno ENOMEM, EIO (the
+ * compressor did not finish the stream) or ENOSYS (the deflater asked for is not on
+ * this machine), and *out NULL. */
+int sp_gzip(const uint8_t *data, size_t n, int level, int deflater, uint8_t **out,
+            size_t *out_len);
 
 /* The deflater sp_gzip would use for level and deflater, or -1 if the one asked for
  * is not on this machine. */

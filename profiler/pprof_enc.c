@@ -838,10 +838,18 @@ sp_pprof_emit(const sp_pprof_t *p, int level, int deflater, const char *path,
     uint64_t t1 = sp_clock_monotonic_ns();
     st->encode_ns = t1 - t0;
     st->raw_bytes = enc->len;
-    if (level && (st->deflater = sp_gzip(raw.p, raw.len, level, deflater, out)) < 0) {
-        st->deflater = 0;
-        st->step = 2;
-        goto done;
+    if (level) {
+        uint8_t *gz;
+        size_t gz_len;
+        int used = sp_gzip(raw.p, raw.len, level, deflater, &gz, &gz_len);
+        if (used < 0) {
+            st->step = 2;
+            goto done;
+        }
+        sp_buf_free(out);   /* out takes the compressed bytes as they are */
+        out->p = gz;
+        out->len = out->cap = gz_len;
+        st->deflater = used;
     }
     uint64_t t2 = sp_clock_monotonic_ns();
     st->compress_ns = t2 - t1;
