@@ -45,8 +45,9 @@ from .analysis.paths import import_roots
 
 __all__ = ["Period", "write_period", "write_profiler", "GZIP_LEVEL"]
 
-# Deflate level of the live writer (libdeflate's if the system has it, else zlib's):
-# Go's runtime/pprof writes with BestSpeed (1) too.  Level 6 (gzip's default) costs
+# Deflate level of the live writer (ISA-L's igzip at this level if the system has
+# libisal, else libdeflate's, else zlib's: deflate.c): Go's runtime/pprof writes with
+# BestSpeed (1) too.  Level 6 (gzip's default) costs
 # two to three times the CPU for files a few percent smaller (benchmarks/RESULTS.md).
 GZIP_LEVEL = 1
 
