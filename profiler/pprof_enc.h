@@ -12,8 +12,10 @@
  * No Python dependency, no globals: unit-tested in plain C (tests/c/test_pprof_enc.c).
  * Not reachable from the signal handler; allocates freely.  Thread contract: each
  * object belongs to one thread at a time; sp_pprof_emit and sp_pprof_write_file touch
- * only their arguments (and deflate.c's table of dlopen'ed entry points), so they run
- * with the GIL released.
+ * only their arguments (and deflate.c's table of dlopen'ed entry points), and
+ * sp_pprof_encode and sp_pprof_emit besides only the spare buffers one file leaves to
+ * the next (taken and given back with atomic exchanges), so they run with the GIL
+ * released.
  *
  * Error convention: allocation failures are sticky (sp_buf_t.oom, sp_strtab_oom): the
  * writers keep going as no-ops and the caller checks once at the end.  Functions
@@ -24,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Wire types. */
 enum {
@@ -129,7 +132,19 @@ sp_buf_reserve(sp_buf_t *b, size_t n)
     return (b->cap - b->len >= n) ? 0 : sp_buf_grow(b, n);
 }
 
-void sp_buf_append(sp_buf_t *b, const void *data, size_t n);
+void sp_buf_append_slow(sp_buf_t *b, const void *data, size_t n);
+
+/* Inline: a string of the profile is a few of them. */
+static inline void
+sp_buf_append(sp_buf_t *b, const void *data, size_t n)
+{
+    if (b->cap - b->len >= n && n) {
+        memcpy(b->p + b->len, data, n);
+        b->len += n;
+    } else {
+        sp_buf_append_slow(b, data, n);
+    }
+}
 
 /* Bytes of the varint of v (1..10). */
 static inline size_t
@@ -148,6 +163,23 @@ sp_varint_size(uint64_t v)
 static inline uint8_t *
 sp_put_varint(uint8_t *p, uint64_t v)
 {
+    /* Straight-line for 1, 2 and 3 bytes: location ids, lines, lengths, string
+     * indexes; the loop for the rest (times, negative values). */
+    if (v < 0x80) {
+        p[0] = (uint8_t)v;
+        return p + 1;
+    }
+    if (v < 0x4000) {
+        p[0] = (uint8_t)(v | 0x80);
+        p[1] = (uint8_t)(v >> 7);
+        return p + 2;
+    }
+    if (v < 0x200000) {
+        p[0] = (uint8_t)(v | 0x80);
+        p[1] = (uint8_t)(v >> 7 | 0x80);
+        p[2] = (uint8_t)(v >> 14);
+        return p + 3;
+    }
     while (v >= 0x80) {
         *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
@@ -227,6 +259,8 @@ uint64_t *sp_u64map_get(const sp_u64map_t *m, uint64_t key);
 /* The value slot of key, created with *created = 1 and value 0 if new; NULL if out of
  * memory. */
 uint64_t *sp_u64map_put(sp_u64map_t *m, uint64_t key, int *created);
+/* Room for n keys in all without growing: 0, or -1 if out of memory. */
+int sp_u64map_reserve(sp_u64map_t *m, size_t n);
 
 /* ------------------------------------------------------------------ strings */
 
@@ -321,7 +355,15 @@ typedef struct {
 void sp_pprof_init(sp_pprof_t *p);
 void sp_pprof_free(sp_pprof_t *p);
 /* Copies s[0..n) into p->text. */
-sp_span_t sp_pprof_text(sp_pprof_t *p, const char *s, size_t n);
+static inline sp_span_t
+sp_pprof_text(sp_pprof_t *p, const char *s, size_t n)
+{
+    sp_span_t sp = {p->text.len, n};
+    sp_buf_append(&p->text, s, n);
+    if (p->text.oom)
+        p->oom = 1;
+    return sp;
+}
 /* Room for n more entries of an array (funcs, natives ...): 0, or -1 and p->oom. */
 int sp_pprof_reserve(sp_pprof_t *p, void **arr, size_t *cap, size_t len, size_t n,
                      size_t size);
@@ -343,7 +385,8 @@ sp_pprof_frame(uint32_t func, int32_t line)
 
 /* profile.proto of p into out (appended).  0, or -1 with errno ENOMEM, or EINVAL if
  * a frame names a function past p->funcs.  Touches only its arguments (and relaxed
- * size hints of the previous call): runs with the GIL released. */
+ * size hints and the spare buffers of the previous call, at most 4 MiB each kept):
+ * runs with the GIL released. */
 int sp_pprof_encode(const sp_pprof_t *p, sp_buf_t *out);
 
 /* What sp_pprof_emit did, in ns and bytes. */
