@@ -110,13 +110,6 @@ collect_edge(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
         c->cap = cap;
     }
     uint64_t key = (uint64_t)caller << 32 | callee;
-    int created;
-    uint64_t *slot = sp_u64map_put(&m->edge_index, key, &created);
-    if (!slot) {
-        c->oom = 1;
-        return -1;
-    }
-    *slot += n;
     m->edge_key[m->nedges] = key;
     m->edge_n[m->nedges++] = n;
     return 0;
@@ -165,6 +158,16 @@ mark_take(int drain)
     sp_registry_visit_edges(collect_edge, &c);
     if (c.oom)
         goto oom;
+    /* the index sized once, after the edges are known */
+    if (sp_u64map_reserve(&m->edge_index, m->nedges) < 0)
+        goto oom;
+    for (size_t j = 0; j < m->nedges; j++) {
+        int created;
+        uint64_t *slot = sp_u64map_put(&m->edge_index, m->edge_key[j], &created);
+        if (!slot)
+            goto oom;
+        *slot += m->edge_n[j];
+    }
     return m;
 oom:
     mark_free(m);
@@ -360,18 +363,22 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
         return -1;
     p->stacks_cap = cur->nstacks ? cur->nstacks : 1;
     uint64_t last_tid = 0;
+    /* locals: the byte stores into used[] would otherwise reload p's fields */
+    unsigned char *used = p->used;
+    const uint32_t nids = p->nids;
     for (size_t i = 0; i < cur->nstacks; i++) {
         if (!cur->count[i])
             continue;
         sp_stack_view_t v;
         sp_table_get(session_table(), i, &v);
         uint64_t any = 0;
-        for (uint32_t k = 0; k < v.nlocs; k++) {
-            uint64_t loc = v.locs[k];
+        const uint64_t *locs = v.locs, *end = v.locs + v.nlocs;
+        for (; locs < end; locs++) {
+            uint64_t loc = *locs;
             uint32_t id = (uint32_t)(loc >> 32);
             any |= loc;
-            if (id < p->nids)
-                p->used[id] = 1;
+            if (id < nids)
+                used[id] = 1;
         }
         if (any & SP_NATIVE_LOC_TAG)
             return -2;
@@ -803,21 +810,32 @@ fill_functions(sp_pprof_t *out, const prof_t *p)
                          (size_t)p->nids + 1, sizeof(sp_pfunc_t)) < 0)
         return PyErr_NoMemory(), -1;
     out->nfuncs = (size_t)p->nids + 1;
-    memset(out->funcs, 0, out->nfuncs * sizeof(sp_pfunc_t));
+    /* The code objects of one module share their co_filename: its text and the
+     * "<shadowprof>" test once for a run of them (one span for the encoder too). */
+    PyObject *last_file = NULL;
+    sp_span_t file = {0, 0};
+    uint8_t synthetic = 0;
     for (uint32_t id = 0; id < p->nids; id++) {
-        if (!p->used[id])
-            continue;
         sp_pfunc_t *f = &out->funcs[id];
+        if (!p->used[id]) {
+            memset(f, 0, sizeof(*f));
+            continue;
+        }
         sp_code_t *c = sp_registry_get(id);
-        f->id = id > 0 ? id : SYNTHETIC_ID_BASE;
-        f->present = 1;
-        f->start_line = c->firstlineno;
-        f->synthetic = PyUnicode_Check(c->filename) &&
-                       PyUnicode_CompareWithASCIIString(c->filename, "<shadowprof>") == 0;
-        if (text_of(out, c->qualname, &f->name) < 0 ||
-            text_of(out, c->filename, &f->filename) < 0)
+        if (c->filename != last_file || !last_file) {
+            synthetic = PyUnicode_Check(c->filename) &&
+                        PyUnicode_CompareWithASCIIString(c->filename, "<shadowprof>") == 0;
+            if (text_of(out, c->filename, &file) < 0)
+                return -1;
+            last_file = c->filename;
+        }
+        *f = (sp_pfunc_t){.id = id > 0 ? id : SYNTHETIC_ID_BASE, .filename = file,
+                          .start_line = c->firstlineno, .present = 1,
+                          .synthetic = synthetic};
+        if (text_of(out, c->qualname, &f->name) < 0)
             return -1;
     }
+    memset(&out->funcs[p->nids], 0, sizeof(sp_pfunc_t));
     if (p->extra_overhead) {
         sp_pfunc_t *f = &out->funcs[p->nids];
         f->id = SYNTHETIC_ID_BASE + 1;   /* model id -1 */
@@ -897,14 +915,20 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
 
     /* The stacks' frames first, before anything that may run Python code (a
      * collection's finalizer may release the GIL and let the drain move the table). */
+    /* Reserved above: written in place (sp_pprof_push_sample's work, without its
+     * checks) */
+    uint64_t *frames = out->frames;
+    sp_psample_t *smp = out->samples;
+    size_t off = 0;
     for (size_t i = 0; i < p->nstacks; i++) {
         const stack_t *s = &p->stacks[i];
-        sp_psample_t *smp = sp_pprof_push_sample(out, s->locs, s->nlocs,
-                                                 (int64_t)s->count, rounded_weight(s), 0);
-        if (!smp)
-            return PyErr_NoMemory(), -1;
-        smp->label = SP_PLABEL_THREAD;
+        memcpy(frames + off, s->locs, (size_t)s->nlocs * sizeof(uint64_t));
+        smp[i] = (sp_psample_t){off, s->nlocs, 0, SP_PLABEL_THREAD,
+                                {(int64_t)s->count, rounded_weight(s), 0}};
+        off += s->nlocs;
     }
+    out->nframes = off;
+    out->nsamples = p->nstacks;
     int64_t *into = calloc(p->nids ? p->nids : 1, sizeof(int64_t));
     if (!into)
         return PyErr_NoMemory(), -1;
