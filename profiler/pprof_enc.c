@@ -661,17 +661,12 @@ encode_location(enc_t *e, uint64_t id, uint32_t func, int32_t line)
     e->locs.len += (size_t)(q - msg);
 }
 
-/* The id of the location of frame (function index, line), created on first use.
- * Inline: a multiply and usually one probe for a location seen before. */
-static inline uint64_t
-location(enc_t *e, uint64_t key)
+/* A new location for frame key (its key + 1 goes into the empty slot j): its id,
+ * its Location written.  May grow the table. */
+static uint64_t
+location_new(enc_t *e, size_t j, uint64_t key)
 {
     uint64_t key1 = key + 1;
-    size_t mask = e->loc_cap - 1;
-    size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> e->loc_shift);
-    for (; e->loc_keys[j]; j = (j + 1) & mask)
-        if (e->loc_keys[j] == key1)
-            return e->loc_ids[j];
     uint64_t id = ++e->nlocs;
     e->loc_keys[j] = key1;
     e->loc_ids[j] = (uint32_t)id;
@@ -721,17 +716,15 @@ value_type(enc_t *e, int field, const char *type, const char *unit)
 static int
 format_int(char *buf, int64_t v)
 {
-    char tmp[24];
-    int n = 0, len = 0;
     uint64_t u = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    int len = v < 0, digits = 1;
+    for (uint64_t t = u; t >= 10; t /= 10)
+        digits++;
     if (v < 0)
-        buf[len++] = '-';
-    while (n)
-        buf[len++] = tmp[--n];
+        buf[0] = '-';
+    len += digits;
+    for (int i = len; digits-- > 0; u /= 10)   /* right to left, in place */
+        buf[--i] = (char)('0' + u % 10);
     return len;
 }
 
@@ -821,8 +814,34 @@ encode_sample(enc_t *e, const sp_psample_t *s)
         if (sp_buf_reserve(out, (size_t)s->nframes * 10) == 0) {
             const uint64_t *fr = e->p->frames + s->frames;
             uint8_t *q = out->p + out->len;
-            for (uint32_t k = s->nframes; k-- > 0;)
-                q = sp_put_varint(q, location(e, fr[k]));
+            /* The location of each frame, leaf first: a multiply and usually one
+             * probe for one seen before.  The table in locals: the byte stores into
+             * out would otherwise reload it from e at every frame. */
+            const uint64_t *keys = e->loc_keys;
+            const uint32_t *ids = e->loc_ids;
+            size_t mask = e->loc_cap - 1;
+            int shift = e->loc_shift;
+            for (uint32_t k = s->nframes; k-- > 0;) {
+                uint64_t key1 = fr[k] + 1, id;
+                size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> shift);
+                for (;;) {
+                    uint64_t kj = keys[j];
+                    if (kj == key1) {
+                        id = ids[j];
+                        break;
+                    }
+                    if (!kj) {
+                        id = location_new(e, j, fr[k]);
+                        keys = e->loc_keys;
+                        ids = e->loc_ids;
+                        mask = e->loc_cap - 1;
+                        shift = e->loc_shift;
+                        break;
+                    }
+                    j = (j + 1) & mask;
+                }
+                q = sp_put_varint(q, id);
+            }
             out->len = (size_t)(q - out->p);
         }
         sp_pb_end(out, l);
