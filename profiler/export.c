@@ -321,6 +321,34 @@ typedef struct {
     uint64_t *frames_pth;   /* the same, for the .pth lines under addpackage */
 } prof_t;
 
+/* The last few distinct thread ids met, each with a value: the stacks of a profile
+ * belong to a few threads, and a scan of these costs a fraction of a map lookup. */
+typedef struct {
+    uint64_t tid[8];
+    int64_t val[8];
+    int n, next;
+} recent_t;
+
+static inline int64_t *
+recent_find(recent_t *r, uint64_t tid)
+{
+    for (int k = 0; k < r->n; k++)
+        if (r->tid[k] == tid)
+            return &r->val[k];
+    return NULL;
+}
+
+static inline void
+recent_add(recent_t *r, uint64_t tid, int64_t val)
+{
+    int k = r->next;
+    r->next = (k + 1) & 7;
+    if (r->n < 8)
+        r->n++;
+    r->tid[k] = tid;
+    r->val[k] = val;
+}
+
 static void
 prof_free(prof_t *p)
 {
@@ -362,7 +390,7 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
     if (!p->used || !p->stacks)
         return -1;
     p->stacks_cap = cur->nstacks ? cur->nstacks : 1;
-    uint64_t last_tid = 0;
+    recent_t recent = {.n = 0};
     /* locals: the byte stores into used[] would otherwise reload p's fields */
     unsigned char *used = p->used;
     const uint32_t nids = p->nids;
@@ -390,10 +418,10 @@ prof_build(prof_t *p, const mark_t *cur, const mark_t *base)
         int created;
         if (push_stack(p, s) < 0)
             return -1;
-        if (i == 0 || v.tid != last_tid) {
+        if (!recent_find(&recent, v.tid)) {
             if (!sp_u64map_put(&p->named_tids, v.tid, &created))
                 return -1;
-            last_tid = v.tid;
+            recent_add(&recent, v.tid, 0);
         }
     }
     p->calls = malloc((cur->nids ? cur->nids : 1) * sizeof(calls_t));
@@ -914,9 +942,9 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
         return PyErr_NoMemory(), -1;
 
     /* The stacks' frames first, before anything that may run Python code (a
-     * collection's finalizer may release the GIL and let the drain move the table). */
-    /* Reserved above: written in place (sp_pprof_push_sample's work, without its
-     * checks) */
+     * collection's finalizer may release the GIL and let the drain move the table).
+     * Every sample was reserved above: written in place (sp_pprof_push_sample's work
+     * without its checks). */
     uint64_t *frames = out->frames;
     sp_psample_t *smp = out->samples;
     size_t off = 0;
@@ -927,7 +955,6 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
                                 {(int64_t)s->count, rounded_weight(s), 0}};
         off += s->nlocs;
     }
-    out->nframes = off;
     out->nsamples = p->nstacks;
     int64_t *into = calloc(p->nids ? p->nids : 1, sizeof(int64_t));
     if (!into)
@@ -936,23 +963,24 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
         const edge_t *ed = &p->edges[j];
         if (ed->callee < p->nids)
             into[ed->callee] += ed->n;
-        uint64_t fr[2] = {sp_pprof_frame(ed->caller, first_line(ed->caller)),
-                          sp_pprof_frame(ed->callee, first_line(ed->callee))};
+        uint32_t n = 0;
         if (ed->caller != 0)
-            sp_pprof_push_sample(out, fr, 2, 0, 0, ed->n);
-        else
-            sp_pprof_push_sample(out, fr + 1, 1, 0, 0, ed->n);
+            frames[off + n++] = sp_pprof_frame(ed->caller, first_line(ed->caller));
+        frames[off + n++] = sp_pprof_frame(ed->callee, first_line(ed->callee));
+        smp[out->nsamples++] = (sp_psample_t){off, n, 0, SP_PLABEL_NONE, {0, 0, ed->n}};
+        off += n;
     }
     for (size_t i = 0; i < p->ncalls; i++) {
         uint32_t fid = p->calls[i].id;
         int64_t rest = p->calls[i].n - into[fid];
         if (!rest)
             continue;
-        uint64_t fr = sp_pprof_frame(fid, first_line(fid));
-        sp_psample_t *smp = sp_pprof_push_sample(out, &fr, 1, 0, 0, rest);
-        if (smp)
-            smp->label = SP_PLABEL_UNKNOWN_CALLER;
+        frames[off] = sp_pprof_frame(fid, first_line(fid));
+        smp[out->nsamples++] = (sp_psample_t){off, 1, 0, SP_PLABEL_UNKNOWN_CALLER,
+                                              {0, 0, rest}};
+        off += 1;
     }
+    out->nframes = off;
     free(into);
     if (fill_functions(out, p) < 0)
         return -1;
@@ -962,19 +990,18 @@ prof_fill(sp_pprof_t *out, const prof_t *p, const sp_session_t *sess, const mark
         return -1;
     sp_u64map_t seen;
     sp_u64map_init(&seen);
-    int64_t thread = -1;
-    uint64_t last_tid = 0;
+    recent_t recent = {.n = 0};
     for (size_t i = 0; i < p->nstacks; i++) {
         uint64_t tid = p->stacks[i].tid;
-        if (thread < 0 || tid != last_tid) {
-            thread = fill_thread(out, p, &seen, tid, names_py, names_core);
-            if (thread < 0) {
-                sp_u64map_free(&seen);
-                Py_DECREF(names_core);
-                return -1;
-            }
-            last_tid = tid;
+        const int64_t *known = recent_find(&recent, tid);
+        int64_t thread = known ? *known : fill_thread(out, p, &seen, tid, names_py, names_core);
+        if (thread < 0) {
+            sp_u64map_free(&seen);
+            Py_DECREF(names_core);
+            return -1;
         }
+        if (!known)
+            recent_add(&recent, tid, thread);
         out->samples[i].thread = (uint32_t)thread;
     }
     sp_u64map_free(&seen);

@@ -771,14 +771,30 @@ encode_function(enc_t *e, const sp_pfunc_t *f)
         e->last_file = f->filename;
         e->last_file_index = file;
     }
+    /* Written straight into out, as a Location: five fields of at most 11 bytes, so
+     * the key and the length are one byte each; a zero field is left out. */
+    _Static_assert(SP_PROFILE_FUNCTION < 16 && SP_FUNCTION_START_LINE < 16, "one-byte keys");
     sp_buf_t *out = e->out;
-    size_t m = sp_pb_begin(out, SP_PROFILE_FUNCTION);
-    sp_pb_int(out, SP_FUNCTION_ID, f->id);
-    sp_pb_int(out, SP_FUNCTION_NAME, name);
-    sp_pb_int(out, SP_FUNCTION_SYSTEM_NAME, sys);
-    sp_pb_int(out, SP_FUNCTION_FILENAME, file);
-    sp_pb_int(out, SP_FUNCTION_START_LINE, (uint64_t)f->start_line);
-    sp_pb_end(out, m);
+    if (sp_buf_reserve(out, 2 + 5 * 11) < 0)
+        return;
+    uint8_t *msg = out->p + out->len, *m = msg + 2;
+#define FIELD(field, v)                                                             \
+    do {                                                                            \
+        uint64_t v_ = (v);                                                          \
+        if (v_) {                                                                   \
+            *m++ = (field) << 3 | SP_WT_VARINT;                                     \
+            m = sp_put_varint(m, v_);                                               \
+        }                                                                           \
+    } while (0)
+    FIELD(SP_FUNCTION_ID, f->id);
+    FIELD(SP_FUNCTION_NAME, name);
+    FIELD(SP_FUNCTION_SYSTEM_NAME, sys);
+    FIELD(SP_FUNCTION_FILENAME, file);
+    FIELD(SP_FUNCTION_START_LINE, (uint64_t)f->start_line);
+#undef FIELD
+    msg[0] = SP_PROFILE_FUNCTION << 3 | SP_WT_LEN;
+    msg[1] = (uint8_t)(m - msg - 2);
+    out->len += (size_t)(m - msg);
 }
 
 /* One Sample. */
