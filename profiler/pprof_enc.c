@@ -823,56 +823,69 @@ encode_sample(enc_t *e, const sp_psample_t *s)
         lab = e->unknown;
         lab_len = e->unknown_len;
     }
-    size_t m = sp_pb_begin(out, SP_PROFILE_SAMPLE);
+    /* Written through a pointer into out, reserved once: every key here is one
+     * byte, and so is every length but the sample's and its location ids' (patched
+     * by sp_pb_end, which moves the body when they are longer).  location_new
+     * appends to e->locs, never to out. */
+    _Static_assert(SP_PROFILE_SAMPLE < 16 && SP_SAMPLE_VALUE < 16, "one-byte keys");
+    if (sp_buf_reserve(out, 4 + (size_t)s->nframes * 10) < 0)
+        return;
+    uint8_t *q = out->p + out->len;
+    *q++ = SP_PROFILE_SAMPLE << 3 | SP_WT_LEN;
+    *q++ = 0;
+    size_t m = (size_t)(q - out->p);
     if (s->nframes) {
-        size_t l = sp_pb_begin(out, SP_SAMPLE_LOCATION_ID);
-        /* room for every id at once: location() appends to e->locs, not to out */
-        if (sp_buf_reserve(out, (size_t)s->nframes * 10) == 0) {
-            const uint64_t *fr = e->p->frames + s->frames;
-            uint8_t *q = out->p + out->len;
-            /* The location of each frame, leaf first: a multiply and usually one
-             * probe for one seen before.  The table in locals: the byte stores into
-             * out would otherwise reload it from e at every frame. */
-            const uint64_t *keys = e->loc_keys;
-            const uint32_t *ids = e->loc_ids;
-            size_t mask = e->loc_cap - 1;
-            int shift = e->loc_shift;
-            for (uint32_t k = s->nframes; k-- > 0;) {
-                uint64_t key1 = fr[k] + 1, id;
-                size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> shift);
-                for (;;) {
-                    uint64_t kj = keys[j];
-                    if (kj == key1) {
-                        id = ids[j];
-                        break;
-                    }
-                    if (!kj) {
-                        id = location_new(e, j, fr[k]);
-                        keys = e->loc_keys;
-                        ids = e->loc_ids;
-                        mask = e->loc_cap - 1;
-                        shift = e->loc_shift;
-                        break;
-                    }
-                    j = (j + 1) & mask;
+        *q++ = SP_SAMPLE_LOCATION_ID << 3 | SP_WT_LEN;
+        *q++ = 0;
+        size_t l = (size_t)(q - out->p);
+        const uint64_t *fr = e->p->frames + s->frames;
+        /* The location of each frame, leaf first: a multiply and usually one probe
+         * for one seen before.  The table in locals: the byte stores into out would
+         * otherwise reload it from e at every frame. */
+        const uint64_t *keys = e->loc_keys;
+        const uint32_t *ids = e->loc_ids;
+        size_t mask = e->loc_cap - 1;
+        int shift = e->loc_shift;
+        for (uint32_t k = s->nframes; k-- > 0;) {
+            uint64_t key1 = fr[k] + 1, id;
+            size_t j = (size_t)((key1 * 0x9E3779B97F4A7C15ull) >> shift);
+            for (;;) {
+                uint64_t kj = keys[j];
+                if (kj == key1) {
+                    id = ids[j];
+                    break;
                 }
-                q = sp_put_varint(q, id);
+                if (!kj) {
+                    id = location_new(e, j, fr[k]);
+                    keys = e->loc_keys;
+                    ids = e->loc_ids;
+                    mask = e->loc_cap - 1;
+                    shift = e->loc_shift;
+                    break;
+                }
+                j = (j + 1) & mask;
             }
-            out->len = (size_t)(q - out->p);
+            q = sp_put_varint(q, id);
         }
+        out->len = (size_t)(q - out->p);
         sp_pb_end(out, l);
-    }
-    size_t v = sp_pb_begin(out, SP_SAMPLE_VALUE);
-    if (sp_buf_reserve(out, 30) == 0) {
-        uint8_t *q = out->p + out->len;
-        q = sp_put_varint(q, (uint64_t)s->values[0]);
-        q = sp_put_varint(q, (uint64_t)s->values[1]);
-        q = sp_put_varint(q, (uint64_t)s->values[2]);
+    } else {
         out->len = (size_t)(q - out->p);
     }
-    sp_pb_end(out, v);
+    /* the values (at most 30 bytes) and the labels */
+    if (sp_buf_reserve(out, 32 + lab_len) < 0)
+        return;
+    q = out->p + out->len;
+    *q++ = SP_SAMPLE_VALUE << 3 | SP_WT_LEN;
+    uint8_t *vlen = q++;
+    q = sp_put_varint(q, (uint64_t)s->values[0]);
+    q = sp_put_varint(q, (uint64_t)s->values[1]);
+    q = sp_put_varint(q, (uint64_t)s->values[2]);
+    *vlen = (uint8_t)(q - vlen - 1);
     /* labels may move if thread_labels grew them: copied after the lookup */
-    sp_buf_append(out, lab, lab_len);
+    if (lab_len)
+        memcpy(q, lab, lab_len);
+    out->len = (size_t)(q + lab_len - out->p);
     sp_pb_end(out, m);
 }
 
