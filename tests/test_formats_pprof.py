@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -78,6 +79,32 @@ def test_encoded_bytes_are_unchanged(monkeypatch):
     got = {name: hashlib.sha256(pprof.encode(p, ["extra"])).hexdigest()
            for name, p in _variants()}
     assert got == GOLDEN
+
+
+def test_encoders_in_parallel_write_the_same_bytes(monkeypatch):
+    """The encoder keeps one file's large buffers for the next (spares taken and
+    given back atomically, without the GIL): threads encoding at once, and each
+    encoding after a bigger or smaller one, still write every profile's own bytes."""
+    monkeypatch.setattr(pprof, "_interpreter", lambda: "/usr/bin/python3")
+    profiles = [p for _, p in _variants()]
+    big = fc.made_up_profile()   # a profile over the buffers' first sizes
+    big.stacks = [Stack(101 + k % 3, tuple((1 + (k * 7 + j) % 6, j) for j in range(60)), 1, k)
+                  for k in range(3000)]
+    profiles.append(big)
+    want = [pprof.encode(p, ["extra"]) for p in profiles]
+    got = {}
+
+    def work(t):
+        got[t] = [pprof.encode(profiles[k % len(profiles)], ["extra"])
+                  for k in range(t, t + 3 * len(profiles))]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for t in range(4):
+        assert got[t] == [want[k % len(profiles)] for k in range(t, t + 3 * len(profiles))]
 
 
 def test_native_and_unnamed_functions_round_trip():
