@@ -9,7 +9,8 @@
  * file.  What
  * goes into a profile is decided by the caller (export.c for the live core).
  *
- * No Python dependency, no globals: unit-tested in plain C (tests/c/test_pprof_enc.c).
+ * No Python dependency; no globals but the encoder's size hints and spare buffers
+ * (pprof_enc.c): unit-tested in plain C (tests/c/test_pprof_enc.c).
  * Not reachable from the signal handler; allocates freely.  Thread contract: each
  * object belongs to one thread at a time; sp_pprof_emit and sp_pprof_write_file touch
  * only their arguments (and deflate.c's table of dlopen'ed entry points), and
