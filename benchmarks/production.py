@@ -5,6 +5,9 @@
         [--workloads calls,oo,gens] [--configs ...] [--startup-runs 30]
         [--out results/production.json] [--md production.md]
 
+Workloads: calls, oo, gens (the default set) and text (held out: written after the
+profiler was tuned on the others; --workloads calls,oo,gens,text).
+
 VENV_PYTHON: a venv with shadowprof (and shadowprof.pth) and the peers installed
 (pip install py-spy pyinstrument ddtrace austin-dist==3.7.0).  Each workload in
 benchmarks/production/ takes a SIZE (units of about 0.5 s of CPU each); every config
