@@ -93,9 +93,12 @@ def test_overhead_correction_moves_toward_unprofiled_split(tmp_path):
         if sys.version_info >= (3, 11):
             # The hook slows CPython's own call path (a frame-evaluation hook turns
             # off inlined calls; sys.monitoring dispatches each event), time outside
-            # shadowprof's code that inflates burn_calls (~5 points): the
-            # correction must move it back, closer to the unprofiled split.
-            ok = (corrected_err < raw_err - 0.005
+            # shadowprof's code that inflates burn_calls (about 4 points on 3.11,
+            # 0.3-4 on 3.13 since its events got cheaper): where that inflation is
+            # larger than the noise of two runs (3 points), the correction must move
+            # it back, closer to the unprofiled split; and the corrected split must
+            # stay within 5 points of it either way.
+            ok = ((corrected_err < raw_err - 0.005 or raw_err < 0.03)
                   and max(errors(corrected, truth).values()) <= 5.0)
         else:
             # 3.9/3.10 never inline calls: the hook's cost is its own code, which
