@@ -6,8 +6,8 @@
  * buffer with varint and field writers, nested messages whose length is patched in
  * afterwards, a string table that interns each string once (index 0 the empty
  * string), a 64-bit hash map, and the gzipped (deflate.h), atomically renamed output
- * file.  What
- * goes into a profile is decided by the caller (export.c for the live core).
+ * file.  What goes into a profile is decided by the caller (export.c for the live
+ * core).
  *
  * No Python dependency; no globals but the encoder's size hints and spare buffers
  * (pprof_enc.c): unit-tested in plain C (tests/c/test_pprof_enc.c).
