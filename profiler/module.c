@@ -15,6 +15,7 @@
 #include "export.h"
 #include "options.h"
 #include "registry.h"
+#include "requicken.h"
 #include "sampler.h"
 #include "session.h"
 #include "shadow.h"
@@ -163,6 +164,27 @@ core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
     if (sp_session_track_only(on, hook_kind) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(requicken_doc,
+"_requicken(code=None)\n--\n\nCPython 3.12: form again the superinstructions that\n"
+"sys.monitoring's instrumentation removed (requicken.c), in *code* (returns the pairs\n"
+"formed, -1 if it is still instrumented or monitored by some tool) or in every code\n"
+"object shadowprof has seen (returns how many changed).  Elsewhere -1 and 0.");
+
+static PyObject *
+core_requicken(PyObject *mod, PyObject *args)
+{
+    PyObject *code = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:_requicken", &code))
+        return NULL;
+    if (code == Py_None)
+        return PyLong_FromSsize_t(sp_requicken_registry());
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "_requicken: code must be a code object or None");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(sp_requicken_code((PyCodeObject *)code));
 }
 
 PyDoc_STRVAR(ignore_thread_doc,
@@ -463,6 +485,7 @@ static PyMethodDef core_methods[] = {
     {"_set_hook", (PyCFunction)(void (*)(void))core_set_hook, METH_VARARGS | METH_KEYWORDS,
      set_hook_doc},
     {"_ignore_thread", core_ignore_thread, METH_NOARGS, ignore_thread_doc},
+    {"_requicken", core_requicken, METH_VARARGS, requicken_doc},
     {"parse_options", core_parse_options, METH_O, parse_options_doc},
     {"parse_option", core_parse_option, METH_VARARGS, parse_option_doc},
     {"option_defaults", core_option_defaults, METH_NOARGS, option_defaults_doc},

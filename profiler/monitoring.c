@@ -12,6 +12,10 @@
  * halves what the mechanism costs: each event is a vectorcall of our callback by
  * CPython's instrumentation.
  *
+ * Turning the events off leaves CPython 3.12's code without its superinstructions;
+ * uninstall has requicken.c form them again where it can (continuous mode asks again
+ * once the rest of the code was rewritten).
+ *
  * Tool id: the first free one of 3 and 4, never 0-2 (debugger, coverage, profiler:
  * cProfile takes 2) or 5 (optimizer); events are set only for that id, so other tools
  * keep theirs.  Uninstall releases the events, the callbacks and the id.
@@ -31,6 +35,8 @@
  * py_recursion_remaining) tells a later frame whether its caller is stored.
  */
 #include "monitoring.h"
+
+#include "requicken.h"
 
 #if SP_HAS_MONITORING
 
@@ -405,6 +411,9 @@ uninstall(void)
     PyErr_Clear();
     PyErr_Restore(et, ev, tb);
     tool_id = -1;
+    /* CPython took the instrumentation out of the code on the stacks just now (the
+     * rest when it next starts): give that code its superinstructions back. */
+    sp_requicken_registry();
 }
 
 #else /* before 3.12: no sys.monitoring */

@@ -200,6 +200,7 @@ register_code(PyCodeObject *co)
                 if (attach(co, e) < 0)
                     return NULL;
                 e->code = co;
+                e->quickened_version = UINT64_MAX;
                 e->creates_generator = (co->co_flags & (CO_GENERATOR | CO_COROUTINE |
                                                         CO_ASYNC_GENERATOR)) != 0;
                 e->revivals++;   /* same first line, maybe other lines (a reload) */
@@ -241,6 +242,7 @@ register_code(PyCodeObject *co)
     if (attach(co, e) < 0)
         return NULL;
     e->code = co;
+    e->quickened_version = UINT64_MAX;
     return e;
 }
 

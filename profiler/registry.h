@@ -48,6 +48,8 @@ typedef struct sp_code {
     uint32_t revivals;       /* times a new code object took this entry over: a cache
                                 keyed by id must key by this too (its lines change) */
     PyCodeObject *code;      /* borrowed; NULL once CPython freed it */
+    uint64_t quickened_version;  /* CPython 3.12: code's instrumentation version when
+                                    requicken.c last went over it (UINT64_MAX: never) */
     PyObject *qualname;      /* strong */
     PyObject *filename;      /* strong */
 } sp_code_t;

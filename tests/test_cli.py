@@ -129,14 +129,16 @@ def test_output_files_json_and_text(tmp_path, write_script):
 def test_forked_child_does_not_write_the_parents_report(tmp_path, write_script):
     script = write_script(
         "import os, sys\n"
-        "def work():\n    return sum(i * i for i in range(200000))\n"
+        "def work():\n    return sum(i * i for i in range(2000000))\n"
         "work()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n    work()\n    sys.exit(0)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "print('child exit', os.waitstatus_to_exitcode(status))\n")
     out = tmp_path / "p.json"
-    r = run_shadowprof("-o", str(out), script)
+    # About 120 ms of CPU in the parent: 200,000 items (12 ms) let a 10 ms
+    # interval on a 4 ms tick go by without a sample now and then.
+    r = run_shadowprof("-i", "1ms", "-o", str(out), script)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "child exit 0"
     assert r.stderr.count("Top functions by self time") == 1
