@@ -1,8 +1,10 @@
 /* compat.h: the few facts about CPython's frames that shadowprof reads, per version.
  *
  * Owns: which frame type the PEP 523 hook receives, how to get a frame's code object,
- * its caller as the interpreter sees it, and its current instruction; and the feature
- * tests the trackers make (SP_HAS_MONITORING, SP_EVAL_OWNS_FRAME).  The frame
+ * its caller as the interpreter sees it, and its current instruction; the one field
+ * shadowprof writes into a frame (3.11's position hint in the frame's padding,
+ * sp_frame_hint); and the feature tests the trackers make (SP_HAS_MONITORING,
+ * SP_EVAL_OWNS_FRAME, SP_FRAME_HAS_HINT).  The frame
  * accessors are here, so that a new CPython version is mostly one block in this file;
  * under those feature tests the trackers also read a few recursion counters and frame
  * owners directly (pep523.c, monitoring.c, shadow.h).  Other files test PY_VERSION_HEX
@@ -18,6 +20,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
+#include <string.h>
 
 #if PY_VERSION_HEX >= 0x030B0000
 #  ifndef Py_BUILD_CORE
@@ -191,6 +195,51 @@ sp_frame_suspended(sp_pyframe_t *f)
     return !f->f_executing;
 #endif
 }
+
+/* 3.11 only: a frame's position hint, 16 bits kept in the 2 bytes of padding of
+ * `_PyInterpreterFrame` between `char owner` (offset 69) and `localsplus` (72) on
+ * 64-bit builds.  The PEP 523 hook writes there the shadow-stack index of the frame's
+ * entry when it pushes it (shadow.h, sp_shadow_push*, sp_shadow_fill), and reads the
+ * caller's back instead of searching down the stack (tracker.h,
+ * sp_tracker_caller_at).  CPython never reads those bytes: it initialises a frame
+ * field by field (_PyFrame_InitializeSpecials) and copies a whole frame only with
+ * memcpy (_PyFrame_Copy: a generator's frame at its creation, a frame object taking
+ * over an ended frame), which carries the hint along.  So the bytes hold whatever the
+ * memory held before for every frame we did not push (pushed before the hook ran, by
+ * another evaluator, past the stack's capacity, a generator's creation): a hint is a
+ * guess that its reader validates.  The asserts break the build, not the host, should
+ * a 3.11 build lay the frame out otherwise.  3.12+ frames have other fields there and
+ * 3.12+ run sys.monitoring by default: no hint (SP_FRAME_HAS_HINT 0, and
+ * sp_frame_set_hint does nothing). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#  define SP_FRAME_HAS_HINT 1
+#  define SP_FRAME_HINT_OFFSET (offsetof(sp_pyframe_t, owner) + 1)
+_Static_assert(sizeof(((sp_pyframe_t *)0)->owner) == 1, "3.11 frame layout: owner is a char");
+_Static_assert(SP_FRAME_HINT_OFFSET + 2 <= offsetof(sp_pyframe_t, localsplus),
+               "3.11 frame layout: no 2 bytes of padding after owner (sp_frame_hint)");
+#  if __SIZEOF_POINTER__ == 8
+_Static_assert(offsetof(sp_pyframe_t, owner) == 69, "3.11 frame layout: owner moved");
+_Static_assert(offsetof(sp_pyframe_t, localsplus) == 72, "3.11 frame layout: localsplus moved");
+#  endif
+/* The hint of the live frame f (any 16 bits).  GIL held. */
+static inline uint32_t
+sp_frame_hint(const sp_pyframe_t *f)
+{
+    uint16_t h;
+    memcpy(&h, (const char *)f + SP_FRAME_HINT_OFFSET, sizeof h);
+    return h;
+}
+/* Stores index i (mod 2^16) as f's hint.  GIL held, f alive. */
+static inline void
+sp_frame_set_hint(sp_pyframe_t *f, uint32_t i)
+{
+    uint16_t h = (uint16_t)i;
+    memcpy((char *)f + SP_FRAME_HINT_OFFSET, &h, sizeof h);
+}
+#else
+#  define SP_FRAME_HAS_HINT 0
+#  define sp_frame_set_hint(f, i) ((void)(f), (void)(i))
+#endif
 
 /* Code units are 2 bytes on every supported version. */
 #define SP_INSTR_TO_ADDR(i) ((i) * 2)

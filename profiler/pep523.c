@@ -11,9 +11,16 @@
  *
  * Cost.  The hook pushes and then tail-calls the evaluation function: it has no frame
  * of its own and nothing to do when the frame ends, because pops are lazy (shadow.h):
- * the next push drops whatever ended since.  Its fast path is 33 instructions when
- * the caller's entry is on top, a few more per ended frame above it (36-40 per call
- * over a do-nothing evaluation function on 3.11, benchmarks/hookcost/RESULTS.md):
+ * the next push drops whatever ended since.  On 3.11 its fast path is 37 instructions
+ * whatever lies above the caller's entry: the caller's frame keeps the index of its
+ * entry in its padding (compat.h, tracker.h: sp_tracker_caller_at), checked by one
+ * compare; 35 per call over a do-nothing evaluation function (39 on generator
+ * resumes), and no mispredicted branch of its own, where the search down past ended
+ * frames mispredicted its exit about once per call that follows a return
+ * (benchmarks/hookcost/RESULTS.md, 2026-12-04).  A hint that fails the check goes to
+ * eval_search, the path of the other versions: 33 instructions when the caller's
+ * entry is on top, a few more per ended frame above it (36-40 per call over a
+ * do-nothing evaluation function).  The fast path reads
  * the thread's state (one TLS load, never NULL: see sp_tls_track), the C stack
  * check, the code's registry entry (co_extra, tagged so that one test tells plain code
  * from generator code, and one compare a generator's resumption from its creation or
@@ -179,6 +186,40 @@ eval_record(PyThreadState *ts, sp_pyframe_t *f, int throwflag, sp_thread_t *t,
     return eval_count_slow(ts, f, throwflag, e, caller);
 }
 
+/* The fast path's end once the caller's entry is not known yet: on top of the stack
+ * (depth d), or below the entries of frames that ended since the last push (shadow.h),
+ * or not on the stack (eval_slow). */
+static inline __attribute__((always_inline)) PyObject *
+eval_find(PyThreadState *ts, sp_pyframe_t *f, int throwflag, sp_thread_t *t, uint32_t d,
+          sp_code_t *e)
+{
+    sp_entry_t *top = &t->stack[d - 1];
+    sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
+    if (SP_LIKELY(top->frame == parent))
+        return eval_record(ts, f, throwflag, t, top, d, e);
+    /* Frames that ended since the last push are still on top (shadow.h). */
+    top = sp_tracker_caller_below(t->stack, top, parent);
+    if (top == NULL)
+        return eval_slow(ts, f, throwflag);
+    return eval_record(ts, f, throwflag, t, top, top->pos, e);
+}
+
+#if SP_FRAME_HAS_HINT
+/* 3.11: the fast path's end when the caller's hint missed (tracker.h: an empty, full,
+ * overflowing or draining stack, a frame we did not push, a stack since rebuilt; rare
+ * once a thread runs), out of line so that the hinted path keeps every value in a
+ * scratch register.  Tail-called with its arguments. */
+SP_HOT SP_NO_FRAME static PyObject *
+eval_search(PyThreadState *ts, sp_pyframe_t *f, int throwflag, sp_code_t *e,
+            sp_thread_t *t)
+{
+    uint32_t d = t->depth;
+    if (SP_UNLIKELY(d - 1 >= t->room))   /* empty, full, overflowing, or drain */
+        return eval_slow(ts, f, throwflag);
+    return eval_find(ts, f, throwflag, t, d, e);
+}
+#endif
+
 /* The hook.  `idx` is sp_registry_extra_index: the constant 0 in sp_eval_frame0 (the
  * common case: shadowprof is the first co_extra user), which saves the size check.
  * Every exit is a tail call, so that it needs no frame of its own. */
@@ -209,18 +250,20 @@ eval_frame(PyThreadState *ts, sp_pyframe_t *f, int throwflag, Py_ssize_t idx)
         e = (sp_code_t *)slot;   /* untagged: not CALL, and INIT is 3.13's */
 #endif
     }
+#if SP_FRAME_HAS_HINT
+    /* 3.11: the caller's entry at the index its push left in its frame (tracker.h),
+     * however many ended frames lie above it: no search, no data-dependent exit.  The
+     * hint's test against room replaces the room test below. */
+    sp_entry_t *top = sp_tracker_caller_at(t, SP_TSTATE_CURRENT(ts));
+    if (SP_LIKELY(top != NULL))
+        return eval_record(ts, f, throwflag, t, top, top->pos, e);
+    return eval_search(ts, f, throwflag, e, t);
+#else
     uint32_t d = t->depth;
     if (SP_UNLIKELY(d - 1 >= t->room))   /* empty, full, overflowing, or drain */
         return eval_slow(ts, f, throwflag);
-    sp_entry_t *top = &t->stack[d - 1];
-    sp_pyframe_t *parent = SP_TSTATE_CURRENT(ts);
-    if (SP_LIKELY(top->frame == parent))
-        return eval_record(ts, f, throwflag, t, top, d, e);
-    /* Frames that ended since the last push are still on top (shadow.h). */
-    top = sp_tracker_caller_below(t->stack, top, parent);
-    if (top == NULL)
-        return eval_slow(ts, f, throwflag);
-    return eval_record(ts, f, throwflag, t, top, top->pos, e);
+    return eval_find(ts, f, throwflag, t, d, e);
+#endif
 }
 
 SP_HOT SP_NO_FRAME static PyObject *

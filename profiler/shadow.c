@@ -318,6 +318,7 @@ sp_shadow_fill(sp_thread_t *t, sp_pyframe_t *top)
         i--;
         t->stack[i].frame = f;
         t->stack[i].code_id = e ? e->id : SP_ID_ROOT;
+        sp_frame_set_hint(f, i);   /* 3.11: see compat.h */
     }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->depth = keep;

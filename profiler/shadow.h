@@ -7,15 +7,25 @@
  *
  * Pops are lazy.  The trackers see frames start, not end: a frame that returned (or
  * yielded, or unwound) stays on top of the stack until the next push drops it,
- * finding the new frame's caller by address from the top (sp_shadow_push_depth).  So
- * entries 0..depth-1 are the live frames of the thread's current chain (those that
- * were pushed), root first, possibly followed by stale entries of frames that ended.
- * A stale entry's frame pointer may point at freed or reused memory: readers other
- * than the trackers take only the entries up to the current frame's nearest ancestor
- * that is on the stack, matched by frame address and code (sp_shadow_live_depth), and
- * never dereference a stale pointer.  Why the address alone suffices for the trackers:
- * every stale entry above a live frame's entry was pushed while that frame was alive,
- * so it cannot have the live frame's address.
+ * finding the new frame's caller by address from the top (sp_tracker_caller_below,
+ * sp_tracker_push_depth).  So entries 0..depth-1 are the live frames of the thread's
+ * current chain (those that were pushed), root first, possibly followed by stale
+ * entries of frames that ended.  A stale entry's frame pointer may point at freed or
+ * reused memory: readers other than the trackers take only the entries up to the
+ * current frame's nearest ancestor that is on the stack, matched by frame address and
+ * code (sp_shadow_live_depth), and never dereference a stale pointer.  Why the address
+ * alone suffices for the trackers: every stale entry above a live frame's entry was
+ * pushed while that frame was alive, so it cannot have the live frame's address; and
+ * below it lie its ancestors, live and elsewhere.  So a live frame has one entry at
+ * most, and the trackers may find it by any route.
+ *
+ * On 3.11 the search is mostly skipped: each push also writes the entry's index into
+ * the frame's padding (compat.h, sp_frame_hint), and the PEP 523 hook looks the
+ * caller up there first (tracker.h, sp_tracker_caller_at): one compare that
+ * validates it, whatever number of ended frames lies above.  The search's exit, taken
+ * after a varying number of steps, was mispredicted about once per call that follows
+ * a return (benchmarks/hookcost/RESULTS.md, 2026-12-04).  A hint that fails the check
+ * (a frame we did not push, a stack since rebuilt) falls back to the search.
  *
  * Contract:
  * - Only the owning thread writes its entries, depth, room and overflow, always with
@@ -155,7 +165,9 @@ int sp_shadow_ignore_self(void);
  * innermost if there are more than the capacity; returns the new depth.  Code objects
  * are registered first (that may run Python code, which pushes), then the entries are
  * written with the stack emptied meanwhile, so that a sample sees either nothing or
- * the new stack.  Owner thread (or start(), before any handler is armed), GIL held. */
+ * the new stack.  On 3.11 each stored frame gets its index as hint (compat.h): frames
+ * that were running at start() are found without a search too.  Owner thread (or
+ * start(), before any handler is armed), GIL held. */
 uint32_t sp_shadow_fill(sp_thread_t *t, sp_pyframe_t *top);
 
 /* The entry of `parent` on t's stack, given the top entry `top` (the stack is not
@@ -177,14 +189,17 @@ sp_shadow_find(sp_entry_t *stack, sp_entry_t *top, const sp_pyframe_t *parent)
 /* The push shared by the two trackers, once the tracker has found the entry `below` of the
  * frame's caller, at depth d - 1 (d < cap): stores the entry of f above it (dropping
  * whatever was there), complete before the new depth is published (the handler reads
- * the stack).  The tracker then counts the call of e from below->code_id (it does so
- * itself, to keep its slow edge path a tail call).  Owner thread, GIL held. */
+ * the stack), and on 3.11 the entry's index d in f's padding (compat.h,
+ * sp_frame_hint), where f's callees' pushes look for it.  The tracker then counts the
+ * call of e from below->code_id (it does so itself, to keep its slow edge path a tail
+ * call).  Owner thread, GIL held. */
 static inline void
 sp_shadow_push(sp_thread_t *t, sp_entry_t *below, uint32_t d, sp_pyframe_t *f,
                sp_code_t *e)
 {
     below[1].frame = f;
     below[1].code_id = e->id;
+    sp_frame_set_hint(f, d);
     __atomic_signal_fence(__ATOMIC_RELEASE);
     t->depth = d + 1;
 }
@@ -196,6 +211,7 @@ sp_shadow_push_at(sp_thread_t *t, uint32_t d, sp_pyframe_t *f, sp_code_t *e,
 {
     t->stack[d].frame = f;
     t->stack[d].code_id = e->id;
+    sp_frame_set_hint(f, d);
     __atomic_signal_fence(__ATOMIC_RELEASE);
     t->depth = d + 1;
     sp_code_count_call(e, caller);

@@ -101,6 +101,38 @@ sp_tracker_caller_below(sp_entry_t *stack, sp_entry_t *top, const sp_pyframe_t *
     return top >= stack ? top : NULL;
 }
 
+#if SP_FRAME_HAS_HINT
+/* 3.11, the fast path's lookup before any search: the entry of `parent` (the
+ * interpreter's current frame, or NULL) on t's stack, at the index its push left in
+ * the frame's padding (compat.h), if that index is below both t's depth and room and
+ * the entry there is parent's; else NULL (then the room test and the search:
+ * sp_tracker_caller_below).  Below room (cap - 1, or 0: shadow.h) the push above the
+ * entry fits, and an empty, overflowing or draining stack misses.  The entry's depth
+ * is its `pos`.
+ *
+ * Why an entry found so is the one the search would find: any 16 bits may sit in the
+ * padding (a frame we never pushed holds what the memory held before, e.g. the hint of
+ * an ended frame at the same address), so the hint is taken only if it is below depth
+ * and the entry there holds parent's address, the one thing the search compares.  A
+ * live frame has one entry at most (shadow.h): above it lie entries pushed while it was
+ * alive, below it its ancestors.  So the entry found is parent's, and a push above it
+ * drops exactly the entries the search would have walked past.  An index of 2^16 or
+ * more is stored truncated and fails the check (the entry there is one of the frame's
+ * ancestors).  Owner thread, GIL held; reads only the live frame parent and t. */
+static inline __attribute__((always_inline)) sp_entry_t *
+sp_tracker_caller_at(const sp_thread_t *t, const sp_pyframe_t *parent)
+{
+    if (SP_UNLIKELY(parent == NULL))
+        return NULL;
+    uint32_t h = sp_frame_hint(parent);
+    if (SP_UNLIKELY(h >= t->depth) || SP_UNLIKELY(h >= t->room))
+        return NULL;
+    /* The offset in 32 bits (h < 2^16): x86-64 then scales h in place. */
+    sp_entry_t *e = (sp_entry_t *)((char *)t->stack + (uint32_t)(h * sizeof(sp_entry_t)));
+    return SP_LIKELY(e->frame == parent) ? e : NULL;
+}
+#endif
+
 /* The code id of the complete frame f, or SP_ID_ROOT (f NULL or untracked).  GIL. */
 static inline uint32_t
 sp_tracker_frame_id(sp_pyframe_t *f)

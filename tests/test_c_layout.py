@@ -179,3 +179,15 @@ def test_clocks_are_read_in_clock_h_only():
         if "clock_gettime" in text or NS_FROM_TIMESPEC.search(text):
             found.append(name)
     assert not found, "clock_gettime or a timespec->ns conversion outside clock.h: %s" % found
+
+
+def test_frame_hint_layout_is_asserted_at_build_time():
+    """The 3.11 position hint lives in _PyInterpreterFrame's padding (compat.h).
+    Python cannot see that struct's offsets (no ctypes view of it), so the check is
+    the build itself: static asserts that owner is at 69 and localsplus at 72 on
+    64-bit 3.11, and that 2 bytes of padding follow owner.  This test keeps them."""
+    with open(os.path.join(PROFILER, "compat.h"), encoding="utf-8") as f:
+        text = f.read()
+    assert "offsetof(sp_pyframe_t, owner) == 69" in text
+    assert "offsetof(sp_pyframe_t, localsplus) == 72" in text
+    assert "SP_FRAME_HINT_OFFSET + 2 <= offsetof(sp_pyframe_t, localsplus)" in text

@@ -233,3 +233,228 @@ def test_thread_started_before_the_extension_loaded(tmp_path, hook):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["499500", "1000"], r.stdout
+
+
+# ------------------------------------------------------------------ the caller's entry
+
+CALLERS = r'''
+import json, sys, threading
+try:
+    import greenlet
+except ImportError:
+    greenlet = None
+
+MINE = set()
+looks = []
+
+
+def mine(fn):
+    MINE.add(fn.__code__)
+    return fn
+
+
+def name(code):
+    return getattr(code, "co_qualname", code.co_name)
+
+
+@mine
+def look():
+    """The shadow stack's view of this thread against the interpreter's, both cut to
+    this file's functions."""
+    from shadowprof import _core
+    if not RECORDING:
+        return
+    mine_names = {name(c) for c in MINE}
+    shadow = [n for n, _, _ in _core.thread_stacks().get(threading.get_native_id(), [])]
+    true, f = [], sys._getframe(1)
+    while f is not None:
+        true.append(name(f.f_code))
+        f = f.f_back
+    true.reverse()
+    looks.append(([n for n in shadow if n in mine_names][:-1] == [n for n in true if n in mine_names],
+                  shadow[-6:], true[-6:]))
+
+
+@mine
+def leaf(i):
+    return i
+
+
+@mine
+def rec(n):
+    # Returns, then calls again from the same frame at varying depths.
+    if n <= 0:
+        return leaf(0)
+    s = rec(n - 1)
+    s += leaf(n)
+    if n % 3 == 0:
+        s += rec(n // 3)
+    if n == 5:
+        look()
+    return s
+
+
+@mine
+def gen(n):
+    for i in range(n):
+        if i % 10 == 0:
+            look()
+        yield leaf(i)
+
+
+@mine
+def resume_at(g, depth):
+    # Resumes the generator from a different depth each time.
+    if depth:
+        return resume_at(g, depth - 1)
+    return next(g)
+
+
+@mine
+def boom(n):
+    if n == 0:
+        raise KeyError(n)
+    return boom(n - 1)
+
+
+@mine
+def unwind(n):
+    try:
+        boom(n)
+    except KeyError:
+        pass
+    look()
+    return leaf(n)
+
+
+@mine
+def ping(other, n, depth):
+    # Greenlets switching at different depths: each switch leaves the other
+    # greenlet's frames on the shadow stack, deeper or shallower than its own.
+    if depth:
+        return ping(other, n, depth - 1)
+    for i in range(n):
+        leaf(i)
+        look()
+        other.switch()
+    return 0
+
+
+@mine
+def greenlets():
+    a = greenlet.greenlet(lambda: ping(b, 20, 9))
+    b = greenlet.greenlet(lambda: ping(a, 20, 2))
+    a.switch()
+    while not (a.dead and b.dead):
+        (a if not a.dead else b).switch()
+
+
+@mine
+def work():
+    total = 0
+    for k in range(30):
+        total += rec(k % 9)
+    g = gen(100)
+    for k in range(100):
+        total += resume_at(g, k % 7)
+    for k in range(20):
+        total += unwind(k * 5)
+    if greenlet is not None:
+        greenlets()
+    return total
+
+
+@mine
+def outer(start):
+    # Started before start(): seeded, not counted; its calls after are.
+    start()
+    r = 0
+    for _ in range(3):
+        r += leaf(1)
+        r += work()
+        look()
+    return r
+
+
+@mine
+def pre(n, start):
+    # Frames started before start(); after outer returns they call again.
+    if n == 0:
+        return outer(start)
+    r = pre(n - 1, start)
+    look()
+    return r + leaf(n)
+
+
+def reference():
+    """Exact calls and caller->callee edges from sys.setprofile ("call" events are
+    function calls and generator resumptions, as shadowprof counts them)."""
+    calls, edges = {}, {}
+
+    def prof(frame, event, arg):
+        if event == "call" and frame.f_code in MINE:
+            k = name(frame.f_code)
+            calls[k] = calls.get(k, 0) + 1
+            back = frame.f_back
+            if back is not None and back.f_code in MINE:
+                e = name(back.f_code) + " -> " + k
+                edges[e] = edges.get(e, 0) + 1
+
+    def start():
+        sys.setprofile(prof)
+        threading.setprofile(prof)
+
+    pre(12, start)
+    sys.setprofile(None)
+    return calls, edges
+
+
+def measured(hook):
+    import shadowprof
+    from shadowprof import _core
+    p = shadowprof.Profiler(interval="10ms", hook=hook, correct_overhead=False)
+    pre(12, p.start)
+    p.stop()
+    names = {_core.code_id(c): name(c) for c in MINE}
+    calls = {names[i]: n for i, n in p.profile.calls.items() if i in names}
+    edges = {}
+    for (a, b), n in p.profile.edges.items():
+        if a in names and b in names:
+            k = names[a] + " -> " + names[b]
+            edges[k] = edges.get(k, 0) + n
+    return calls, edges
+
+
+RECORDING = False
+ref = reference()
+RECORDING = True
+got = measured(sys.argv[1])
+print(json.dumps({"ref": ref, "got": got, "looks": looks,
+                  "greenlet": greenlet is not None}))
+'''
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_callers_found_at_every_depth(tmp_path, hook):
+    """The caller's entry is found wherever it lies on the shadow stack (on 3.11
+    through the index its push left in the frame's padding, else by the search):
+    recursion that returns and calls again at varying depths, a generator resumed
+    from different depths, exceptions that unwind many frames, greenlets that switch
+    at different depths (each leaves the other's frames on the stack), and frames
+    that were running before start().  Call counts and caller->callee edges equal a
+    sys.setprofile count of the same program, and the shadow stack read at many
+    points equals the interpreter's chain of frames."""
+    script = tmp_path / "callers.py"
+    script.write_text(CALLERS)
+    r = subprocess.run([sys.executable, str(script), hook], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    (ref_calls, ref_edges), (calls, edges) = out["ref"], out["got"]
+    assert calls == ref_calls
+    assert edges == ref_edges
+    assert ref_edges["resume_at -> gen"] == 300 and ref_edges["ping -> leaf"] in (0, 120)
+    assert ref_edges["pre -> leaf"] == 12 and "pre -> pre" not in ref_edges
+    assert len(out["looks"]) > 200
+    bad = [x for x in out["looks"] if not x[0]]
+    assert not bad, bad[:3]
