@@ -17,14 +17,15 @@ A block covers several periods and ends with the writer's close (the open window
 is written), a cost the steady state would spread over more periods: the measured
 figure is, if anything, high.
 
-What it cannot see: a cost that outlives the writer and so weighs on both kinds of
-block alike.  On CPython 3.12, before requicken.c, every function that ran in a window
-lost its superinstructions for the rest of the process (about 3% on call-only code):
-the off blocks paid it as much as the on blocks, and only separate processes
-(production.py) showed it.
+A cost that outlives the writer weighs on both kinds of block alike when they run
+the same code: on CPython 3.12, before requicken.c, every function that ran in a window
+lost its superinstructions for the rest of the process (about 3% on call-only code),
+and the off blocks paid it as much as the on blocks.  ``--fresh`` compiles the program
+afresh for every block (each block meets new code, as a process meets its code once):
+the on blocks then pay what their windows leave behind, and the off blocks do not.
 
     VENV/bin/python benchmarks/continuous_ab.py [--program calls] [--size 16]
-        [--pairs 10] [--period 2] [--budget 0.01] [--json FILE]
+        [--pairs 10] [--period 2] [--budget 0.01] [--fresh] [--json FILE]
 
 VENV: an interpreter with shadowprof importable (installed, or PYTHONPATH set to a
 tools/devbuild.sh directory).
@@ -83,6 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--period", type=float, default=2.0, help="seconds (default 2)")
     ap.add_argument("--budget", type=float, default=0.01, help="share (default 0.01)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="compile the program afresh for every block")
     ap.add_argument("--json", help="write the raw blocks here")
     args = ap.parse_args(argv)
 
@@ -99,6 +102,8 @@ def main(argv=None) -> int:
         order = (True, False) if i % 2 == 0 else (False, True)
         pair = {}
         for on in order:
+            if args.fresh:
+                run = load(args.program, args.size)
             cpu, accounted, windows = block(run, writer_args if on else None)
             pair["on" if on else "off"] = (cpu, accounted, windows)
         rows.append(pair)
@@ -110,7 +115,8 @@ def main(argv=None) -> int:
     accounted = sorted(p["on"][1] / p["off"][0] for p in rows)
     q = len(measured) // 4
     print(f"\n{args.program} x {args.size}, period {args.period:g} s, budget "
-          f"{100 * args.budget:g}%, {args.pairs} pairs, CPython "
+          f"{100 * args.budget:g}%, {args.pairs} pairs"
+          f"{', fresh code per block' if args.fresh else ''}, CPython "
           f"{platform.python_version()}")
     print(f"measured:  median {100 * statistics.median(measured):+.2f}% "
           f"(quartiles {100 * measured[q]:+.2f}% .. {100 * measured[-1 - q]:+.2f}%)")
@@ -119,6 +125,7 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump({"program": args.program, "size": args.size,
                        "period": args.period, "budget": args.budget,
+                       "fresh": args.fresh,
                        "python": platform.python_version(),
                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "loadavg": os.getloadavg(), "pairs": rows}, f, indent=1)

@@ -30,7 +30,8 @@ shadowprof's ratios over it.
 
 Also measured: start-up and exit cost on an empty program (median of paired
 differences against the unprofiled run) of ``python -m shadowprof -q`` and
-``python -X shadowprof=quiet``, and, for continuous mode, the cost shadowprof
+``python -X shadowprof=quiet``, with ``python -m empty`` for what ``-m`` itself
+costs any module, and, for continuous mode, the cost shadowprof
 reports in its own files (``shadowprof.window ... cost=``).
 """
 
@@ -155,11 +156,14 @@ def window_costs(directory):
 
 
 def startup(py, runs, scratch):
-    """Median of paired differences (ms) against the unprofiled empty program."""
+    """Median of paired differences (ms) against the unprofiled empty program.
+    ``python -m empty`` is what ``python -m`` itself costs (runpy and its imports),
+    which ``-m shadowprof`` pays before any code of shadowprof's runs."""
     empty = os.path.join(scratch, "empty.py")
     with open(empty, "w") as f:
         f.write("pass\n")
-    variants = {"-m shadowprof -q": [py, "-m", "shadowprof", "-q", empty],
+    variants = {"-m empty (python -m itself)": [py, "-m", "empty"],
+                "-m shadowprof -q": [py, "-m", "shadowprof", "-q", empty],
                 "-X shadowprof=quiet": [py, "-X", "shadowprof=quiet", empty]}
     diffs = {k: [] for k in variants}
     cpu_diffs = {k: [] for k in variants}
