@@ -164,6 +164,8 @@ def startup(py, runs, scratch):
         f.write("pass\n")
     variants = {"-m empty (python -m itself)": [py, "-m", "empty"],
                 "-m shadowprof -q": [py, "-m", "shadowprof", "-q", empty],
+                "-m shadowprof -q -o F.pprof": [py, "-m", "shadowprof", "-q", "-o",
+                                                os.path.join(scratch, "empty.pprof"), empty],
                 "-X shadowprof=quiet": [py, "-X", "shadowprof=quiet", empty]}
     diffs = {k: [] for k in variants}
     cpu_diffs = {k: [] for k in variants}
