@@ -338,6 +338,7 @@ def run(argv: list) -> int:
                         fork=opts.fork, native=opts.native or opts.native_internals,
                         native_internals=opts.native_internals, hook=opts.hook,
                         sigprof=opts.sigprof)
+    profiler._requicken_at_stop = False   # it stops when the program ends
     if opts.subprocesses:
         _profile_subprocesses(opts, interval, fmt)
     exit_code = 0

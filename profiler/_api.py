@@ -193,6 +193,10 @@ class Profiler:
         self._correction = (0.0, 0.5, 0.0)
         self._running = False
         self.last_snapshot: "dict | None" = None   # the core's, taken by stop()
+        # CPython 3.12: at stop, give the code that ran its superinstructions back
+        # (monitoring.h); the command line and the start-up hook, which stop at exit,
+        # turn this off.
+        self._requicken_at_stop = True
 
     @classmethod
     def from_options(cls, text: str) -> "Profiler":
@@ -247,6 +251,10 @@ class Profiler:
             stopped = not _active and _core.is_running()
             if stopped:
                 _core.stop()
+                if self._requicken_at_stop:
+                    # 3.12: sys.monitoring's instrumentation took the superinstructions
+                    # out of every function that ran, for the rest of the process.
+                    _core._requicken(all=True)
             if not profile:
                 # Nobody reads this profiler's result: no snapshot either (what the
                 # core holds goes with the next start, or the process).

@@ -131,6 +131,7 @@ class Session:
         self.profiler = Profiler(interval=f"{opts['interval_ns']}ns", mode=opts["mode"],
                                  max_depth=opts["max_depth"], fork=opts["fork"],
                                  native=opts["native"], correct_overhead=correct)
+        self.profiler._requicken_at_stop = False   # it stops at exit
         self.writer = None
         self.dumper = None
 

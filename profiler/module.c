@@ -13,6 +13,7 @@
 #include "drain.h"
 #include "dumpsig.h"
 #include "export.h"
+#include "monitoring.h"
 #include "options.h"
 #include "registry.h"
 #include "requicken.h"
@@ -167,19 +168,24 @@ core_set_hook(PyObject *mod, PyObject *args, PyObject *kw)
 }
 
 PyDoc_STRVAR(requicken_doc,
-"_requicken(code=None)\n--\n\nCPython 3.12: form again the superinstructions that\n"
-"sys.monitoring's instrumentation removed (requicken.c), in *code* (returns the pairs\n"
-"formed, -1 if it is still instrumented or monitored by some tool) or in every code\n"
-"object shadowprof has seen (returns how many changed).  Elsewhere -1 and 0.");
+"_requicken(code=None, all=False)\n--\n\nCPython 3.12: form again the superinstructions\n"
+"that sys.monitoring's instrumentation removed (requicken.c), in *code* (returns the\n"
+"pairs formed, -1 if it is still instrumented or monitored by some tool) or in every\n"
+"code object shadowprof has seen (returns how many changed); with *all*, that code\n"
+"which CPython has not de-instrumented yet is de-instrumented first (monitoring.h).\n"
+"Elsewhere -1 and 0.");
 
 static PyObject *
-core_requicken(PyObject *mod, PyObject *args)
+core_requicken(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"code", "all", NULL};
     PyObject *code = Py_None;
-    if (!PyArg_ParseTuple(args, "|O:_requicken", &code))
+    int all = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|Op:_requicken", kwlist, &code, &all))
         return NULL;
     if (code == Py_None)
-        return PyLong_FromSsize_t(sp_requicken_registry());
+        return PyLong_FromSsize_t(all ? sp_monitoring_requicken_all()
+                                      : sp_requicken_registry());
     if (!PyCode_Check(code)) {
         PyErr_SetString(PyExc_TypeError, "_requicken: code must be a code object or None");
         return NULL;
@@ -485,7 +491,8 @@ static PyMethodDef core_methods[] = {
     {"_set_hook", (PyCFunction)(void (*)(void))core_set_hook, METH_VARARGS | METH_KEYWORDS,
      set_hook_doc},
     {"_ignore_thread", core_ignore_thread, METH_NOARGS, ignore_thread_doc},
-    {"_requicken", core_requicken, METH_VARARGS, requicken_doc},
+    {"_requicken", (PyCFunction)(void (*)(void))core_requicken,
+     METH_VARARGS | METH_KEYWORDS, requicken_doc},
     {"parse_options", core_parse_options, METH_O, parse_options_doc},
     {"parse_option", core_parse_option, METH_VARARGS, parse_option_doc},
     {"option_defaults", core_option_defaults, METH_NOARGS, option_defaults_doc},

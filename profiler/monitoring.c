@@ -416,7 +416,66 @@ uninstall(void)
     sp_requicken_registry();
 }
 
+#if SP_HAS_REQUICKEN
+/* deinstrument for sp_requicken_registry_with: a local event of the tool id in ctx set
+ * on co and cleared again makes CPython instrument co to match every tool's events,
+ * now rather than when co next starts; with ours off, that takes ours out. */
+typedef struct {
+    PyObject *mon;   /* sys.monitoring, borrowed */
+    int id;          /* the tool id taken for the pass */
+    long start;      /* PY_START's bit */
+} deinstrument_ctx;
+
+static int
+deinstrument(PyCodeObject *co, void *ctx)
+{
+    deinstrument_ctx *c = ctx;
+    if (call_mon(c->mon, "set_local_events", "(iOl)", c->id, (PyObject *)co, c->start) < 0)
+        return -1;
+    return call_mon(c->mon, "set_local_events", "(iOi)", c->id, (PyObject *)co, 0);
+}
+#endif
+
+Py_ssize_t
+sp_monitoring_requicken_all(void)
+{
+#if SP_HAS_REQUICKEN
+    if (tool_id >= 0)
+        return 0;   /* installed: the events are on, nothing to give back yet */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    Py_ssize_t changed = 0;
+    deinstrument_ctx c = {PySys_GetObject("monitoring"), -1, -1};
+    if (c.mon) {
+        Py_INCREF(c.mon);
+        c.start = event_bit(c.mon, "PY_START");
+        c.id = c.start >= 0 ? pick_tool_id(c.mon) : -1;
+    }
+    if (c.id >= 0 && call_mon(c.mon, "use_tool_id", "(is)", c.id, TOOL_NAME) == 0) {
+        changed = sp_requicken_registry_with(deinstrument, &c);
+        release(c.mon, c.id);
+    } else {
+        /* both ids taken: the code CPython has not rewritten yet stays without its
+         * superinstructions (what a plain sp_requicken_registry leaves) */
+        PyErr_Clear();
+        changed = sp_requicken_registry();
+    }
+    Py_XDECREF(c.mon);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    return changed;
+#else
+    return 0;
+#endif
+}
+
 #else /* before 3.12: no sys.monitoring */
+
+Py_ssize_t
+sp_monitoring_requicken_all(void)
+{
+    return 0;
+}
 
 static int
 install(void)

@@ -22,7 +22,9 @@
  * two: these instructions never release the GIL).  De-instrumentation is lazy in
  * CPython (a function is rewritten when it next starts), so the caller runs this some
  * time after the events were turned off; code not yet rewritten is left for the next
- * time (it has not run since, so it costs nothing).  The code is then as CPython
+ * time (it has not run since, so it costs nothing), or, where no later pass will come
+ * (Profiler.stop()), de-instrumented now by the caller's deinstrument (monitoring.c:
+ * through sys.monitoring's own local events).  The code is then as CPython
  * creates it: if a tool turns events on later, CPython instruments it as it does any
  * new code object (taking the superinstructions apart again).
  *
@@ -119,7 +121,7 @@ sp_requicken_code(PyCodeObject *co)
 }
 
 Py_ssize_t
-sp_requicken_registry(void)
+sp_requicken_registry_with(int (*deinstrument)(PyCodeObject *, void *), void *ctx)
 {
     Py_ssize_t changed = 0;
     uint32_t n = sp_registry_size();
@@ -127,13 +129,37 @@ sp_requicken_registry(void)
         sp_code_t *e = sp_registry_get(id);
         if (!e || !e->code || e->quickened_version == e->code->_co_instrumentation_version)
             continue;   /* gone, or not instrumented again since the last time */
-        Py_ssize_t formed = sp_requicken_code(e->code);
+        PyCodeObject *co = e->code;
+        Py_ssize_t formed = sp_requicken_code(co);
+        if (formed < 0 && deinstrument) {
+            /* CPython would rewrite it when it next starts: rewrite it now.  The
+             * registry's reference is borrowed, and deinstrument calls into CPython,
+             * whose allocations may collect garbage and run finalizers: hold it. */
+            Py_INCREF(co);
+            if (deinstrument(co, ctx) < 0)
+                PyErr_Clear();
+            else
+                formed = sp_requicken_code(co);
+            e = sp_registry_get(id);
+            if (formed >= 0 && e && e->code == co) {
+                e->quickened_version = co->_co_instrumentation_version;
+                changed += formed > 0;
+            }
+            Py_DECREF(co);
+            continue;
+        }
         if (formed < 0)
             continue;   /* still instrumented: CPython rewrites it when it next starts */
-        e->quickened_version = e->code->_co_instrumentation_version;
+        e->quickened_version = co->_co_instrumentation_version;
         changed += formed > 0;
     }
     return changed;
+}
+
+Py_ssize_t
+sp_requicken_registry(void)
+{
+    return sp_requicken_registry_with(NULL, NULL);
 }
 
 #else /* !SP_HAS_REQUICKEN */
@@ -148,6 +174,14 @@ sp_requicken_code(PyCodeObject *co)
 Py_ssize_t
 sp_requicken_registry(void)
 {
+    return 0;
+}
+
+Py_ssize_t
+sp_requicken_registry_with(int (*deinstrument)(PyCodeObject *, void *), void *ctx)
+{
+    (void)deinstrument;
+    (void)ctx;
     return 0;
 }
 

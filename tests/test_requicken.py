@@ -101,6 +101,66 @@ def test_stop_restores_the_code_on_the_stack_and_a_later_pass_the_rest():
 
 
 @only_312
+@pytest.mark.parametrize("at_stop", [True, False])
+def test_profiler_stop_restores_every_function_that_ran(at_stop):
+    """Profiler.stop() leaves no later pass to come: every function that ran in the
+    session gets its superinstructions back at once, not only those on the stack (the
+    command line, which stops at exit, skips it); the tool id it took for that is
+    free again."""
+    out = run(f"""
+        import sys
+        import shadowprof
+        def f(n):
+            a = n
+            b = a
+            return a + b
+        for _ in range(3):
+            f(1)
+        p = shadowprof.Profiler()
+        p._requicken_at_stop = {at_stop}
+        p.start()
+        f(1)
+        p.stop(profile=False)
+        instrumented = any("INSTRUMENTED" in name for _, name in ops(f.__code__))
+        print(has_super(f.__code__), instrumented,
+              all(sys.monitoring.get_tool(i) is None for i in range(6)))
+    """)
+    assert out == (["True", "False", "True"] if at_stop else ["False", "True", "True"])
+
+
+@only_312
+def test_profiler_stop_leaves_other_tools_events_alone():
+    """A tool of the program's own with local LINE events in a function keeps them
+    (and its callbacks keep coming) through shadowprof's start, stop and restoring."""
+    out = run("""
+        import sys
+        import shadowprof
+        E = sys.monitoring.events
+        def f(n):
+            a = n
+            b = a
+            return a + b
+        lines = []
+        sys.monitoring.use_tool_id(1, "cov")
+        sys.monitoring.register_callback(1, E.LINE, lambda code, line: lines.append(line))
+        sys.monitoring.set_local_events(1, f.__code__, E.LINE)
+        f(1)
+        before = len(lines)
+        p = shadowprof.Profiler().start()
+        f(1)
+        p.stop(profile=False)
+        f(1)
+        print(before, len(lines), sys.monitoring.get_local_events(1, f.__code__) == E.LINE,
+              sys.monitoring.get_tool(1))
+    """)
+    before, total, kept, tool = out
+    assert int(before) == 3
+    assert int(total) == 9
+    assert kept == "True"
+    assert tool == "cov"
+
+
+@only_312
 def test_continuous_windows_give_the_superinstructions_back():
     """Duty-cycled windows (one per second): after the first window the hot function
     has its superinstructions most of the time (all but its window and the 0.1 s
@@ -138,6 +198,7 @@ def test_nothing_to_do_elsewhere():
         return a
     assert _core._requicken(f.__code__) == -1
     assert _core._requicken() == 0
+    assert _core._requicken(all=True) == 0
 
 
 def test_takes_a_code_object():
