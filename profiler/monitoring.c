@@ -13,8 +13,10 @@
  * CPython's instrumentation.
  *
  * Turning the events off leaves CPython 3.12's code without its superinstructions;
- * uninstall has requicken.c form them again where it can (continuous mode asks again
- * once the rest of the code was rewritten).
+ * uninstall has requicken.c form them again where it can: in the code on the stacks,
+ * which CPython de-instruments at once.  Continuous mode asks again once the code that
+ * runs again was rewritten; Profiler.stop(), after which nobody asks again, calls
+ * sp_monitoring_requicken_all, which de-instruments the rest first.
  *
  * Tool id: the first free one of 3 and 4, never 0-2 (debugger, coverage, profiler:
  * cProfile takes 2) or 5 (optimizer); events are set only for that id, so other tools
