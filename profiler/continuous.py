@@ -302,6 +302,20 @@ class PeriodicWriter:
         return window_length(self.period_s, self.budget, rho, self._fixed_ns / 1e9,
                              program, self._floor_s(), self.ledger.balance_ns / 1e9)
 
+    def _period_program_ns(self, window_program_ns: float, window_s: float) -> float:
+        """The program's own CPU time in the current period, estimated while it runs:
+        the window's, plus the rest of the period at the previous period's rate (the
+        ledger loop measures whole periods).  Not at the window's own rate: the hook
+        takes CPU time from a busy program while it is on (about half of it on
+        call-only code), so that rate made the share about twice what it was.  The
+        first window has no previous period, and only its own rate."""
+        rest_s = max(0.0, self.period_s - window_s)
+        if self._program_cpu_ns is not None:
+            rate = self._program_cpu_ns / self.period_s
+        else:
+            rate = window_program_ns / window_s if window_s > 0 else 0.0
+        return window_program_ns + rate * rest_s
+
     def _duty_loop(self) -> None:
         period = self.period_s
         wait = self._stop.wait
@@ -393,9 +407,9 @@ class PeriodicWriter:
             writer_ns = open_ns + (now - t0) + rest
             cost = in_window + writer_ns
             duty = min(1.0, window_s / self.period_s)   # a whole period: 1
-            # Share of the program's CPU time in the period (estimated from the
-            # window's: the window is a random part of it).
-            share = cost * duty / program if program > 0 and duty > 0 else 0.0
+            # Share of the program's CPU time in the period, which is still running.
+            period_program = self._period_program_ns(program, window_s)
+            share = cost / period_program if program > 0 and period_program > 0 else 0.0
             window.update(in_window=in_window, program=program, window_s=window_s,
                           encoded=now)
             lines = [f"shadowprof.window window_s={window_s:.6f} "

@@ -188,6 +188,43 @@ def test_duty_cycled_files_say_what_they_cover_with_exact_calls(py, tmp_path):
         assert m and int(m.group(1)) == calls["leaf"], top
 
 
+def test_window_cost_agrees_with_the_ledger(tmp_path):
+    """Each file's cost= (its period's share, estimated while the period runs) agrees
+    with what the ledger measured over whole periods, on call-only code where the
+    hook takes a large part of the program's CPU while on.  Extrapolated at the
+    window's own rate, the share read up to twice the ledger's."""
+    code = f"""
+import glob, gzip, re, statistics, time
+from shadowprof.continuous import PeriodicWriter
+def leaf():
+    pass
+def unit():
+    for _ in range(50):
+        leaf()
+w = PeriodicWriter({str(tmp_path)!r}, 1.0, keep=0, budget=0.01,
+                   session=dict(interval_ns=10_000_000, mode="cpu")).start()
+t = time.process_time_ns()
+end = time.monotonic() + 7.2
+while time.monotonic() < end:
+    unit()
+w.close()
+cpu = time.process_time_ns() - t
+shares = []
+for f in sorted(glob.glob({str(tmp_path)!r} + "/*.pb.gz"))[1:]:   # not the first
+    note = re.search(rb"shadowprof.window [ -~]*", gzip.open(f).read()).group()
+    if b"partial=1" not in note:
+        shares.append(float(re.search(rb"cost=([0-9.]+)", note).group(1)))
+print(len(shares), statistics.median(shares), w.ledger.spent_ns / (cpu - w.ledger.spent_ns))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    n, share, ledger = p.stdout.split()
+    assert int(n) >= 6
+    # 0.93-1.01 here; 1.42-2.13 at the window's own rate
+    assert 0.7 < float(share) / float(ledger) < 1.3, (share, ledger)
+
+
 def test_merge_and_report_give_rates_per_profiled_second(py, tmp_path):
     d = tmp_path / "periods"
     run_program(py, tmp_path, 2.0, options=f"period=0.4s,keep=0,output={d}")
