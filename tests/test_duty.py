@@ -190,39 +190,48 @@ def test_duty_cycled_files_say_what_they_cover_with_exact_calls(py, tmp_path):
 
 def test_window_cost_agrees_with_the_ledger(tmp_path):
     """Each file's cost= (its period's share, estimated while the period runs) agrees
-    with what the ledger measured over whole periods, on call-only code where the
+    with what the ledger then measured for that period, on call-only code where the
     hook takes a large part of the program's CPU while on.  Extrapolated at the
-    window's own rate, the share read up to twice the ledger's."""
+    window's own rate, the share read up to twice the ledger's.  Period by period,
+    not a median of files against the run's total: on a loaded machine a few slow
+    writes make the total's mean run above any file's median."""
     code = f"""
 import glob, gzip, re, statistics, time
 from shadowprof.continuous import PeriodicWriter
 def leaf():
     pass
 def unit():
-    for _ in range(50):
-        leaf()
+    for _ in range(10):
+        leaf(); leaf(); leaf(); leaf(); leaf()
 w = PeriodicWriter({str(tmp_path)!r}, 1.0, keep=0, budget=0.01,
-                   session=dict(interval_ns=10_000_000, mode="cpu")).start()
-t = time.process_time_ns()
+                   session=dict(interval_ns=10_000_000, mode="cpu"))
+measured = []
+record = w.ledger.record
+def logged(program_ns, cost_ns):
+    measured.append(cost_ns / program_ns)
+    record(program_ns, cost_ns)
+w.ledger.record = logged
+w.start()
 end = time.monotonic() + 7.2
 while time.monotonic() < end:
     unit()
 w.close()
-cpu = time.process_time_ns() - t
-shares = []
-for f in sorted(glob.glob({str(tmp_path)!r} + "/*.pb.gz"))[1:]:   # not the first
+ratios = []
+files = sorted(glob.glob({str(tmp_path)!r} + "/*.pb.gz"))
+for f, share in list(zip(files, measured))[1:]:   # not the first
     note = re.search(rb"shadowprof.window [ -~]*", gzip.open(f).read()).group()
     if b"partial=1" not in note:
-        shares.append(float(re.search(rb"cost=([0-9.]+)", note).group(1)))
-print(len(shares), statistics.median(shares), w.ledger.spent_ns / (cpu - w.ledger.spent_ns))
+        ratios.append(float(re.search(rb"cost=([0-9.]+)", note).group(1)) / share)
+print(len(ratios), statistics.median(ratios))
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0, p.stderr
-    n, share, ledger = p.stdout.split()
-    assert int(n) >= 6
-    # 0.93-1.01 here; 1.42-2.13 at the window's own rate
-    assert 0.7 < float(share) / float(ledger) < 1.3, (share, ledger)
+    n, ratio = p.stdout.split()
+    assert int(n) >= 5
+    # 0.90-1.06 here, also beside two busy processes on 2 cores; 1.35-3.2 on 3.11
+    # at the window's own rate (as much as the calibration gives the hook)
+    assert 0.75 < float(ratio) < 1.25, ratio
 
 
 def test_merge_and_report_give_rates_per_profiled_second(py, tmp_path):
