@@ -65,6 +65,9 @@ MIN_WINDOW_S = 0.02
 # CPython 3.12: how long after a window the writer gives the functions that ran in it
 # their superinstructions back (the hot ones have started again by then).
 REQUICKEN_DELAY_S = 0.1
+# The first period's window: the least of the period before it that gives the rest of
+# the period its rate (for the file's cost=); a shorter lead, the window's own rate.
+LEAD_MIN_S = 0.05
 # The least a call under the hook is budgeted at, in ns (callgrind: about 40
 # instructions a call over the bare mechanism, some 10 ns here).
 MIN_PER_CALL_NS = 10.0
@@ -205,6 +208,8 @@ class PeriodicWriter:
         self._rho = None             # measured cost per ns of the program's CPU
         self._fixed_ns = 0           # the writer's CPU time per window
         self._program_cpu_ns = None  # the program's CPU time in the last period
+        self._lead_rate = None       # first period: program CPU/s before its window
+        self._period_mark = None     # (monotonic, process CPU ns) at the period's start
         self.ledger = Ledger(self.budget)
         self._window_s = 0.0
         self._open = None            # (monotonic start, length s, offset s, writer ns)
@@ -308,10 +313,13 @@ class PeriodicWriter:
         ledger loop measures whole periods).  Not at the window's own rate: the hook
         takes CPU time from a busy program while it is on (about half of it on
         call-only code), so that rate made the share about twice what it was.  The
-        first window has no previous period, and only its own rate."""
+        first period has none: its rate before its window opened (LEAD_MIN_S or
+        more of it), else the window's own."""
         rest_s = max(0.0, self.period_s - window_s)
         if self._program_cpu_ns is not None:
             rate = self._program_cpu_ns / self.period_s
+        elif self._lead_rate is not None:
+            rate = self._lead_rate
         else:
             rate = window_program_ns / window_s if window_s > 0 else 0.0
         return window_program_ns + rate * rest_s
@@ -325,6 +333,7 @@ class PeriodicWriter:
             self._open = (time.monotonic(), self._next_window_s(), 0.0, 0)
         period_start = time.monotonic()
         cpu_mark = time.process_time_ns()
+        self._period_mark = (period_start, cpu_mark)
         while True:
             if self._open is None:
                 length = self._next_window_s()
@@ -372,6 +381,11 @@ class PeriodicWriter:
 
     def _open_window(self, length: float, offset: float) -> None:
         t0 = time.thread_time_ns()
+        if self._program_cpu_ns is None and self._period_mark is not None:
+            began, cpu = self._period_mark
+            lead = time.monotonic() - began
+            if lead >= LEAD_MIN_S:
+                self._lead_rate = (time.process_time_ns() - cpu) / lead
         if self.session is None:
             self.session = {}
         _core.set_sigprof_policy(self.sigprof)
@@ -397,6 +411,10 @@ class PeriodicWriter:
             """The window's note and what it costs, from the writer's totals (no
             snapshot): asked while the file is being encoded."""
             in_window = info["calls"] * per_call + info["handler_ns"] + info["drain_ns"]
+            # No more than the window's CPU time: a calibration that read high (a busy
+            # machine, calls cheaper than its empty ones) can make the calls' cost
+            # exceed it, and then the program ran for nothing and the share read 0.
+            in_window = min(in_window, info["cpu_ns"])
             program = info["cpu_ns"] - in_window
             window_s = info["duration_ns"] / 1e9
             # The writer's cost of this window: opening and stopping the core, the
@@ -409,7 +427,7 @@ class PeriodicWriter:
             duty = min(1.0, window_s / self.period_s)   # a whole period: 1
             # Share of the program's CPU time in the period, which is still running.
             period_program = self._period_program_ns(program, window_s)
-            share = cost / period_program if program > 0 and period_program > 0 else 0.0
+            share = cost / period_program if period_program > 0 else 0.0
             window.update(in_window=in_window, program=program, window_s=window_s,
                           encoded=now)
             lines = [f"shadowprof.window window_s={window_s:.6f} "
