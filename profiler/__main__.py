@@ -165,23 +165,35 @@ def _failed_status(code):
     return code if code not in (None, 0) else WRITE_FAILED
 
 
-def _is_our_frame(fn) -> bool:
+def _is_our_file(filename: str) -> bool:
     import runpy
     here = os.path.dirname(os.path.abspath(__file__))
-    return (fn.filename.startswith(here + os.sep) or fn.filename == runpy.__file__
-            or fn.filename.startswith("<frozen runpy"))
+    return (filename.startswith(here + os.sep) or filename == runpy.__file__
+            or filename.startswith("<frozen runpy"))
+
+
+def _is_our_frame(fn) -> bool:
+    return _is_our_file(fn.filename)
 
 
 def _write_profile(profiler, profile, path: str, fmt: str, **report_options) -> None:
     """Write *profile* (*profiler*'s, with the command line's own frames stripped) to
     *path*; pprof straight from the core's tables in C (pprof_writer), which strips
-    the same frames."""
+    the same frames.  *profile* None: the profiler was stopped for the C writer alone
+    (Profiler._stop_for_writer, which made sure that writer can take it)."""
     if fmt == "pprof":
-        from . import pprof_writer
-        ours = [fid for fid, fn in profile.functions.items()
-                if fid > 0 and _is_our_frame(fn)]
+        from . import _core, pprof_writer
+        if profile is None:
+            ours = [fid for fid, (_, filename, _) in _core.functions().items()
+                    if _is_our_file(filename)]
+        else:
+            ours = [fid for fid, fn in profile.functions.items()
+                    if fid > 0 and _is_our_frame(fn)]
         if pprof_writer.write_profiler(profiler, path, strip=ours):
             return
+        if profile is None:
+            raise RuntimeError("shadowprof: the pprof writer refused the profile "
+                               "it was stopped for")
     from .analysis import formats
     formats.write_profile(profile, path, fmt, **report_options)
 
@@ -360,8 +372,12 @@ def run(argv: list) -> int:
     except BaseException as e:  # reported after the profile, as Python would
         pending = e
     finally:
-        # A quiet run without -o reports nothing: no profile is built.
-        profile = profiler.stop(profile=bool(opts.output or not opts.quiet))
+        # A quiet run builds no Profile: without -o it reports nothing, and a pprof
+        # -o is written from the core's tables.
+        if opts.quiet and fmt == "pprof" and profiler._stop_for_writer():
+            profile = None
+        else:
+            profile = profiler.stop(profile=bool(opts.output or not opts.quiet))
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
     if profile is not None:

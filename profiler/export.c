@@ -1338,18 +1338,19 @@ done:
 
 const char sp_export_session_doc[] =
     "_session() -> dict\n--\n\nThe session's generation (changes at start() and in a\n"
-    "forked child), running and native flags.";
+    "forked child), running and native flags, and its samples so far.";
 
 PyObject *
 sp_export_session(PyObject *mod, PyObject *unused)
 {
     sp_session_t s;
     sp_session_get(&s);
-    return Py_BuildValue("{s:K,s:O,s:O,s:O}", "generation",
+    return Py_BuildValue("{s:K,s:O,s:O,s:O,s:K}", "generation",
                          (unsigned long long)s.generation, "running",
                          s.running ? Py_True : Py_False, "native",
                          s.native ? Py_True : Py_False, "started",
-                         session_table() ? Py_True : Py_False);
+                         session_table() ? Py_True : Py_False, "samples",
+                         (unsigned long long)sp_session_stats()->samples);
 }
 
 const char sp_export_table_add_doc[] =

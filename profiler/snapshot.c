@@ -71,6 +71,32 @@ mark_used(uint32_t caller, uint32_t callee, uint64_t n, void *arg)
     return 0;
 }
 
+/* functions[id] = (qualname, filename, firstlineno) of registry entry id. */
+static int
+put_function(PyObject *functions, uint32_t id)
+{
+    sp_code_t *e = sp_registry_get(id);
+    return sp_dict_set_steal(functions, PyLong_FromUnsignedLong(id),
+                             Py_BuildValue("(OOi)", e->qualname, e->filename,
+                                           e->firstlineno));
+}
+
+PyObject *
+sp_snapshot_functions(void)
+{
+    PyObject *functions = PyDict_New();
+    if (!functions)
+        return NULL;
+    uint32_t nids = sp_registry_size();
+    for (uint32_t id = SP_ID_FIRST_CODE; id < nids; id++) {
+        if (put_function(functions, id) < 0) {
+            Py_DECREF(functions);
+            return NULL;
+        }
+    }
+    return functions;
+}
+
 PyObject *
 sp_snapshot(void)
 {
@@ -135,12 +161,7 @@ sp_snapshot(void)
         goto fail;
     sp_registry_visit_edges(mark_used, used);
     for (uint32_t id = 0; id < nids; id++) {
-        if (!used[id])
-            continue;
-        sp_code_t *e = sp_registry_get(id);
-        if (sp_dict_set_steal(functions, PyLong_FromUnsignedLong(id),
-                              Py_BuildValue("(OOi)", e->qualname, e->filename,
-                                            e->firstlineno)) < 0)
+        if (used[id] && put_function(functions, id) < 0)
             goto fail;
     }
     sp_session_t sess;

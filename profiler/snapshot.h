@@ -11,6 +11,10 @@
 /* The profile so far as plain data (see _core.snapshot's docstring), after a drain.
  * New reference, or NULL with an exception set (RuntimeError before any start). */
 PyObject *sp_snapshot(void);
+/* {id: (qualname, filename, firstlineno)} of every code object the registry holds,
+ * whether or not the profile uses it: a snapshot's functions without its stacks, for
+ * naming functions by file (the command line's own frames).  New reference or NULL. */
+PyObject *sp_snapshot_functions(void);
 /* {thread_id: [(qualname, filename, firstlineno), ...root first]} of every live
  * thread's shadow stack; empty when no session runs.  New reference or NULL. */
 PyObject *sp_snapshot_thread_stacks(void);

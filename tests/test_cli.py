@@ -126,6 +126,44 @@ def test_output_files_json_and_text(tmp_path, write_script):
     assert r.returncode == 2 and "not a shadowprof JSON profile" in r.stderr
 
 
+def test_quiet_pprof_output_builds_no_profile(tmp_path, write_script):
+    """-q -o F.pprof writes the file from the core's tables at exit without a
+    snapshot or a Profile (they took 0.2 s at 7,000 stacks), still without the
+    command line's own frames (runpy's too, under -m) and with exact calls."""
+    write_script(PROGRAM, name="prog.py")
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(
+        "from shadowprof.analysis import model\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError('a Profile was built')\n"
+        "model.Profile.from_snapshot = refuse\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(guard),
+                                                      env.get("PYTHONPATH")]))
+    import runpy
+    import shadowprof
+    from shadowprof.analysis.pprof import read_pprof
+    package = os.path.dirname(shadowprof.__file__) + os.sep
+    for target in (["prog.py"], ["-m", "prog"]):
+        out = tmp_path / "p.pprof"
+        r = subprocess.run([sys.executable, "-m", "shadowprof", "-q", "-i", "1ms", "-o",
+                            str(out), *target], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        profile = read_pprof(str(out))
+        ours = {fid for fid, fn in profile.functions.items()
+                if fn.filename.startswith((package, "<frozen runpy", runpy.__file__))}
+        roots = {profile.functions[s.frames[0][0]].filename for s in profile.stacks}
+        assert roots and roots <= {str(tmp_path / "prog.py"), "prog.py", "<shadowprof>"}
+        assert not [s for s in profile.stacks if ours & {f for f, _ in s.frames}]
+        assert not ours & {fid for fid, n in profile.calls.items() if n}
+        assert not ours & {f for edge in profile.edges for f in edge}
+        calls = {fn.name: profile.calls.get(fid, 0)
+                 for fid, fn in profile.functions.items()}
+        assert calls["helper"] == 100 and calls["hot"] == 1, calls
+
+
 def test_forked_child_does_not_write_the_parents_report(tmp_path, write_script):
     script = write_script(
         "import os, sys\n"

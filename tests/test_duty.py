@@ -399,6 +399,7 @@ def test_an_empty_program_never_calibrates(py, tmp_path):
     prog.write_text(CALIBRATED_AT_EXIT)
     env = canary_venv.clean_env()
     for args in (["-m", "shadowprof", "-q"], ["-m", "shadowprof"],
+                 ["-m", "shadowprof", "-q", "-o", str(tmp_path / "empty.pprof")],
                  ["-X", "shadowprof=quiet"]):
         r = subprocess.run([py, *args, str(prog)], capture_output=True, text=True,
                            env=env, timeout=120)
